@@ -1,0 +1,36 @@
+# Two commands on a fresh machine:
+#   make demo   installs everything and prints a real completion from the embedded model
+#   make test   installs everything and runs the test suite (what .ci/run calls)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test editors clean
+
+install: $(STAMP)
+
+# pip caches the llama-cpp-python wheel it builds (about 6 minutes on 2 cores), so a
+# second install, or a fresh clone on the same machine, reuses it.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/ghostpilot doctor
+	@echo "--- ghostpilot complete examples/sample.py:20:5"
+	$(BIN)/ghostpilot complete examples/sample.py:20:5
+
+# Real editors for the editor tests (apt packages, code-server, the .vsix); each step is
+# cached and skipped when already done.
+editors: install
+	bash scripts/setup-editors.sh
+
+test: install editors
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache artifacts

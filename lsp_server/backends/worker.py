@@ -1,0 +1,169 @@
+"""The model worker: the one owner of the loaded model.
+
+All model work (loading, tokenizing for prompts, generation) runs on one thread, fed by a
+queue, so llama.cpp is never entered twice at once and the event loop never blocks on it.
+A job submitted with a ``key`` (a document URI) supersedes the previous job with the same
+key: a queued one is dropped, a running one stops between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from lsp_server.backends.base import (
+    Backend,
+    CancelToken,
+    Cancelled,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ModelUnavailable,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Called with (state, message) on every state change: "loading", "ready", "error".
+StateListener = Callable[[str, str], None]
+BackendFactory = Callable[[], Backend]
+
+
+@dataclass
+class _Job(Generic[T]):
+    run: Callable[[Backend, CancelToken], T]
+    key: str | None
+    token: CancelToken = field(default_factory=CancelToken)
+    future: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
+    needs_model: bool = True
+
+
+class ModelWorker:
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._latest: dict[str, CancelToken] = {}
+        self._lock = threading.Lock()
+        self._backend: Backend | None = None
+        self._listeners: list[StateListener] = []
+        self.state = "unloaded"
+        self.message = ""
+        self.loaded = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ghostpilot-model", daemon=True)
+        self._thread.start()
+
+    # -- state --------------------------------------------------------------------------
+
+    def add_listener(self, listener: StateListener) -> None:
+        self._listeners.append(listener)
+
+    def _set_state(self, state: str, message: str = "") -> None:
+        self.state, self.message = state, message
+        for listener in self._listeners:
+            try:
+                listener(state, message)
+            except Exception:  # a listener must never stop the worker
+                log.exception("state listener failed")
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self._backend.info if self._backend is not None else None
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load(self, factory: BackendFactory, description: str) -> concurrent.futures.Future[None]:
+        """Load a model on the worker thread, replacing the current one."""
+        self.loaded.clear()
+        self._set_state("loading", description)
+
+        def run(_: Backend | None, __: CancelToken) -> None:
+            self._backend = None
+            try:
+                started = time.perf_counter()
+                self._backend = factory()
+                log.info("loaded %s in %.2f s", description, time.perf_counter() - started)
+                self._set_state("ready", description)
+            except ModelUnavailable as error:
+                self._set_state("error", str(error))
+                raise
+            except Exception as error:  # llama.cpp raises many kinds
+                self._set_state("error", f"could not load {description}: {error}")
+                raise ModelUnavailable(str(error)) from error
+            finally:
+                self.loaded.set()
+
+        job: _Job[None] = _Job(run=run, key=None, needs_model=False)  # type: ignore[arg-type]
+        self._queue.put(job)
+        return job.future
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        return self.loaded.wait(timeout)
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def submit(
+        self, run: Callable[[Backend, CancelToken], T], key: str | None = None
+    ) -> tuple[concurrent.futures.Future[T], CancelToken]:
+        job: _Job[T] = _Job(run=run, key=key)
+        if key is not None:
+            with self._lock:
+                previous = self._latest.get(key)
+                self._latest[key] = job.token
+            if previous is not None:
+                previous.cancel("superseded by a newer request")
+        self._queue.put(job)
+        return job.future, job.token
+
+    async def run(self, run: Callable[[Backend, CancelToken], T], key: str | None = None) -> T:
+        """Run a job from the event loop; cancelling the awaiting task stops the job."""
+        future, token = self.submit(run, key)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            token.cancel("request cancelled")
+            raise
+
+    def run_blocking(self, run: Callable[[Backend, CancelToken], T], key: str | None = None) -> T:
+        future, _ = self.submit(run, key)
+        return future.result()
+
+    async def generate(self, request: GenerationRequest, key: str | None = None) -> GenerationResult:
+        return await self.run(lambda backend, token: backend.generate(request, token), key)
+
+    def generate_blocking(
+        self, request: GenerationRequest, key: str | None = None
+    ) -> GenerationResult:
+        return self.run_blocking(lambda backend, token: backend.generate(request, token), key)
+
+    def tokenize_blocking(self, text: str) -> list[int]:
+        return self.run_blocking(lambda backend, _: backend.tokenize(text))
+
+    def shutdown(self) -> None:
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                if job.token.cancelled:
+                    raise Cancelled(job.token.reason)
+                if job.needs_model and self._backend is None:
+                    raise ModelUnavailable(self.message or "no model is loaded")
+                job.future.set_result(job.run(self._backend, job.token))  # type: ignore[arg-type]
+            except BaseException as error:  # delivered to the awaiting side
+                job.future.set_exception(error)
+            finally:
+                if job.key is not None:
+                    with self._lock:
+                        if self._latest.get(job.key) is job.token:
+                            del self._latest[job.key]

@@ -1,0 +1,234 @@
+"""``ghostpilot bench``: how fast the product is on this machine.
+
+- ``ghostpilot bench latency``: replay typing into a real Python file through
+  ``ghostpilot serve`` over stdio; keystroke-to-suggestion p50/p95/max for single- and
+  multi-line suggestions, prompt tokens evaluated vs reused, decode tokens/s and server
+  RSS; then the same prompts through llama.cpp's ``llama-server`` (cache_prompt on).
+- ``ghostpilot bench throughput``: prompt and decode tokens/s through our backend as a
+  fraction of ``llama-bench`` on the same model and threads.
+
+The llama.cpp tools come from ``scripts/build-llama-server.sh`` (cached under
+``~/.cache/ghostpilot``); without them the peer columns are left out, saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "bench", help="latency (LSP typing replay vs llama-server) and throughput benchmarks",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kinds = parser.add_subparsers(dest="bench", metavar="BENCH")
+    latency = kinds.add_parser("latency", help="keystroke-to-suggestion latency over LSP")
+    latency.add_argument("--file", type=Path, default=None,
+                         help="Python file to retype (default: the stdlib's textwrap.py)")
+    latency.add_argument("--functions", type=int, default=6, help="function bodies to retype")
+    latency.add_argument("--keystrokes", type=int, default=None, help="stop after N keystrokes")
+    latency.add_argument("--keystroke-ms", type=float, default=0.0,
+                         help="pause between mid-word keystrokes (default 0)")
+    _model_args(latency)
+    latency.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
+                         help="compare with llama-server: auto = when it is built")
+    latency.add_argument("--out", type=Path, help="write the full report (JSON) here")
+    latency.set_defaults(func=run_latency)
+    throughput = kinds.add_parser("throughput", help="tokens/s vs llama-bench")
+    _model_args(throughput)
+    throughput.add_argument("--prompt-tokens", type=int, default=512)
+    throughput.add_argument("--gen-tokens", type=int, default=128)
+    throughput.add_argument("--repetitions", type=int, default=3)
+    throughput.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
+                            help="run llama-bench: auto = when it is built")
+    throughput.add_argument("--out", type=Path, help="write the report (JSON) here")
+    throughput.set_defaults(func=run_throughput)
+    parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="GGUF path or registry name (default: embedded)")
+    parser.add_argument("--threads", type=int, help="model threads (default: all cores)")
+    parser.add_argument("--llama-bin", type=Path, help="directory with llama-server/llama-bench")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from lsp_server.config import Settings, merge
+
+    raw: dict[str, Any] = {}
+    if args.model:
+        raw["model"] = args.model
+    if args.threads:
+        raw["nThreads"] = args.threads
+    settings, problems = merge(Settings(), raw)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return settings, raw
+
+
+def _peer_tool(args: argparse.Namespace, name: str) -> Path | None:
+    from lsp_server.evaluation.llama_peer import BUILD_SCRIPT, find_tool
+
+    if args.peer == "off":
+        return None
+    tool = find_tool(name, args.llama_bin)
+    if tool is None:
+        message = f"{name} not found; build it with {BUILD_SCRIPT} (or pass --llama-bin)"
+        if args.peer == "on":
+            raise FileNotFoundError(message)
+        _log(f"peer skipped: {message}")
+    return tool
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    from lsp_server.evaluation import latency, typing_replay
+    from lsp_server.evaluation.llama_peer import LlamaServer
+
+    path = args.file or Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
+    try:
+        settings, raw = _settings(args)
+        text = path.read_text(encoding="utf-8")
+        edits = typing_replay.session(text, functions=args.functions,
+                                      max_keystrokes=args.keystrokes)
+        server_exe = _peer_tool(args, "llama-server")
+    except (OSError, UnicodeDecodeError, ValueError, SyntaxError) as error:
+        print(f"ghostpilot bench: {error}", file=sys.stderr)
+        return 2
+    _log(f"replaying {sum(e.kind == 'type' for e in edits)} keystrokes, "
+         f"{sum(e.request for e in edits)} requests on {path}")
+    replay = latency.replay_ours(path, edits, settings=raw, keystroke_s=args.keystroke_ms / 1000,
+                                 log=_log)
+    report: dict[str, Any] = {
+        "input": str(path), "debounce": latency.DEBOUNCE, "threads": settings.n_threads,
+        "model": settings.model, "ours": latency.summarize(replay),
+    }
+    if server_exe is not None:
+        _log("building the same prompts through the engine for llama-server ...")
+        generated = [i for i, r in enumerate(replay.records) if r.mode and not r.cached]
+        prompts = latency.record_prompts([replay.snapshots[i] for i in generated],
+                                         settings=settings, uri=path.resolve().as_uri())
+        from lsp_server.backends.registry import resolve
+
+        model_path = str(resolve(settings.model).path)
+        peer = LlamaServer(server_exe, model_path, threads=settings.n_threads,
+                           n_ctx=settings.n_ctx, extra=["--swa-full"])
+        try:
+            peer.wait_ready()
+            _log(f"llama-server: {len(generated)} requests ...")
+            if prompts and prompts[0]:
+                peer.complete(prompts[0][:8], 1)  # warm-up, like ours
+            for index, tokens in zip(generated, prompts):
+                record = replay.records[index]
+                if not tokens:
+                    continue
+                reply = peer.complete(tokens, max(1, record.generated_tokens))
+                record.peer = {**reply.__dict__, "tokens": tokens}
+            report["llama_server"] = latency.peer_summary(replay.records)
+            report["llama_server"]["rss_mb"] = peer.rss_mb()
+            report["llama_server"]["argv"] = peer.argv
+        finally:
+            peer.close()
+    report["requests"] = [latency.record_json(r) for r in replay.records]
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    sys.stdout.write(latency_table(report))
+    return 0
+
+
+def latency_table(report: dict[str, Any]) -> str:
+    ours = report["ours"]
+    lines = [f"input: {report['input']}  threads: {report['threads']}  model: {report['model']}",
+             f"debounce: {report['debounce']}",
+             f"keystrokes {ours['keystrokes']}, requests {ours['requests']}, suggestions "
+             f"{ours['suggestions']} ({ours['cached_suggestions']} from the type-through cache)",
+             "", "| latency (ms) | n | p50 | p95 | max |", "|---|---|---|---|---|"]
+    for name in ("single_line", "multi_line", "no_suggestion", "all"):
+        stats = ours["latency"][name]
+        if stats.get("count"):
+            lines.append(f"| ours {name.replace('_', '-')} | {stats['count']} | {stats['p50_ms']} |"
+                         f" {stats['p95_ms']} | {stats['max_ms']} |")
+    tokens = ours["prompt_tokens"]
+    lines += ["",
+              f"prompt tokens per generating request: mean {tokens['mean_prompt_tokens']}, "
+              f"evaluated {tokens['evaluated_total']} / {tokens['prompt_total']} "
+              f"(reused {tokens['reused_total']}); evaluated share p50 "
+              f"{tokens['evaluated_share_p50']}, mean {tokens['evaluated_share_mean']}",
+              f"decode tokens/s (p50): {ours['decode_tokens_per_s']['p50']}",
+              f"server RSS: {ours['server_rss_mb']['end']} MB (peak {ours['server_rss_mb']['peak']} MB)"]
+    peer = report.get("llama_server")
+    if peer:
+        lines += ["", f"same prompts, llama-server with cache_prompt ({peer['paired_requests']} "
+                      "requests, same number of generated tokens):",
+                  "| | n | ours p50 | llama-server p50 | ratio | ours p95 | llama-server p95 | ratio |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name in ("single_line", "multi_line", "all"):
+            entry = peer[name]
+            o, t = entry["ours"], entry["llama_server"]
+            if o.get("count"):
+                lines.append(f"| {name.replace('_', '-')} | {o['count']} | {o['p50_ms']} | "
+                             f"{t['p50_ms']} | {entry.get('ratio_p50')} | {o['p95_ms']} | "
+                             f"{t['p95_ms']} | {entry.get('ratio_p95')} |")
+        lines.append(f"llama-server prompt tokens evaluated: {peer['peer_prompt_tokens_evaluated']}"
+                     f" / {peer['peer_prompt_tokens_total']}; RSS {peer.get('rss_mb')} MB")
+    return "\n".join(lines) + "\n"
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    from lsp_server.backends.registry import resolve
+    from lsp_server.backends.worker import ModelWorker
+    from lsp_server.evaluation import throughput
+    from lsp_server.evaluation.llama_peer import llama_bench
+    from lsp_server.runtime import load_model
+
+    try:
+        settings, _ = _settings(args)
+        bench_exe = _peer_tool(args, "llama-bench")
+        model_path = str(resolve(settings.model).path)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"ghostpilot bench: {error}", file=sys.stderr)
+        return 2
+    worker = ModelWorker()
+    load_model(worker, settings)
+    worker.wait_loaded()
+    if worker.state != "ready":
+        print(f"ghostpilot bench: {worker.message}", file=sys.stderr)
+        return 1
+    _log(f"our backend: pp{args.prompt_tokens} / tg{args.gen_tokens}, {settings.n_threads} threads")
+    ours = throughput.measure(worker, prompt_tokens=args.prompt_tokens,
+                              gen_tokens=args.gen_tokens, repetitions=args.repetitions, log=_log)
+    worker.shutdown()
+    report: dict[str, Any] = {"model": settings.model, "threads": settings.n_threads, "ours": ours}
+    if bench_exe is not None:
+        _log("llama-bench ...")
+        report["llama_bench"] = llama_bench(bench_exe, model_path, threads=settings.n_threads,
+                                            prompt_tokens=args.prompt_tokens,
+                                            gen_tokens=args.gen_tokens,
+                                            repetitions=args.repetitions)
+        report["fraction_of_llama_bench"] = throughput.fractions(ours, report["llama_bench"])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    sys.stdout.write(throughput_table(report))
+    return 0
+
+
+def throughput_table(report: dict[str, Any]) -> str:
+    ours = report["ours"]
+    bench = report.get("llama_bench") or {}
+    share = report.get("fraction_of_llama_bench") or {}
+    lines = [f"model: {report['model']}  threads: {report['threads']}", "",
+             "| | ours (tokens/s) | llama-bench (tokens/s) | fraction |", "|---|---|---|---|"]
+    for key, label in (("pp", "prompt processing"), ("tg", "decode")):
+        theirs = (bench.get(key) or {}).get("tokens_per_s")
+        lines.append(f"| {label} ({key}{ours[key]['tokens']}) | {ours[key]['tokens_per_s']} | "
+                     f"{theirs if theirs is not None else 'n/a'} | {share.get(key, 'n/a')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,94 @@
+"""``ghostpilot complete FILE:LINE:COL``: print the suggestion for one position.
+
+LINE and COL are 1-based, as compilers and grep print them (COL counts characters).
+It runs the same engine as the language server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lsp_server.backends.worker import ModelWorker
+from lsp_server.config import Settings, merge
+from lsp_server.engine import CompletionEngine
+from lsp_server.parsing.document import Document
+from lsp_server.parsing.positions import PositionOutOfRange
+from lsp_server.runtime import load_model
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "complete", help="print the suggestion at FILE:LINE:COL (1-based)"
+    )
+    parser.add_argument("location", help="FILE:LINE:COL, 1-based like compiler messages")
+    parser.add_argument("--model", help="GGUF path or registry name (default: embedded)")
+    parser.add_argument("--max-tokens", type=int)
+    parser.add_argument("--n-threads", type=int)
+    parser.add_argument("--explicit", action="store_true", help="complete even in strings")
+    parser.add_argument("--json", action="store_true", help="print the suggestion and stats as JSON")
+    parser.set_defaults(func=run)
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    parts = location.rsplit(":", 2)
+    if len(parts) != 3:
+        raise ValueError(f"expected FILE:LINE:COL, got {location!r}")
+    path, line, column = parts
+    try:
+        line_number, column_number = int(line), int(column)
+    except ValueError:
+        raise ValueError(f"LINE and COL must be numbers in {location!r}") from None
+    if line_number < 1 or column_number < 1:
+        raise ValueError("LINE and COL are 1-based")
+    return Path(path), line_number, column_number
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        path, line, column = parse_location(args.location)
+        text = path.read_text(encoding="utf-8")
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        print(f"ghostpilot complete: {error}", file=sys.stderr)
+        return 2
+    raw = {"model": args.model, "maxTokens": args.max_tokens, "nThreads": args.n_threads}
+    settings, problems = merge(Settings(), {k: v for k, v in raw.items() if v is not None})
+    for problem in problems:
+        print(f"ghostpilot complete: {problem}", file=sys.stderr)
+    document = Document(uri=path.resolve().as_uri(), text=text, language_id="python")
+    try:
+        line_text = document.line(line - 1) if line - 1 < document.line_count else None
+        if line_text is None:
+            raise PositionOutOfRange(f"line {line} is past the end ({document.line_count} lines)")
+        if column - 1 > len(line_text.rstrip("\r")):
+            raise PositionOutOfRange(f"column {column} is past the end of line {line}")
+        offset = document.index.char_starts[line - 1] + column - 1
+    except PositionOutOfRange as error:
+        print(f"ghostpilot complete: {error}", file=sys.stderr)
+        return 2
+    worker = ModelWorker()
+    load_model(worker, settings)
+    worker.wait_loaded()
+    if worker.state != "ready":
+        print(f"ghostpilot complete: {worker.message}", file=sys.stderr)
+        return 1
+    engine = CompletionEngine(worker, lambda: settings)
+    suggestion = engine.complete_blocking(document, offset, explicit=args.explicit)
+    if args.json:
+        result = suggestion.result if suggestion else None
+        print(json.dumps({
+            "text": suggestion.text if suggestion else "",
+            "mode": suggestion.mode if suggestion else None,
+            "latency_ms": round(suggestion.latency_s * 1000, 1) if suggestion else None,
+            "prompt_tokens": result.prompt_tokens if result else None,
+            "evaluated_tokens": result.evaluated_tokens if result else None,
+            "generated_tokens": result.token_count if result else None,
+        }, indent=2))
+        return 0
+    if suggestion is None:
+        print("ghostpilot complete: no suggestion at this position", file=sys.stderr)
+        return 1
+    sys.stdout.write(suggestion.text + "\n")
+    return 0

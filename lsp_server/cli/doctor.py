@@ -1,0 +1,59 @@
+"""``ghostpilot doctor``: what this installation can do, and with which model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lsp_server.backends.gguf import GGUFError
+from lsp_server.backends.registry import ModelNotFound, resolve, verify
+from lsp_server.config import Settings, merge, to_camel
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("doctor", help="print build features, model, threads, context")
+    parser.add_argument("--model")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsp_server.backends.llama import system_info
+
+    settings, problems = merge(Settings(), {"model": args.model} if args.model else {})
+    report: dict[str, object] = {"settings": to_camel(settings), "problems": problems}
+    info = system_info()
+    report["llama_cpp"] = info
+    ok = True
+    try:
+        resolved = resolve(settings.model)
+        checked = verify(resolved.path)
+        report["model"] = {
+            "name": resolved.name, "path": str(resolved.path),
+            "architecture": checked.header.architecture, "sha256_ok": checked.sha_ok,
+        }
+    except (ModelNotFound, GGUFError) as error:
+        report["model"] = {"error": str(error)}
+        ok = False
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0 if ok else 1
+    features = info["features"]
+    assert isinstance(features, dict)
+    simd = [name for name, value in features.items() if value == "1"]
+    print(f"llama-cpp-python {info['llama_cpp_python']}")
+    print(f"  SIMD / CPU features: {', '.join(simd) or 'none reported'}")
+    print(f"  GPU offload: {'supported' if info['gpu_offload'] else 'not in this build (CPU only)'}")
+    if not info["gpu_offload"]:
+        print("  (rebuild with CMAKE_ARGS=\"-DGGML_CUDA=on\" or \"-DGGML_METAL=on\"; see README)")
+    print(f"model: {settings.model}")
+    model = report["model"]
+    assert isinstance(model, dict)
+    for key, value in model.items():
+        print(f"  {key}: {value}")
+    print(f"threads: {settings.n_threads}; context: {settings.n_ctx} tokens; "
+          f"GPU layers: {settings.n_gpu_layers}")
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0 if ok else 1

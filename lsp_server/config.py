@@ -1,0 +1,158 @@
+"""Typed settings, merged from defaults, initializationOptions, ``workspace/configuration``
+and ``workspace/didChangeConfiguration``.
+
+Keys arrive in camelCase (``nThreads``) as editors send them; snake_case is accepted too.
+A bad value never stops the server: it is reported once and its default is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_MODEL = "gemma3-270m"
+NEVER_READ_DEFAULT = (".env", ".env.*", "*.pem", "*.key")
+
+
+def default_threads() -> int:
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        count = os.cpu_count() or 1
+    return max(1, count)
+
+
+@dataclass(frozen=True)
+class Settings:
+    enable: bool = True
+    model: str = DEFAULT_MODEL
+    n_ctx: int = 2048
+    n_threads: int = field(default_factory=default_threads)
+    n_gpu_layers: int = 0
+    max_tokens: int = 96
+    max_line_tokens: int = 32
+    temperature: float = 0.0
+    top_p: float = 0.95
+    time_budget_ms: int = 1500
+    enabled_languages: tuple[str, ...] = ("python",)
+    exclude_globs: tuple[str, ...] = ()
+    never_read_globs: tuple[str, ...] = NEVER_READ_DEFAULT
+    respect_gitignore: bool = True
+    completion_fallback: str = "auto"  # "auto" | "always" | "never"
+    docstring_style: str = "auto"  # "auto" | "google" | "numpy" | "sphinx"
+    reliance: Mapping[str, Any] = field(default_factory=dict)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "completion_fallback": ("auto", "always", "never"),
+    "docstring_style": ("auto", "google", "numpy", "sphinx"),
+}
+_RANGES: dict[str, tuple[float, float]] = {
+    "n_ctx": (256, 131072),
+    "n_threads": (1, 256),
+    "n_gpu_layers": (-1, 1000),
+    "max_tokens": (1, 2048),
+    "max_line_tokens": (1, 512),
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "time_budget_ms": (50, 60000),
+}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def snake_case(key: str) -> str:
+    out = []
+    for char in key:
+        if char.isupper():
+            out.append("_")
+            out.append(char.lower())
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert ``value`` to the type of ``default`` or raise ValueError saying why."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true or false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueError(f"expected an integer, got {value!r}")
+        value = int(value)
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"expected a non-empty string, got {value!r}")
+    elif isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    elif isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected an object, got {value!r}")
+        return dict(value)
+    if name in _RANGES:
+        low, high = _RANGES[name]
+        if not low <= value <= high:
+            raise ValueError(f"{value!r} is outside {low:g}..{high:g}")
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise ValueError(f"expected one of {', '.join(_CHOICES[name])}, got {value!r}")
+    return value
+
+
+def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
+    """Overlay ``raw`` (a mapping from an editor) on ``base``.
+
+    Returns the new settings and one problem string per rejected key; a rejected key
+    keeps its *default* value, so a typo never silently keeps a stale setting.
+    """
+    if raw is None:
+        return base, []
+    if not isinstance(raw, Mapping):
+        return base, [f"settings must be an object, got {type(raw).__name__}"]
+    if "ghostpilot" in raw and isinstance(raw["ghostpilot"], Mapping):
+        raw = raw["ghostpilot"]
+    defaults = Settings()
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        name = snake_case(str(key))
+        if name not in _FIELDS:
+            problems.append(f"unknown setting {key!r}")
+            continue
+        if value is None:
+            changes[name] = getattr(defaults, name)
+            continue
+        try:
+            changes[name] = _coerce(name, value, getattr(defaults, name))
+        except ValueError as error:
+            problems.append(f"{key}: {error}; using the default {getattr(defaults, name)!r}")
+            changes[name] = getattr(defaults, name)
+    return dataclasses.replace(base, **changes), problems
+
+
+def to_camel(settings: Settings) -> dict[str, Any]:
+    """The settings as an editor would write them (for ``ghostpilot doctor`` and logs)."""
+    result = {}
+    for name, value in dataclasses.asdict(settings).items():
+        parts = name.split("_")
+        result[parts[0] + "".join(p.title() for p in parts[1:])] = value
+    return result
+
+
+# Settings whose change needs the model to be loaded again.
+MODEL_KEYS = ("model", "n_ctx", "n_threads", "n_gpu_layers")
+
+
+def needs_reload(old: Settings, new: Settings) -> bool:
+    return any(getattr(old, key) != getattr(new, key) for key in MODEL_KEYS)

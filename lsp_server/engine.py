@@ -1,0 +1,398 @@
+"""The completion engine: document + cursor -> suggestion.
+
+One code path for the language server, the ``ghostpilot complete`` CLI and the
+evaluation harness. The prompt is built on the model worker's thread from a snapshot of
+the document, so the event loop never waits on tokenization or generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from tree_sitter import Tree
+
+from lsp_server.backends.base import (
+    Backend,
+    CancelToken,
+    GenerationRequest,
+    GenerationResult,
+)
+from lsp_server.backends.worker import ModelWorker
+from lsp_server.config import Settings
+from lsp_server.parsing.document import Document
+from lsp_server.parsing.syntax import parse
+from lsp_server.prompts import budget, modes, postprocess
+from lsp_server.prompts.context import (
+    PromptContext,
+    build_context,
+    enclosing_definitions,
+    indent_width,
+    leading_ws,
+)
+from lsp_server.prompts.fim import assemble
+
+log = logging.getLogger(__name__)
+
+SUFFIX_TOKENS = 256
+_WINDOW_LINES = 60
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a completion needs of a document, frozen at request time."""
+
+    uri: str
+    version: int
+    text: str
+    source: bytes
+    tree: Tree
+    language_id: str
+
+    @classmethod
+    def of(cls, document: Document) -> Snapshot:
+        tree = document.tree.copy() if document.tree is not None else parse(document.source)
+        return cls(
+            document.uri, document.version, document.text, document.source, tree,
+            document.language_id,
+        )  # fmt: skip
+
+
+@dataclass
+class Suggestion:
+    text: str
+    # Code-point range of the document that ``text`` replaces (start <= cursor == end).
+    start: int
+    end: int
+    mode: str
+    uri: str = ""
+    version: int = 0
+    model: str = ""
+    result: GenerationResult | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    created: float = field(default_factory=time.time)
+    latency_s: float = 0.0
+    reused_from_cache: bool = False
+    accepted_at: float | None = None
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.result.mean_logprob if self.result else float("-inf")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where and how to complete: the outcome of the pure planning step."""
+
+    mode: str
+    reason: str
+    # Code-point offset where the replaced range starts (the line start on a blank line).
+    start: int
+    context: PromptContext | None = None
+
+
+def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
+    """Decide the mode and build the prompt context at code-point offset ``cursor``."""
+    text = snapshot.text
+    cursor_byte = len(text[:cursor].encode("utf-8"))
+    trigger = modes.decide(snapshot.tree, snapshot.source, cursor_byte, explicit=explicit)
+    if trigger.mode == "none":
+        return Plan("none", trigger.reason, cursor)
+    line_start = text.rfind("\n", 0, cursor) + 1
+    blank_prefix = not text[line_start:cursor].strip()
+    start = line_start if blank_prefix else cursor
+    prompt_cursor = len(text[:start].encode("utf-8"))
+    context = build_context(snapshot.tree, snapshot.source, prompt_cursor)
+    if blank_prefix:
+        # Measure the block from the real cursor (its indentation counts).
+        real = build_context(snapshot.tree, snapshot.source, cursor_byte)
+        context = replace(context, block_indent=real.block_indent, suffix=real.suffix)
+    return Plan(trigger.mode, trigger.reason, start, context)
+
+
+class CompletionEngine:
+    def __init__(self, worker: ModelWorker, settings: Callable[[], Settings]) -> None:
+        self.worker = worker
+        self.settings = settings
+        self._counters: dict[int, budget.TokenCounter] = {}
+        self._recent: OrderedDict[str, tuple[Snapshot, Suggestion]] = OrderedDict()
+        self.last: Suggestion | None = None
+
+    # -- public -----------------------------------------------------------------------
+
+    async def complete(
+        self, document: Document, cursor: int, *, explicit: bool = False, key: str | None = None
+    ) -> Suggestion | None:
+        snapshot = Snapshot.of(document)
+        started = time.perf_counter()
+        cached = self._type_through(snapshot, cursor)
+        if cached is not None:
+            return cached
+        suggestion = await self.worker.run(
+            lambda backend, token: self._job(backend, token, snapshot, cursor, explicit, {}),
+            key=key or document.uri,
+        )
+        return self._finish(snapshot, suggestion, started)
+
+    def complete_blocking(
+        self,
+        document: Document,
+        cursor: int,
+        *,
+        explicit: bool = False,
+        overrides: dict[str, object] | None = None,
+    ) -> Suggestion | None:
+        snapshot = Snapshot.of(document)
+        started = time.perf_counter()
+        suggestion = self.worker.run_blocking(
+            lambda backend, token: self._job(
+                backend, token, snapshot, cursor, explicit, overrides or {}
+            )
+        )
+        return self._finish(snapshot, suggestion, started)
+
+    def sample_blocking(
+        self,
+        document: Document,
+        cursor: int,
+        *,
+        n: int,
+        temperature: float,
+        top_p: float = 0.95,
+        max_tokens: int | None = None,
+        seed: int = 0,
+        mode: str | None = None,
+    ) -> list[Suggestion]:
+        """``n`` samples at the cursor (for pass@k); greedy when temperature is 0."""
+        snapshot = Snapshot.of(document)
+        results = []
+        for index in range(n):
+            overrides: dict[str, object] = {"temperature": temperature, "top_p": top_p, "seed": seed + index}
+            if max_tokens is not None:
+                overrides["max_tokens"] = max_tokens
+            if mode is not None:
+                overrides["mode"] = mode
+            started = time.perf_counter()
+            suggestion = self.worker.run_blocking(
+                lambda backend, token, o=overrides: self._job(
+                    backend, token, snapshot, cursor, True, o
+                )
+            )
+            finished = self._finish(snapshot, suggestion, started)
+            if finished is not None:
+                results.append(finished)
+            else:
+                results.append(Suggestion("", cursor, cursor, "block", uri=snapshot.uri))
+        return results
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _finish(
+        self, snapshot: Snapshot, suggestion: Suggestion | None, started: float
+    ) -> Suggestion | None:
+        if suggestion is None:
+            return None
+        suggestion.latency_s = time.perf_counter() - started
+        self.last = suggestion
+        self._recent[snapshot.uri] = (snapshot, suggestion)
+        self._recent.move_to_end(snapshot.uri)
+        while len(self._recent) > 32:
+            self._recent.popitem(last=False)
+        return suggestion
+
+    def _type_through(self, snapshot: Snapshot, cursor: int) -> Suggestion | None:
+        """Reuse the last suggestion while the user types what it suggested."""
+        found = self._recent.get(snapshot.uri)
+        if found is None:
+            return None
+        old, previous = found
+        start = previous.start
+        typed = snapshot.text[start:cursor]
+        if (
+            cursor <= previous.end
+            or len(typed) >= len(previous.text)
+            or not previous.text.startswith(typed)
+            or snapshot.text[:start] != old.text[:start]
+            or snapshot.text[cursor:] != old.text[previous.end :]
+        ):
+            return None
+        reused = Suggestion(
+            text=previous.text,
+            start=start,
+            end=cursor,
+            mode=previous.mode,
+            uri=snapshot.uri,
+            version=snapshot.version,
+            model=previous.model,
+            result=previous.result,
+            latency_s=0.0,
+            reused_from_cache=True,
+        )
+        self.last = reused
+        return reused
+
+    def _counter(self, backend: Backend) -> budget.TokenCounter:
+        counter = self._counters.get(id(backend))
+        if counter is None:
+            self._counters = {id(backend): budget.TokenCounter(backend.tokenize)}
+            counter = self._counters[id(backend)]
+        return counter
+
+    def _job(
+        self,
+        backend: Backend,
+        token: CancelToken,
+        snapshot: Snapshot,
+        cursor: int,
+        explicit: bool,
+        overrides: dict[str, object],
+    ) -> Suggestion | None:
+        settings = self.settings()
+        planned = plan(snapshot, cursor, explicit=explicit)
+        mode = str(overrides.get("mode", planned.mode)) if planned.mode != "none" else "none"
+        if mode == "none" or planned.context is None:
+            log.debug("no completion at %s:%d: %s", snapshot.uri, cursor, planned.reason)
+            return None
+        context = planned.context
+        count = self._counter(backend)
+        max_tokens = int(overrides.get("max_tokens", settings.max_line_tokens if mode == "line" else settings.max_tokens))  # type: ignore[arg-type]
+        n_ctx = backend.info.n_ctx
+        fim = getattr(backend, "fim_tokens", None)
+        template = getattr(backend, "template", None)
+        suffix_budget = min(SUFFIX_TOKENS, n_ctx // 4) if fim is not None else 0
+        prefix_budget = max(64, n_ctx - max_tokens - suffix_budget - 16)
+        prefix = budget.fit_prefix(context, count, prefix_budget)
+        prompt_tokens: tuple[int, ...] | None = None
+        if fim is not None and template is not None:
+            suffix = budget.fit_suffix(context.suffix, count, suffix_budget)
+            bos = backend.bos() if hasattr(backend, "bos") else []
+            prompt_tokens = tuple(
+                assemble(template, fim, backend.tokenize(prefix), backend.tokenize(suffix), bos)
+            )
+        first_line_is_new = planned.start != cursor or not snapshot.text[
+            snapshot.text.rfind("\n", 0, cursor) + 1 : cursor
+        ].strip()
+        block_width = indent_width(context.block_indent) if context.block_indent else 0
+        if mode == "line":
+            stop_rule = postprocess.line_stop_rule
+        else:
+            stop_rule = postprocess.block_stop_rule(block_width, first_line_is_new)
+        request = GenerationRequest(
+            prompt=prefix,
+            prompt_tokens=prompt_tokens,
+            stop_token_ids=fim.stops if fim is not None else frozenset(),
+            max_tokens=max_tokens,
+            temperature=float(overrides.get("temperature", settings.temperature)),  # type: ignore[arg-type]
+            top_p=float(overrides.get("top_p", settings.top_p)),  # type: ignore[arg-type]
+            seed=overrides.get("seed"),  # type: ignore[arg-type]
+            stop=postprocess.codex_stop_sequences(context.function_indent),
+            stop_rule=stop_rule,
+            time_budget_s=settings.time_budget_ms / 1000.0,
+        )
+        result = backend.generate(request, token)
+        text = self._postprocess(snapshot, cursor, planned.start, mode, result.text)
+        if text is None:
+            return None
+        return Suggestion(
+            text=text,
+            start=planned.start,
+            end=cursor,
+            mode=mode,
+            uri=snapshot.uri,
+            version=snapshot.version,
+            model=backend.info.name,
+            result=result,
+        )
+
+    @staticmethod
+    def _postprocess(
+        snapshot: Snapshot, cursor: int, start: int, mode: str, raw: str
+    ) -> str | None:
+        text = snapshot.text
+        line_start = text.rfind("\n", 0, cursor) + 1
+        line_end = text.find("\n", cursor)
+        line_end = len(text) if line_end < 0 else line_end
+        following = tuple(text[line_end + 1 :].split("\n", 40)[:40]) if line_end < len(text) else ()
+        cleaned = postprocess.clean(
+            postprocess.CleanupInput(
+                suggestion=raw,
+                mode=mode,
+                line_before=text[line_start:cursor],
+                line_after=text[cursor:line_end],
+                following=following,
+                indent_unit=postprocess.detect_indent_unit(text[max(0, line_start - 20000) : line_start + 2000]),
+            )
+        )
+        if not cleaned:
+            return None
+        if start != cursor:
+            cleaned = _keep_user_indent(cleaned, text[start:cursor])
+            if cleaned is None:
+                return None
+        window_start, window_end = _parse_window(snapshot, cursor)
+        before = text[window_start:start]
+        after = text[cursor:window_end]
+        line_after = text[cursor:line_end]
+        candidates: list[str] = []
+        for piece in postprocess.line_prefixes(cleaned):
+            for candidate in postprocess.overlap_candidates(piece, line_after):
+                if candidate not in candidates:
+                    candidates.append(candidate)
+        chosen = postprocess.choose_parseable(before, after, candidates)
+        if chosen is None or not chosen.strip():
+            return None
+        if start != cursor and chosen.strip() == "":
+            return None
+        return chosen
+
+
+def _keep_user_indent(suggestion: str, typed_ws: str) -> str | None:
+    """On a blank line the suggestion carries its own indentation and replaces the
+    whitespace typed so far; keep at least what the user typed."""
+    first = suggestion.split("\n", 1)[0]
+    if first.startswith(typed_ws):
+        return suggestion
+    model_ws = leading_ws(first)
+    delta = indent_width(typed_ws) - indent_width(model_ws)
+    if delta <= 0:
+        return None  # the model's indentation conflicts with the user's
+    pad = typed_ws[len(typed_ws) - delta :] if typed_ws.endswith(" " * delta) else " " * delta
+    return "\n".join(pad + line if line.strip() else line for line in suggestion.split("\n"))
+
+
+def _parse_window(snapshot: Snapshot, cursor: int) -> tuple[int, int]:
+    """A code-point span around the cursor to parse-check a suggestion in: the outermost
+    enclosing definition, or some lines around the cursor at module level."""
+    text = snapshot.text
+    cursor_byte = len(text[:cursor].encode("utf-8"))
+    chain = enclosing_definitions(snapshot.tree, snapshot.source, cursor_byte)
+    if chain:
+        outer = chain[-1]
+        if outer.parent is not None and outer.parent.type == "decorated_definition":
+            outer = outer.parent
+        start_byte = snapshot.source.rfind(b"\n", 0, outer.start_byte) + 1
+        end_byte = max(outer.end_byte, cursor_byte)
+        if end_byte - start_byte < 400_000:
+            start = len(snapshot.source[:start_byte].decode("utf-8", errors="replace"))
+            end = len(snapshot.source[:end_byte].decode("utf-8", errors="replace"))
+            line_end = text.find("\n", max(end, cursor))
+            return start, len(text) if line_end < 0 else line_end
+    start = cursor
+    for _ in range(_WINDOW_LINES):
+        found = text.rfind("\n", 0, max(start - 1, 0))
+        if found < 0:
+            start = 0
+            break
+        start = found + 1
+    end = cursor
+    for _ in range(_WINDOW_LINES):
+        found = text.find("\n", end + 1)
+        if found < 0:
+            end = len(text)
+            break
+        end = found
+    return start, max(end, cursor)

@@ -1,0 +1,330 @@
+"""``ghostpilot bench latency``: keystroke-to-suggestion latency through the real LSP
+stdio interface, beside llama.cpp's ``llama-server`` given the same prompts.
+
+1. Start ``ghostpilot serve`` as a subprocess, open a real Python file, and replay a
+   typing session (:mod:`typing_replay`): ``didChange`` per keystroke, an inline
+   completion request at each word boundary. Latency is from the moment the keystroke's
+   ``didChange`` leaves the client to the moment the completion arrives. After each
+   answer, ``ghostpilot/stats`` gives the mode and the prompt tokens evaluated/reused.
+2. Rebuild, in-process and through the same :class:`CompletionEngine`, the exact token
+   prompt of every request our server generated for (a recording backend captures it).
+3. Send those prompts, in the same order, to ``llama-server`` with ``cache_prompt`` on,
+   asking for as many tokens as our server generated, and time each HTTP round trip.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsp_server.evaluation import typing_replay
+from lsp_server.evaluation.llama_peer import process_rss_mb
+from lsp_server.evaluation.lsp_client import LspClient, utf16_position
+
+DEBOUNCE = ("a request at each word boundary (after a character that ends a word, a closing "
+            "bracket, or a new line) and on each emptied body; none mid-word; the next "
+            "keystroke waits for the answer")
+
+
+@dataclass
+class RequestRecord:
+    index: int
+    function: str
+    keystroke: int
+    offset: int
+    latency_ms: float
+    mode: str | None = None  # "line" | "block"; None: no suggestion
+    cached: bool = False
+    text: str = ""
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    decode_ms: float = 0.0
+    server_latency_ms: float = 0.0
+    peer: dict[str, Any] | None = None
+
+
+@dataclass
+class Replay:
+    records: list[RequestRecord]
+    keystrokes: int
+    edits: int
+    snapshots: list[tuple[str, int]] = field(default_factory=list)
+    rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+    load_s: float = 0.0
+    server_stdout_clean: bool = True
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100]) of a non-empty sequence."""
+    if not values:
+        raise ValueError("percentile of nothing")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def latency_stats(values: Sequence[float]) -> dict[str, float | int]:
+    if not values:
+        return {"count": 0}
+    return {"count": len(values), "p50_ms": round(percentile(values, 50), 1),
+            "p95_ms": round(percentile(values, 95), 1), "max_ms": round(max(values), 1),
+            "mean_ms": round(sum(values) / len(values), 1)}
+
+
+def server_argv() -> list[str]:
+    return [sys.executable, "-m", "lsp_server", "serve"]
+
+
+def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: dict[str, Any],
+                keystroke_s: float = 0.0, log: Callable[[str], None] = print,
+                stderr_path: str | None = None, progress: bool = True) -> Replay:
+    """Replay ``edits`` on ``path`` through a fresh ``ghostpilot serve``."""
+    text = path.read_text(encoding="utf-8")
+    workdir = tempfile.mkdtemp(prefix="ghostpilot-bench-")
+    try:
+        copy = Path(workdir) / path.name
+        copy.write_text(text, encoding="utf-8")
+        uri = copy.as_uri()
+        started = time.perf_counter()
+        client = LspClient(server_argv(), settings=settings, cwd=workdir, stderr_path=stderr_path,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            client.initialize(root_uri=Path(workdir).as_uri())
+            client.wait_for(lambda m, p: m == "ghostpilot/status"
+                            and (p or {}).get("state") in ("ready", "error"), timeout=300)
+            load_s = time.perf_counter() - started
+            version = 1
+            client.notify("textDocument/didOpen", {"textDocument": {
+                "uri": uri, "languageId": "python", "version": version, "text": text}})
+            _warm_up(client, uri, text, edits)
+            replay = _drive(client, uri, text, edits, keystroke_s, log, progress)
+            replay.load_s = load_s
+            replay.rss_mb = process_rss_mb(client.process.pid)
+            replay.peak_rss_mb = process_rss_mb(client.process.pid, "VmHWM")
+            replay.server_stdout_clean = not client.bad_output
+        finally:
+            client.close()
+        return replay
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _warm_up(client: LspClient, uri: str, text: str, edits: Sequence[typing_replay.Edit]) -> None:
+    """One untimed request, so the first timed one does not pay for cold caches."""
+    line, character = utf16_position(text, edits[0].start)
+    client.request("textDocument/inlineCompletion", {
+        "textDocument": {"uri": uri}, "position": {"line": line, "character": character},
+        "context": {"triggerKind": 1}}, timeout=300)
+
+
+def _drive(client: LspClient, uri: str, text: str, edits: Sequence[typing_replay.Edit],
+           keystroke_s: float, log: Callable[[str], None], progress: bool) -> Replay:
+    records: list[RequestRecord] = []
+    snapshots: list[tuple[str, int]] = []
+    version = 1
+    keystrokes = 0
+    total = sum(e.request for e in edits)
+    for edit in edits:
+        start = utf16_position(text, edit.start)
+        end = utf16_position(text, edit.end)
+        version += 1
+        sent = client.notify("textDocument/didChange", {
+            "textDocument": {"uri": uri, "version": version},
+            "contentChanges": [{"range": {
+                "start": {"line": start[0], "character": start[1]},
+                "end": {"line": end[0], "character": end[1]}}, "text": edit.new_text}]})
+        text = typing_replay.apply(text, edit)
+        keystrokes += edit.kind == "type"
+        if not edit.request or edit.kind == "restore":
+            if keystroke_s and edit.kind == "type":
+                time.sleep(keystroke_s)
+            continue
+        cursor = edit.start + len(edit.new_text)
+        line, character = utf16_position(text, cursor)
+        answer = client.request("textDocument/inlineCompletion", {
+            "textDocument": {"uri": uri}, "position": {"line": line, "character": character},
+            "context": {"triggerKind": 2}}, timeout=300)
+        latency = (time.perf_counter() - sent) * 1000
+        record = RequestRecord(index=len(records), function=edit.function,
+                               keystroke=keystrokes, offset=cursor, latency_ms=latency)
+        items = (answer or {}).get("items", []) if isinstance(answer, dict) else (answer or [])
+        if items:
+            item = items[0]
+            record.text = item.get("insertText", "")
+            suggestion_id = ((item.get("command") or {}).get("arguments") or [None])[0]
+            stats = client.request("ghostpilot/stats", {})
+            last = (stats or {}).get("last") or {}
+            if last.get("id") == suggestion_id:
+                record.mode = last.get("mode")
+                record.cached = bool(last.get("cached"))
+                record.prompt_tokens = int(last.get("promptTokens", 0))
+                record.reused_tokens = int(last.get("reusedTokens", 0))
+                record.evaluated_tokens = int(last.get("evaluatedTokens", 0))
+                record.generated_tokens = int(last.get("generatedTokens", 0))
+                record.decode_ms = float(last.get("decodeMs", 0.0))
+                record.server_latency_ms = float(last.get("latencyMs", 0.0))
+            else:
+                record.mode = "block" if "\n" in record.text else "line"
+        records.append(record)
+        snapshots.append((text, cursor))
+        if progress and (len(records) % 10 == 0 or len(records) == total):
+            done = [r.latency_ms for r in records]
+            log(f"  ours: {len(records)}/{total} requests, p50 {percentile(done, 50):.0f} ms")
+    return Replay(records, keystrokes, len(edits), snapshots)
+
+
+# --- exact prompts for the peer ---------------------------------------------------------
+
+
+class _RecordingBackend:
+    """Wraps a real backend; ``generate`` records the request's tokens instead."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.info = real.info
+        self.fim_tokens = getattr(real, "fim_tokens", None)
+        self.template = getattr(real, "template", None)
+        self.requests: list[Any] = []
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return list(self.real.tokenize(text, special=special))
+
+    def bos(self) -> list[int]:
+        return list(self.real.bos())
+
+    def prompt_tokens(self, request: Any) -> list[int]:
+        """The token list ``LlamaBackend.generate`` would evaluate for ``request``."""
+        if request.prompt_tokens is not None:
+            tokens = list(request.prompt_tokens)
+        else:
+            tokens = self.bos() + self.tokenize(request.prompt, special=request.special)
+        room = max(1, self.info.n_ctx - request.max_tokens - 1)
+        if len(tokens) > room:
+            bos = self.bos()
+            tokens = bos + tokens[len(tokens) - room + len(bos):]
+        return tokens
+
+    def generate(self, request: Any, cancel: Any) -> Any:
+        from lsp_server.backends.base import GenerationResult
+
+        self.requests.append(request)
+        return GenerationResult(text="")
+
+
+def record_prompts(snapshots: Sequence[tuple[str, int]], *, settings: Any,
+                   uri: str) -> list[list[int] | None]:
+    """The exact prompt tokens our engine builds for each ``(text, cursor)``."""
+    from lsp_server.backends.llama import LlamaBackend
+    from lsp_server.backends.registry import resolve
+    from lsp_server.backends.worker import ModelWorker
+    from lsp_server.engine import CompletionEngine
+    from lsp_server.parsing.document import Document
+
+    resolved = resolve(settings.model)
+    real = LlamaBackend(str(resolved.path), name=resolved.name, n_ctx=settings.n_ctx,
+                        n_threads=settings.n_threads, fim_template="auto")
+    recorder = _RecordingBackend(real)
+    worker = ModelWorker()
+    worker.load(lambda: recorder, "recorder")
+    worker.wait_loaded()
+    engine = CompletionEngine(worker, lambda: settings)
+    prompts: list[list[int] | None] = []
+    try:
+        for text, cursor in snapshots:
+            before = len(recorder.requests)
+            engine.complete_blocking(Document(uri=uri, text=text, language_id="python"), cursor)
+            prompts.append(recorder.prompt_tokens(recorder.requests[-1])
+                           if len(recorder.requests) > before else None)
+    finally:
+        worker.shutdown()
+        del real
+    return prompts
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def summarize(replay: Replay) -> dict[str, Any]:
+    records = replay.records
+    single = [r.latency_ms for r in records if r.mode == "line"]
+    multi = [r.latency_ms for r in records if r.mode == "block"]
+    empty = [r.latency_ms for r in records if r.mode is None]
+    generated = [r for r in records if r.mode is not None and not r.cached]
+    with_prompt = [r for r in generated if r.prompt_tokens]
+    shares = [r.evaluated_tokens / r.prompt_tokens for r in with_prompt]
+    decode = [r.generated_tokens / (r.decode_ms / 1000) for r in generated
+              if r.decode_ms > 0 and r.generated_tokens > 1]
+    return {
+        "keystrokes": replay.keystrokes,
+        "requests": len(records),
+        "suggestions": sum(r.mode is not None for r in records),
+        "cached_suggestions": sum(r.cached for r in records),
+        "latency": {
+            "single_line": latency_stats(single),
+            "multi_line": latency_stats(multi),
+            "no_suggestion": latency_stats(empty),
+            "all": latency_stats([r.latency_ms for r in records]),
+        },
+        "prompt_tokens": {
+            "requests_with_generation": len(with_prompt),
+            "prompt_total": sum(r.prompt_tokens for r in with_prompt),
+            "evaluated_total": sum(r.evaluated_tokens for r in with_prompt),
+            "reused_total": sum(r.reused_tokens for r in with_prompt),
+            "evaluated_share_mean": round(sum(shares) / len(shares), 4) if shares else None,
+            "evaluated_share_p50": round(percentile(shares, 50), 4) if shares else None,
+            "evaluated_share_p95": round(percentile(shares, 95), 4) if shares else None,
+            "mean_prompt_tokens": round(sum(r.prompt_tokens for r in with_prompt)
+                                        / len(with_prompt), 1) if with_prompt else None,
+        },
+        "decode_tokens_per_s": {
+            "p50": round(percentile(decode, 50), 1) if decode else None,
+            "mean": round(sum(decode) / len(decode), 1) if decode else None,
+            "requests": len(decode),
+        },
+        "server_rss_mb": {"end": _round(replay.rss_mb), "peak": _round(replay.peak_rss_mb)},
+        "model_load_s": round(replay.load_s, 2),
+        "stdout_only_jsonrpc": replay.server_stdout_clean,
+    }
+
+
+def peer_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
+    """Ours and the peer on the requests both generated for (the same prompts)."""
+    paired = [r for r in records if r.peer is not None]
+    out: dict[str, Any] = {"paired_requests": len(paired)}
+    for name, mode in (("single_line", "line"), ("multi_line", "block"), ("all", None)):
+        chosen = [r for r in paired if mode is None or r.mode == mode]
+        ours = [r.latency_ms for r in chosen]
+        theirs = [float(r.peer["latency_ms"]) for r in chosen]  # type: ignore[index]
+        entry: dict[str, Any] = {"ours": latency_stats(ours), "llama_server": latency_stats(theirs)}
+        if ours and theirs:
+            entry["ratio_p50"] = round(percentile(ours, 50) / percentile(theirs, 50), 3)
+            entry["ratio_p95"] = round(percentile(ours, 95) / percentile(theirs, 95), 3)
+        out[name] = entry
+    prompt_n = sum(int(r.peer["prompt_n"]) for r in paired)  # type: ignore[index]
+    total = sum(len(r.peer.get("tokens", [])) for r in paired) if paired else 0  # type: ignore[union-attr]
+    out["peer_prompt_tokens_evaluated"] = prompt_n
+    out["peer_prompt_tokens_total"] = total
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def record_json(record: RequestRecord) -> dict[str, Any]:
+    data = asdict(record)
+    if data.get("peer"):
+        data["peer"] = {k: v for k, v in data["peer"].items() if k != "tokens"}
+    return data

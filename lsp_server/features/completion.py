@@ -1,0 +1,61 @@
+"""textDocument/completion: the fallback for clients without inline completion.
+
+One clearly labelled AI item whose text edit inserts the suggestion. It sorts after
+every other source's items and is offered only when the client lacks inline completion
+(setting ``completionFallback``: auto | always | never).
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from lsp_server.features._common import accept_command, suggestion_at, to_range
+
+LABEL_PREFIX = "Ghostpilot AI: "
+
+
+def wants_fallback(mode: str, client_capabilities: types.ClientCapabilities) -> bool:
+    if mode == "never":
+        return False
+    if mode == "always":
+        return True
+    text_document = client_capabilities.text_document
+    return not (text_document and text_document.inline_completion)
+
+
+def item_for(document, suggestion) -> types.CompletionItem:  # type: ignore[no-untyped-def]
+    first = next((line.strip() for line in suggestion.text.split("\n") if line.strip()), "")
+    label = LABEL_PREFIX + (first if len(first) <= 60 else first[:57] + "...")
+    return types.CompletionItem(
+        label=label,
+        label_details=types.CompletionItemLabelDetails(description="Ghostpilot (AI)"),
+        kind=types.CompletionItemKind.Snippet,
+        detail=f"AI suggestion from {suggestion.model}; review before use",
+        documentation=types.MarkupContent(
+            kind=types.MarkupKind.Markdown, value=f"```python\n{suggestion.text}\n```"
+        ),
+        sort_text="\uffff",
+        filter_text=suggestion.text,
+        preselect=False,
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(
+            range=to_range(document, suggestion.start, suggestion.end), new_text=suggestion.text
+        ),
+        command=accept_command(suggestion.id),
+    )
+
+
+def setup(server) -> None:  # type: ignore[no-untyped-def]
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[]))
+    async def completion(ls, params: types.CompletionParams):  # type: ignore[no-untyped-def]
+        if not wants_fallback(ls.settings.completion_fallback, ls.client_capabilities):
+            return types.CompletionList(is_incomplete=False, items=[])
+        explicit = bool(
+            params.context and params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        )
+        document, suggestion = await suggestion_at(
+            ls, params.text_document.uri, params.position, explicit=explicit
+        )
+        if suggestion is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        return types.CompletionList(is_incomplete=True, items=[item_for(document, suggestion)])

@@ -1,0 +1,59 @@
+"""initialize / initialized / workspace/didChangeConfiguration: settings, then the model.
+
+Settings merge defaults < initializationOptions < workspace/configuration (section
+``ghostpilot``) < didChangeConfiguration. The model starts loading once the client is
+initialized, with $/progress while it loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from lsprotocol import types
+
+log = logging.getLogger(__name__)
+SECTION = "ghostpilot"
+
+
+async def pull_configuration(ls) -> None:  # type: ignore[no-untyped-def]
+    workspace = ls.client_capabilities.workspace
+    if not (workspace and workspace.configuration):
+        return
+    try:
+        result = await asyncio.wait_for(
+            ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
+            ),
+            timeout=5,
+        )
+    except Exception as error:  # a client that cannot answer keeps the other sources
+        log.warning("workspace/configuration failed: %s", error)
+        return
+    if result and result[0] is not None:
+        ls.apply_settings(result[0], "workspace/configuration")
+
+
+def setup(server) -> None:  # type: ignore[no-untyped-def]
+    @server.feature(types.INITIALIZE)
+    def initialize(ls, params: types.InitializeParams) -> None:  # type: ignore[no-untyped-def]
+        ls.documents.encoding = str(getattr(ls.workspace, "position_encoding", "utf-16") or "utf-16")
+        if params.initialization_options is not None:
+            ls.apply_settings(params.initialization_options, "initializationOptions")
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls, params: types.InitializedParams) -> None:  # type: ignore[no-untyped-def]
+        ls.loop = asyncio.get_running_loop()
+        # Start loading before the configuration round trip, so that no request can
+        # reach the worker ahead of the model; a pulled setting that changes the model
+        # queues a reload.
+        ls.start_model_load()
+        await pull_configuration(ls)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls, params: types.DidChangeConfigurationParams) -> None:  # type: ignore[no-untyped-def]
+        settings = params.settings
+        if isinstance(settings, dict) and settings:
+            ls.apply_settings(settings, "didChangeConfiguration")
+        else:
+            await pull_configuration(ls)

@@ -1,0 +1,28 @@
+"""textDocument/inlineCompletion (LSP 3.18): ghost text from the local model.
+
+Each item carries a ``range`` (the cursor, or the line's indentation on a blank line)
+and the command ``ghostpilot.accept`` that clients execute when the user accepts it.
+"""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from lsp_server.features._common import accept_command, suggestion_at, to_range
+
+
+def setup(server) -> None:  # type: ignore[no-untyped-def]
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(ls, params: types.InlineCompletionParams):  # type: ignore[no-untyped-def]
+        explicit = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        document, suggestion = await suggestion_at(
+            ls, params.text_document.uri, params.position, explicit=explicit
+        )
+        if suggestion is None:
+            return types.InlineCompletionList(items=[])
+        item = types.InlineCompletionItem(
+            insert_text=suggestion.text,
+            range=to_range(document, suggestion.start, suggestion.end),
+            command=accept_command(suggestion.id),
+        )
+        return types.InlineCompletionList(items=[item])

@@ -1,0 +1,72 @@
+"""The tree-sitter layer: one Python grammar, parsers, and questions asked of a tree."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import tree_sitter_python
+from tree_sitter import Language, Node, Parser, Tree
+
+PYTHON = Language(tree_sitter_python.language())
+
+_local = threading.local()
+
+
+def parser() -> Parser:
+    """A parser for Python, one per thread (tree-sitter parsers are not thread-safe)."""
+    found: Parser | None = getattr(_local, "parser", None)
+    if found is None:
+        found = Parser(PYTHON)
+        _local.parser = found
+    return found
+
+
+def parse(source: bytes, old_tree: Tree | None = None) -> Tree:
+    if old_tree is None:
+        return parser().parse(source)
+    return parser().parse(source, old_tree)
+
+
+def parse_text(text: str) -> Tree:
+    return parse(text.encode("utf-8"))
+
+
+def error_count(node: Node) -> int:
+    """Number of ERROR and MISSING nodes under ``node`` (0 for a clean parse)."""
+    if not node.has_error:
+        return 0
+    count = 0
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.is_error or current.is_missing:
+            count += 1
+            continue
+        if current.has_error:
+            stack.extend(current.children)
+    return count
+
+
+def ancestors(node: Node | None) -> Iterator[Node]:
+    while node is not None:
+        yield node
+        node = node.parent
+
+
+def node_text(node: Node, source: bytes) -> str:
+    return source[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
+
+
+FUNCTION_TYPES = frozenset({"function_definition"})
+CLASS_TYPES = frozenset({"class_definition"})
+STRING_TYPES = frozenset({"string", "string_content", "concatenated_string"})
+COMMENT_TYPES = frozenset({"comment"})
+
+
+def definition_node(node: Node) -> Node:
+    """The node to show for a definition: its ``decorated_definition`` wrapper if any."""
+    parent = node.parent
+    if parent is not None and parent.type == "decorated_definition":
+        return parent
+    return node

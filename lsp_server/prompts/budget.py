@@ -1,0 +1,93 @@
+"""Fitting a prompt into a token budget, counted with the model's own tokenizer."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from lsp_server.prompts.context import PromptContext
+
+
+class TokenCounter:
+    """Counts tokens with a tokenizer, remembering recent pieces (most are stable)."""
+
+    def __init__(self, tokenize: Callable[[str], list[int]], size: int = 512) -> None:
+        self._tokenize = tokenize
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        self._size = size
+
+    def __call__(self, text: str) -> int:
+        found = self._cache.get(text)
+        if found is not None:
+            self._cache.move_to_end(text)
+            return found
+        count = len(self._tokenize(text))
+        self._cache[text] = count
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return count
+
+
+def _trim_top(text: str, count: Callable[[str], int], budget: int) -> str:
+    """Drop whole lines from the top of ``text`` until it fits (keeps the cursor's end)."""
+    if count(text) <= budget:
+        return text
+    lines = text.split("\n")
+    low, high = 1, len(lines) - 1
+    best = lines[-1]
+    while low <= high:  # binary search on the number of lines dropped
+        middle = (low + high) // 2
+        candidate = "\n".join(lines[middle:])
+        if count(candidate) <= budget:
+            best = candidate
+            high = middle - 1
+        else:
+            low = middle + 1
+    if count(best) > budget:  # a single enormous line: keep its tail by characters
+        best = best[-budget * 2 :]
+    return best
+
+
+def _trim_bottom(text: str, count: Callable[[str], int], budget: int) -> str:
+    if count(text) <= budget:
+        return text
+    lines = text.split("\n")
+    while len(lines) > 1 and count("\n".join(lines)) > budget:
+        lines = lines[: max(1, len(lines) * 3 // 4)]
+    kept = "\n".join(lines)
+    return kept if count(kept) <= budget else ""
+
+
+def fit_prefix(context: PromptContext, count: Callable[[str], int], budget: int) -> str:
+    """The prompt prefix: as much context as fits, in stable-first order.
+
+    Priority when the budget is short: the current code, then the class header, the
+    imports, and the used definitions nearest the cursor.
+    """
+    current = _trim_top(context.current, count, budget)
+    left = budget - count(current)
+    header = context.scope_header
+    if header and count(header) + 1 > left:
+        header = ""
+    left -= count(header) + 1 if header else 0
+    imports = context.imports
+    if imports and count(imports) + 2 > left:
+        imports = ""
+    left -= count(imports) + 2 if imports else 0
+    chosen: list[str] = []
+    for definition in reversed(context.definitions):
+        cost = count(definition) + 2
+        if cost <= left:
+            chosen.insert(0, definition)
+            left -= cost
+    head = [piece for piece in (imports, *chosen) if piece]
+    text = "\n\n\n".join(head)
+    if header:
+        text = f"{text}\n\n\n{header}\n" if text else f"{header}\n"
+    elif text:
+        text += "\n\n\n"
+    return text + current
+
+
+def fit_suffix(suffix: str, count: Callable[[str], int], budget: int) -> str:
+    return _trim_bottom(suffix, count, budget)

@@ -1,0 +1,344 @@
+"""Function-level prompt context, as in the Codex paper.
+
+From a document and a cursor, collect:
+1. the module's imports;
+2. the signatures and docstrings of the file's functions and classes that the current
+   code uses;
+3. the enclosing class header and its other members' signatures;
+4. the current function from its ``def`` line (with decorators) to the cursor.
+
+Pieces come in that order: stable context first, the changing tail last, so that typing
+reuses the KV cache of everything before the cursor line. Everything here is a pure
+function of (source bytes, tree, cursor byte offset).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tree_sitter import Node, Tree
+
+from lsp_server.parsing.syntax import ancestors, definition_node
+
+IMPORT_TYPES = frozenset({"import_statement", "import_from_statement", "future_import_statement"})
+DEF_TYPES = frozenset({"function_definition", "class_definition"})
+BLOCK_HEADER = re.compile(
+    r"^\s*(async\s+)?(def|class|if|elif|else|for|while|with|try|except|finally|match|case)\b.*:\s*(#.*)?$"
+)
+_IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+MAX_MODULE_LINES = 80
+MAX_SUFFIX_LINES = 40
+MAX_MEMBERS = 40
+
+
+def indent_width(line: str) -> int:
+    stripped = line.lstrip(" \t")
+    return len(line[: len(line) - len(stripped)].expandtabs(8))
+
+
+def leading_ws(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    imports: str
+    definitions: tuple[str, ...]
+    scope_header: str
+    current: str
+    suffix: str
+    # Indentation of the line that opened the block being written ("" at module level).
+    block_indent: str
+    # Indentation of the current function's ``def`` (stop sequences apply at it).
+    function_indent: str
+    in_function: bool
+
+    def pieces(self) -> list[str]:
+        """Non-empty pieces in prompt order (stable first)."""
+        head = [p for p in (self.imports, *self.definitions, self.scope_header) if p]
+        return head + [self.current]
+
+
+def _line_bounds(source: bytes, offset: int) -> tuple[int, int]:
+    start = source.rfind(b"\n", 0, offset) + 1
+    end = source.find(b"\n", offset)
+    return start, len(source) if end < 0 else end
+
+
+def _text(source: bytes, start: int, end: int) -> str:
+    return source[start:end].decode("utf-8", errors="replace")
+
+
+def cursor_indent(source: bytes, cursor: int) -> int:
+    """Indentation width that the cursor's line has (or will have, on a blank prefix)."""
+    start, end = _line_bounds(source, cursor)
+    before = _text(source, start, cursor)
+    if not before.strip():
+        return len(before.expandtabs(8))
+    return indent_width(_text(source, start, end))
+
+
+def _last_code_byte(source: bytes, cursor: int) -> int:
+    position = cursor
+    while position > 0 and source[position - 1 : position] in (b" ", b"\t", b"\r", b"\n"):
+        position -= 1
+    return position - 1
+
+
+def _body_is_empty(node: Node) -> bool:
+    """True for a definition whose body holds nothing but (at most) a docstring."""
+    body = node.child_by_field_name("body")
+    if body is None:
+        return True
+    statements = [c for c in body.named_children if c.type != "comment"]
+    if not statements:
+        return True
+    if len(statements) == 1 and statements[0].type == "expression_statement":
+        first = statements[0].named_children
+        return bool(first) and first[0].type == "string"
+    return False
+
+
+def enclosing_definitions(tree: Tree, source: bytes, cursor: int) -> list[Node]:
+    """Function and class definitions that enclose the cursor, innermost first.
+
+    A definition encloses the cursor when the cursor is on its header line, or deeper
+    indented than its ``def``/``class`` line, or just after a definition whose body
+    holds only a docstring (a HumanEval prompt ends so: the body comes next).
+    """
+    last = _last_code_byte(source, cursor)
+    if last < 0:
+        return []
+    node = tree.root_node.descendant_for_byte_range(last, last)
+    width = cursor_indent(source, cursor)
+    cursor_row = source.count(b"\n", 0, cursor)
+    result: list[Node] = []
+    for candidate in ancestors(node):
+        if candidate.type not in DEF_TYPES:
+            continue
+        row = candidate.start_point.row
+        line_start, line_end = _line_bounds(source, candidate.start_byte)
+        def_width = indent_width(_text(source, line_start, line_end))
+        header_end = candidate.child_by_field_name("body")
+        on_header = row <= cursor_row and (
+            header_end is None or cursor <= header_end.start_byte or cursor_row == row
+        )
+        blank_prefix = not _text(source, _line_bounds(source, cursor)[0], cursor).strip()
+        if width > def_width or on_header:
+            result.append(candidate)
+        elif not result and blank_prefix and _body_is_empty(candidate):
+            result.append(candidate)
+    return result
+
+
+def _header_text(node: Node, source: bytes) -> str:
+    """Decorators and signature of a definition, up to and including its colon."""
+    outer = definition_node(node)
+    body = node.child_by_field_name("body")
+    end = body.start_byte if body is not None else node.end_byte
+    header = _text(source, outer.start_byte, end).rstrip()
+    line_start = source.rfind(b"\n", 0, outer.start_byte) + 1
+    return _text(source, line_start, outer.start_byte) + header
+
+
+def _docstring(node: Node, source: bytes) -> str:
+    body = node.child_by_field_name("body")
+    if body is None or not body.named_children:
+        return ""
+    first = body.named_children[0]
+    if first.type == "expression_statement" and first.named_children:
+        string = first.named_children[0]
+        if string.type == "string":
+            line_start = source.rfind(b"\n", 0, first.start_byte) + 1
+            return _text(source, line_start, first.end_byte)
+    return ""
+
+
+def _body_indent(node: Node, source: bytes) -> str:
+    body = node.child_by_field_name("body")
+    if body is not None and body.named_children:
+        line_start = source.rfind(b"\n", 0, body.named_children[0].start_byte) + 1
+        return leading_ws(_text(source, line_start, body.named_children[0].start_byte + 1))
+    line_start = source.rfind(b"\n", 0, node.start_byte) + 1
+    return leading_ws(_text(source, line_start, node.start_byte + 1)) + "    "
+
+
+def stub(node: Node, source: bytes, *, with_members: bool = True) -> str:
+    """Signature, docstring and ``...``; for a class, also its members' stubs."""
+    parts = [_header_text(node, source)]
+    doc = _docstring(node, source)
+    if doc:
+        parts.append(doc)
+    if node.type == "class_definition" and with_members:
+        members = _class_members(node, source, exclude=None)
+        parts.extend(members)
+        if not doc and not members:
+            parts.append(_body_indent(node, source) + "...")
+    else:
+        parts.append(_body_indent(node, source) + "...")
+    return "\n".join(parts)
+
+
+def _class_members(node: Node, source: bytes, exclude: Node | None) -> list[str]:
+    body = node.child_by_field_name("body")
+    if body is None:
+        return []
+    members: list[str] = []
+    for child in body.named_children:
+        inner = child
+        if child.type == "decorated_definition":
+            inner = child.child_by_field_name("definition") or child
+        if exclude is not None and (inner == exclude or child == exclude):
+            continue
+        if inner.type == "function_definition":
+            members.append(_header_text(inner, source) + "\n" + _body_indent(inner, source) + "...")
+        elif inner.type == "class_definition":
+            members.append(stub(inner, source, with_members=False))
+        elif inner.type == "expression_statement" and not _is_docstring(inner, body):
+            text = _text(source, inner.start_byte, inner.end_byte)
+            if "\n" not in text and len(text) < 120:
+                line_start = source.rfind(b"\n", 0, inner.start_byte) + 1
+                members.append(_text(source, line_start, inner.end_byte))
+        if len(members) >= MAX_MEMBERS:
+            break
+    return members
+
+
+def _is_docstring(statement: Node, body: Node) -> bool:
+    return (
+        statement == body.named_children[0]
+        and bool(statement.named_children)
+        and statement.named_children[0].type == "string"
+    )
+
+
+def class_header(node: Node, source: bytes, exclude: Node | None) -> str:
+    """The class's header, docstring, fields and other methods' signatures."""
+    parts = [_header_text(node, source)]
+    doc = _docstring(node, source)
+    if doc:
+        parts.append(doc)
+    parts.extend(_class_members(node, source, exclude))
+    return "\n".join(parts)
+
+
+def _imports(tree: Tree, source: bytes, before: int) -> str:
+    lines = []
+    for child in tree.root_node.named_children:
+        if child.start_byte >= before:
+            break
+        if child.type in IMPORT_TYPES:
+            lines.append(_text(source, child.start_byte, child.end_byte))
+    return "\n".join(lines)
+
+
+def _used_definitions(
+    tree: Tree, source: bytes, code: bytes, skip: tuple[Node, ...]
+) -> tuple[str, ...]:
+    names = {match.group(0) for match in _IDENTIFIER.finditer(code)}
+    found = []
+    for child in tree.root_node.named_children:
+        inner = child
+        if child.type == "decorated_definition":
+            inner = child.child_by_field_name("definition") or child
+        if inner.type not in DEF_TYPES or any(inner == s for s in skip):
+            continue
+        name = inner.child_by_field_name("name")
+        if name is not None and source[name.start_byte : name.end_byte] in names:
+            found.append(stub(inner, source))
+    return tuple(found)
+
+
+def _suffix(source: bytes, cursor: int) -> str:
+    end = cursor
+    for _ in range(MAX_SUFFIX_LINES):
+        found = source.find(b"\n", end)
+        if found < 0:
+            end = len(source)
+            break
+        end = found + 1
+    return _text(source, cursor, end)
+
+
+def build_context(tree: Tree, source: bytes, cursor: int) -> PromptContext:
+    """The prompt context at byte offset ``cursor`` of a Python document."""
+    chain = enclosing_definitions(tree, source, cursor)
+    function: Node | None = None
+    klass: Node | None = None
+    for node in chain:
+        if node.type == "function_definition":
+            function = node
+        elif node.type == "class_definition":
+            if function is not None:
+                klass = node
+                break
+            klass = node if klass is None else klass
+    suffix = _suffix(source, cursor)
+    block_indent = _block_indent(source, cursor, chain)
+    if function is not None:
+        outer = definition_node(function)
+        start = source.rfind(b"\n", 0, outer.start_byte) + 1
+        current = _text(source, start, cursor)
+        skip = (function,) + ((klass,) if klass is not None else ())
+        header = class_header(klass, source, exclude=function) if klass is not None else ""
+        line = _text(source, *_line_bounds(source, function.start_byte))
+        return PromptContext(
+            imports=_imports(tree, source, start),
+            definitions=_used_definitions(tree, source, source[start:cursor], skip),
+            scope_header=header,
+            current=current,
+            suffix=suffix,
+            block_indent=block_indent,
+            function_indent=leading_ws(line),
+            in_function=True,
+        )
+    if klass is not None:
+        # In a class body but outside its methods: the class so far is the current code.
+        outer = definition_node(klass)
+        start = source.rfind(b"\n", 0, outer.start_byte) + 1
+        line = _text(source, *_line_bounds(source, klass.start_byte))
+        return PromptContext(
+            imports=_imports(tree, source, start),
+            definitions=_used_definitions(tree, source, source[start:cursor], (klass,)),
+            scope_header="",
+            current=_text(source, start, cursor),
+            suffix=suffix,
+            block_indent=block_indent,
+            function_indent=leading_ws(line) + "    ",
+            in_function=False,
+        )
+    # Module level: the lines just before the cursor, with the imports above them.
+    start = cursor
+    for _ in range(MAX_MODULE_LINES):
+        found = source.rfind(b"\n", 0, max(start - 1, 0))
+        if found < 0:
+            start = 0
+            break
+        start = found + 1
+    return PromptContext(
+        imports=_imports(tree, source, start),
+        definitions=(),
+        scope_header="",
+        current=_text(source, start, cursor),
+        suffix=suffix,
+        block_indent=block_indent,
+        function_indent="",
+        in_function=False,
+    )
+
+
+def _block_indent(source: bytes, cursor: int, chain: list[Node]) -> str:
+    """Indentation of the header line that opened the block at the cursor."""
+    start, _ = _line_bounds(source, cursor)
+    width = cursor_indent(source, cursor)
+    position = start
+    while width > 0 and position > 0:
+        previous_start = source.rfind(b"\n", 0, position - 1) + 1
+        line = _text(source, previous_start, position - 1)
+        position = previous_start
+        if line.strip() and not line.lstrip().startswith("#") and indent_width(line) < width:
+            return leading_ws(line)
+    if chain:
+        return leading_ws(_text(source, *_line_bounds(source, chain[0].start_byte)))
+    return ""

@@ -1,0 +1,212 @@
+"""Functions of a Python file and the AI-written characters each one holds.
+
+AI characters belong to the innermost function around them; characters outside every
+function belong to the module (qualname ``<module>``). Offsets are code points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tree_sitter import Node, Tree
+
+from lsp_server.parsing import syntax
+from lsp_server.reliance import spans as sp
+from lsp_server.reliance.records import AIRecord
+from lsp_server.reliance.spans import Span
+
+MODULE = "<module>"
+
+
+@dataclass(frozen=True)
+class Function:
+    qualname: str  # "Class.method", "outer.inner", or "<module>"
+    name: str
+    class_name: str | None  # the class a method belongs to
+    start: int  # the definition, decorators included
+    end: int
+    name_start: int
+    name_end: int
+    start_line: int  # 0-based
+    end_line: int
+    # Inner functions, whose characters are theirs, not this function's.
+    nested: tuple[Span, ...] = ()
+
+    @property
+    def own_length(self) -> int:
+        return (self.end - self.start) - sp.size(self.nested)
+
+    def own(self, spans: Iterable[Span]) -> list[Span]:
+        """The parts of ``spans`` in this function and not in an inner one."""
+        inside = sp.intersect(spans, self.start, self.end)
+        for a, b in self.nested:
+            inside = sp.subtract(inside, a, b)
+        return inside
+
+
+class _ByteToChar:
+    """Maps UTF-8 byte offsets of a text to code-point offsets."""
+
+    def __init__(self, text: str) -> None:
+        self.identity = text.isascii()
+        if not self.identity:
+            table: list[int] = []
+            for index, char in enumerate(text):
+                table.extend([index] * len(char.encode("utf-8", errors="surrogatepass")))
+            table.append(len(text))
+            self.table = table
+
+    def __call__(self, byte: int) -> int:
+        if self.identity:
+            return byte
+        return self.table[min(byte, len(self.table) - 1)]
+
+
+def functions(text: str, tree: Tree | None = None) -> list[Function]:
+    """Every function and method in ``text``, outermost first, with the module last.
+
+    ``tree`` may be the document's up-to-date tree, to save a parse.
+    """
+    if tree is None:
+        tree = syntax.parse_text(text)
+    to_char = _ByteToChar(text)
+    found: list[Function] = []
+
+    def visit(node: Node, scope: list[str], class_name: str | None) -> list[Span]:
+        """Collect functions under ``node``; returns the spans of the top-level ones."""
+        tops: list[Span] = []
+        for child in node.children:
+            if child.type == "function_definition":
+                tops.append(add_function(child, scope, class_name))
+            elif child.type == "class_definition":
+                name = _name(child)
+                body = child.child_by_field_name("body")
+                if body is not None:
+                    tops.extend(visit(body, [*scope, name], name))
+            elif child.type == "decorated_definition" or child.named_child_count:
+                tops.extend(visit(child, scope, class_name))
+        return tops
+
+    def add_function(node: Node, scope: list[str], class_name: str | None) -> Span:
+        outer = syntax.definition_node(node)
+        name = _name(node)
+        name_node = node.child_by_field_name("name")
+        body = node.child_by_field_name("body")
+        nested = visit(body, [*scope, name], None) if body is not None else []
+        start, end = to_char(outer.start_byte), to_char(outer.end_byte)
+        found.append(
+            Function(
+                qualname=".".join([*scope, name]),
+                name=name,
+                class_name=class_name,
+                start=start,
+                end=end,
+                name_start=to_char(name_node.start_byte) if name_node else start,
+                name_end=to_char(name_node.end_byte) if name_node else start,
+                start_line=outer.start_point[0],
+                end_line=outer.end_point[0],
+                nested=tuple(nested),
+            )
+        )
+        return (start, end)
+
+    tops = visit(tree.root_node, [], None)
+    found.sort(key=lambda f: (f.start, -f.end))
+    lines = text.count("\n")
+    found.append(Function(MODULE, MODULE, None, 0, len(text), 0, 0, 0, lines, tuple(tops)))
+    return found
+
+
+def _name(node: Node) -> str:
+    name = node.child_by_field_name("name")
+    if name is None or name.text is None:
+        return "?"
+    return name.text.decode("utf-8", errors="replace")
+
+
+def function_hash(text: str, function: Function) -> str:
+    """Hash of a function's own source, to tell whether a test result still applies."""
+    return hashlib.sha256(text[function.start : function.end].encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Share:
+    """The AI-written characters of one function."""
+
+    function: Function
+    unreviewed: tuple[Span, ...]
+    reviewed: tuple[Span, ...]
+    record_ids: tuple[str, ...]
+    models: tuple[str, ...]
+    last_accepted: float
+
+    @property
+    def ai_chars(self) -> int:
+        return sp.size(self.unreviewed) + sp.size(self.reviewed)
+
+    @property
+    def unreviewed_chars(self) -> int:
+        return sp.size(self.unreviewed)
+
+    @property
+    def share(self) -> float:
+        length = self.function.own_length
+        return self.ai_chars / length if length > 0 else 0.0
+
+    @property
+    def ai_range(self) -> Span:
+        """From the first to the last AI-written character of the function."""
+        both = sp.normalize([*self.unreviewed, *self.reviewed])
+        return both[0][0], both[-1][1]
+
+
+def shares(text: str, records: Iterable[AIRecord], funcs: list[Function] | None = None) -> list[Share]:
+    """The AI-written share of every function (and the module) that holds AI code."""
+    records = list(records)
+    funcs = functions(text) if funcs is None else funcs
+    out: list[Share] = []
+    for function in funcs:
+        unreviewed: list[Span] = []
+        reviewed: list[Span] = []
+        ids: list[str] = []
+        models: list[str] = []
+        last = 0.0
+        for record in records:
+            mine = function.own(record.spans)
+            seen = function.own(record.reviewed)
+            if not mine and not seen:
+                continue
+            unreviewed.extend(mine)
+            reviewed.extend(seen)
+            ids.append(record.id)
+            if record.model not in models:
+                models.append(record.model)
+            last = max(last, record.accepted_at)
+        # Whitespace alone (the newline after a body) does not make code AI-written.
+        if ids and any(text[a:b].strip() for a, b in [*unreviewed, *reviewed]):
+            out.append(
+                Share(
+                    function,
+                    tuple(sp.normalize(unreviewed)),
+                    tuple(sp.normalize(reviewed)),
+                    tuple(ids),
+                    tuple(models),
+                    last,
+                )
+            )
+    return out
+
+
+def lines_of(text: str, spans: Iterable[Span]) -> set[int]:
+    """0-based numbers of the lines that hold a non-blank character of ``spans``."""
+    out: set[int] = set()
+    for a, b in spans:
+        piece = text[a:b]
+        line = text.count("\n", 0, a)
+        for part in piece.split("\n"):
+            if part.strip():
+                out.add(line)
+            line += 1
+    return out

@@ -1,0 +1,31 @@
+"""Turning settings into a loaded model: shared by the server and the CLI."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+from lsp_server.backends.base import ModelUnavailable
+from lsp_server.backends.llama import LlamaBackend
+from lsp_server.backends.registry import ModelNotFound, resolve
+from lsp_server.backends.worker import ModelWorker
+from lsp_server.config import Settings
+
+
+def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Future[None]:
+    """Queue loading the configured model on the worker; errors end in the worker's state."""
+
+    def factory() -> LlamaBackend:
+        try:
+            resolved = resolve(settings.model)
+        except ModelNotFound as error:
+            raise ModelUnavailable(str(error)) from error
+        return LlamaBackend(
+            str(resolved.path),
+            name=resolved.name,
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            n_gpu_layers=settings.n_gpu_layers,
+            fim_template="auto",
+        )
+
+    return worker.load(factory, settings.model)

@@ -1,0 +1,163 @@
+"""The Ghostpilot language server: state, and the one list of its features.
+
+Handlers live in ``lsp_server/features/``, one module per LSP method or feature, each
+with a ``setup(server)`` entry. This module holds what they share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from lsp_server import __version__
+from lsp_server.backends.worker import ModelWorker
+from lsp_server.config import Settings, merge, needs_reload
+from lsp_server.engine import CompletionEngine, Suggestion
+from lsp_server.parsing.document import DocumentStore
+from lsp_server.runtime import load_model
+
+log = logging.getLogger(__name__)
+
+# Every feature module, in one place. Each exposes setup(server).
+FEATURES: tuple[str, ...] = (
+    "lsp_server.features.text_sync",
+    "lsp_server.features.configuration",
+    "lsp_server.features.inline_completion",
+    "lsp_server.features.completion",
+    "lsp_server.features.accept",
+    "lsp_server.features.docstring",
+    "lsp_server.features.reliance",
+)
+
+STATUS_NOTIFICATION = "ghostpilot/status"
+MAX_REMEMBERED = 256
+
+
+class GhostpilotServer(LanguageServer):
+    def __init__(self, defaults: Settings | None = None) -> None:
+        super().__init__("ghostpilot", __version__)
+        self.defaults = defaults or Settings()
+        self.settings = self.defaults
+        self.documents = DocumentStore()
+        self.worker = ModelWorker()
+        self.engine = CompletionEngine(self.worker, lambda: self.settings)
+        self.suggestions: OrderedDict[str, Suggestion] = OrderedDict()
+        self.acceptance_listeners: list[Callable[[Suggestion], None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.superseded_requests = 0
+        self._reported: set[str] = set()
+        self._model_loaded_once = False
+        self.worker.add_listener(self._on_model_state)
+
+    # -- messages to the user ------------------------------------------------------------
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback`` on the event loop, from any thread."""
+        if self.loop is not None and self.loop.is_running():
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    def log_message(self, message: str, level: types.MessageType = types.MessageType.Info) -> None:
+        log.log(logging.ERROR if level == types.MessageType.Error else logging.INFO, "%s", message)
+        self.call_soon(
+            self.window_log_message, types.LogMessageParams(type=level, message=message)
+        )
+
+    def report_error(
+        self, key: str, message: str, level: types.MessageType = types.MessageType.Error
+    ) -> None:
+        """Show ``message`` once per ``key`` (never a flood); always log it."""
+        self.log_message(message, level)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self.call_soon(
+            self.window_show_message,
+            types.ShowMessageParams(type=level, message=f"Ghostpilot: {message}"),
+        )
+
+    def report_server_error(self, error: Exception, source: Any) -> None:  # pygls hook
+        self.report_error(f"internal:{type(error).__name__}:{error}", f"internal error: {error}")
+
+    def send_status(self, state: str, **extra: Any) -> None:
+        info = self.worker.info
+        params = {"state": state, "model": info.name if info else self.settings.model, **extra}
+        self.call_soon(self.protocol.notify, STATUS_NOTIFICATION, params)
+
+    # -- suggestions ------------------------------------------------------------------------
+
+    def remember(self, suggestion: Suggestion) -> None:
+        self.suggestions[suggestion.id] = suggestion
+        while len(self.suggestions) > MAX_REMEMBERED:
+            self.suggestions.popitem(last=False)
+
+    # -- settings and model -------------------------------------------------------------------
+
+    def apply_settings(self, raw: Any, source: str) -> None:
+        """Merge settings from ``source``; report bad values once; reload the model if needed."""
+        new, problems = merge(self.settings, raw)
+        for problem in problems:
+            self.report_error(
+                f"settings:{problem}",
+                f"invalid setting from {source}: {problem}",
+                types.MessageType.Warning,
+            )
+        old, self.settings = self.settings, new
+        if self._model_loaded_once and needs_reload(old, new):
+            self.start_model_load()
+
+    def start_model_load(self) -> None:
+        self._model_loaded_once = True
+        future = load_model(self.worker, self.settings)
+        if self.loop is not None:
+            self.loop.create_task(self._progress_while_loading(asyncio.wrap_future(future)))
+
+    async def _progress_while_loading(self, loading: asyncio.Future[None]) -> None:
+        token = f"ghostpilot-load-{uuid.uuid4().hex[:8]}"
+        supported = bool(
+            self.client_capabilities.window and self.client_capabilities.window.work_done_progress
+        )
+        if supported:
+            try:
+                await self.work_done_progress.create_async(token)
+                self.work_done_progress.begin(
+                    token,
+                    types.WorkDoneProgressBegin(
+                        title="Ghostpilot", message=f"loading {self.settings.model}", cancellable=False
+                    ),
+                )
+            except Exception:  # a client that refuses progress still gets its completions
+                supported = False
+        try:
+            await loading
+            message = f"model {self.settings.model} ready"
+        except Exception as error:
+            message = f"model failed to load: {error}"
+        if supported:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+
+    def _on_model_state(self, state: str, message: str) -> None:
+        if state == "error":
+            self.report_error(f"model:{message}", message)
+        elif state == "ready":
+            info = self.worker.info
+            if info is not None:
+                self.log_message(
+                    f"model {info.name} ready ({info.path}; FIM: {info.fim_template or 'none'}; "
+                    f"n_ctx {info.n_ctx}; threads {info.n_threads}; GPU layers {info.n_gpu_layers})"
+                )
+        self.send_status(state, message=message)
+
+
+def create_server(defaults: Settings | None = None) -> GhostpilotServer:
+    server = GhostpilotServer(defaults)
+    for name in FEATURES:
+        importlib.import_module(name).setup(server)
+    return server

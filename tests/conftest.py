@@ -1,0 +1,21 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GHOSTPILOT_SHARED", ROOT.parent / "shared"))
+VOCAB_DIR = SHARED / "data" / "vocab"
+SERVER_COMMAND = [sys.executable, "-m", "lsp_server", "serve"]
+
+
+@pytest.fixture(scope="session")
+def embedded_model_path() -> Path:
+    from lsp_server.backends.registry import embedded_model_path
+
+    return embedded_model_path()

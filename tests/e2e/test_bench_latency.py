@@ -1,0 +1,93 @@
+"""``ghostpilot bench`` end to end with the real server and embedded model: a
+20-keystroke typing replay over LSP stdio, and a short throughput run. These check
+the report's fields and counts, not speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from lsp_server.evaluation import typing_replay
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTWRAP = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
+
+
+def ghostpilot(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lsp_server", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_twenty_keystroke_replay_reports_every_field(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    done = ghostpilot("bench", "latency", "--file", str(TEXTWRAP), "--keystrokes", "20",
+                      "--peer", "off", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    expected = typing_replay.session(TEXTWRAP.read_text(), functions=6, max_keystrokes=20)
+    expected_requests = sum(e.request and e.kind != "restore" for e in expected)
+    ours = report["ours"]
+    assert ours["keystrokes"] == 20
+    assert ours["requests"] == expected_requests == len(report["requests"])
+    latency = ours["latency"]
+    assert latency["all"]["count"] == expected_requests
+    assert (latency["single_line"].get("count", 0) + latency["multi_line"].get("count", 0)
+            + latency["no_suggestion"].get("count", 0)) == expected_requests
+    for name in ("single_line", "multi_line", "no_suggestion", "all"):
+        stats = latency[name]
+        if stats["count"]:
+            assert 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
+    assert ours["suggestions"] >= 1, "the embedded model suggested nothing in 20 keystrokes"
+    for record in report["requests"]:
+        assert record["latency_ms"] > 0
+        assert record["mode"] in (None, "line", "block")
+        if record["mode"] and not record["cached"]:
+            assert record["prompt_tokens"] == record["reused_tokens"] + record["evaluated_tokens"]
+            assert record["generated_tokens"] >= 1
+    tokens = ours["prompt_tokens"]
+    assert tokens["prompt_total"] == tokens["evaluated_total"] + tokens["reused_total"]
+    assert ours["server_rss_mb"]["end"] > 50
+    assert ours["stdout_only_jsonrpc"] is True
+    assert "llama_server" not in report
+    assert "| ours all |" in done.stdout and "debounce:" in done.stdout
+
+
+def test_throughput_reports_our_rates(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    done = ghostpilot("bench", "throughput", "--peer", "off", "--prompt-tokens", "64",
+                      "--gen-tokens", "16", "--repetitions", "1", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["ours"]["pp"]["tokens_per_s"] > 0
+    assert report["ours"]["tg"]["tokens_per_s"] > 0
+    assert 32 <= report["ours"]["pp"]["tokens"] <= 65  # with BOS
+    assert "prompt processing" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["latency", "--file", "/no/such.py"], "No such file", id="missing-file"),
+        pytest.param(["latency", "--peer", "on", "--llama-bin", "/nowhere", "--file", str(TEXTWRAP)],
+                     "llama-server", id="peer-required"),
+    ],
+)
+def test_bad_input_is_one_clear_error(args: list[str], message: str, tmp_path: Path) -> None:
+    env_home = {"GHOSTPILOT_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "lsp_server", "bench", *args], cwd=ROOT,
+                          text=True, capture_output=True, timeout=120,
+                          env={**os.environ, **env_home, "PATH": "/usr/bin:/bin"})
+    if "peer-required" in message and done.returncode == 0:
+        pytest.skip("llama-server is on PATH")
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,174 @@
+"""Pure parts of the benchmarks: the typing session, percentiles, UTF-16 positions and
+the latency summary."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from lsp_server.evaluation import typing_replay
+from lsp_server.evaluation.latency import (
+    Replay,
+    RequestRecord,
+    latency_stats,
+    peer_summary,
+    percentile,
+    summarize,
+)
+from lsp_server.evaluation.lsp_client import utf16_position
+from lsp_server.evaluation.throughput import fractions
+
+SOURCE = '''import os
+
+
+def first(items):
+    """Return the first item."""
+    for item in items:
+        return item
+    return None
+
+
+def one_liner(x): return x
+
+
+class Box:
+    def size(self, scale=1):
+        total = len(self.items) * scale
+        if total > 10:
+            total = 10
+        return total
+
+    def nested(self):
+        def inner():
+            return 1
+        return inner()
+'''
+
+
+def test_function_bodies_skip_docstrings_one_liners_and_nesting() -> None:
+    bodies = typing_replay.function_bodies(SOURCE)
+    # one_liner: on the def line; nested: holds a def; inner: one line only.
+    assert [(b.name, b.lines) for b in bodies] == [("first", 3), ("size", 4)]
+    first = bodies[0]
+    assert SOURCE[first.start:first.end] == "for item in items:\n        return item\n    return None"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param("x = 1", [("x", False), (" ", True), ("=", False), (" ", False),
+                               ("1", False)], id="assignment"),
+        pytest.param("f(a)", [("f", False), ("(", True), ("a", False), (")", True)], id="call"),
+        pytest.param("a\n    b", [("a", False), ("\n    ", True), ("b", False)],
+                     id="newline-with-indent"),
+        pytest.param("a\n\n    b", [("a", False), ("\n", False), ("\n    ", True), ("b", False)],
+                     id="blank-line"),
+        pytest.param("s = 'x y'", [("s", False), (" ", True), ("=", False), (" ", False),
+                                   ("'", False), ("x", False), (" ", True), ("y", False),
+                                   ("'", False)], id="quote-not-requested"),
+    ],
+)
+def test_keystrokes(body: str, expected: list[tuple[str, bool]]) -> None:
+    assert typing_replay.keystrokes(body) == expected
+    assert "".join(piece for piece, _ in typing_replay.keystrokes(body)) == body
+
+
+@pytest.mark.parametrize("limit", [pytest.param(None, id="whole"), pytest.param(7, id="cut")])
+def test_session_restores_the_file(limit: int | None) -> None:
+    edits = typing_replay.session(SOURCE, functions=5, max_keystrokes=limit)
+    text = SOURCE
+    for edit in edits:
+        text = typing_replay.apply(text, edit)
+    assert text == SOURCE
+    typed = sum(e.kind == "type" for e in edits)
+    assert typed == (limit if limit else sum(len(typing_replay.keystrokes(
+        SOURCE[b.start:b.end])) for b in typing_replay.function_bodies(SOURCE)))
+    assert edits[0].kind == "delete" and edits[0].request
+
+
+def test_session_on_a_real_stdlib_module() -> None:
+    path = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
+    text = path.read_text()
+    edits = typing_replay.session(text, functions=3)
+    assert len({e.function for e in edits}) == 3
+    for edit in edits:
+        text = typing_replay.apply(text, edit)
+    assert text == path.read_text()
+
+
+def test_session_without_functions_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no function bodies"):
+        typing_replay.session("x = 1\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "offset", "expected"),
+    [
+        pytest.param("abc", 2, (0, 2), id="ascii"),
+        pytest.param("a\nbc", 3, (1, 1), id="second-line"),
+        pytest.param("é😀x", 3, (0, 4), id="astral-counts-two"),
+        pytest.param("x\n😀\n", 3, (1, 2), id="after-astral-on-second-line"),
+    ],
+)
+def test_utf16_position(text: str, offset: int, expected: tuple[int, int]) -> None:
+    assert utf16_position(text, offset) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        pytest.param([5.0], 95, 5.0, id="single"),
+        pytest.param([1.0, 2.0, 3.0, 4.0], 50, 2.5, id="median-even"),
+        pytest.param(list(range(1, 101)), 95, 95.05, id="p95"),
+        pytest.param([3.0, 1.0, 2.0], 100, 3.0, id="max-unsorted"),
+    ],
+)
+def test_percentile(values: list[float], q: float, expected: float) -> None:
+    assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_percentile_of_nothing() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    assert latency_stats([]) == {"count": 0}
+
+
+def test_summary_splits_modes_and_counts_tokens() -> None:
+    records = [
+        RequestRecord(0, "f", 1, 0, 100.0, mode="line", prompt_tokens=100, reused_tokens=95,
+                      evaluated_tokens=5, generated_tokens=10, decode_ms=200.0),
+        RequestRecord(1, "f", 2, 0, 300.0, mode="block", prompt_tokens=200, reused_tokens=100,
+                      evaluated_tokens=100, generated_tokens=40, decode_ms=1000.0),
+        RequestRecord(2, "f", 3, 0, 2.0, mode="line", cached=True, prompt_tokens=100,
+                      evaluated_tokens=5),
+        RequestRecord(3, "f", 4, 0, 50.0),
+    ]
+    summary = summarize(Replay(records, keystrokes=4, edits=5, rss_mb=400.0, peak_rss_mb=420.0))
+    assert summary["latency"]["single_line"]["count"] == 2
+    assert summary["latency"]["multi_line"] == latency_stats([300.0])
+    assert summary["latency"]["no_suggestion"]["count"] == 1
+    assert summary["cached_suggestions"] == 1 and summary["suggestions"] == 3
+    tokens = summary["prompt_tokens"]
+    assert (tokens["prompt_total"], tokens["evaluated_total"], tokens["reused_total"]) == (300, 105, 195)
+    assert tokens["evaluated_share_mean"] == pytest.approx((0.05 + 0.5) / 2)
+    assert summary["decode_tokens_per_s"]["p50"] == pytest.approx(45.0)
+    assert summary["server_rss_mb"] == {"end": 400.0, "peak": 420.0}
+
+
+def test_peer_summary_ratios() -> None:
+    records = [RequestRecord(i, "f", i, 0, 100.0 * (i + 1), mode="line",
+                             peer={"latency_ms": 50.0 * (i + 1), "prompt_n": 3, "tokens": [1, 2, 3]})
+               for i in range(3)]
+    summary = peer_summary(records)
+    assert summary["paired_requests"] == 3
+    assert summary["single_line"]["ratio_p50"] == pytest.approx(2.0)
+    assert summary["multi_line"]["ours"] == {"count": 0}
+    assert summary["peer_prompt_tokens_evaluated"] == 9
+
+
+def test_throughput_fractions() -> None:
+    ours = {"pp": {"tokens_per_s": 400.0}, "tg": {"tokens_per_s": 40.0}}
+    bench = {"pp": {"tokens_per_s": 500.0}, "tg": {"tokens_per_s": None}}
+    assert fractions(ours, bench) == {"pp": 0.8, "tg": None}
