@@ -35,9 +35,12 @@ FEATURES: tuple[str, ...] = (
     "lsp_server.features.accept",
     "lsp_server.features.docstring",
     "lsp_server.features.reliance",
+    "lsp_server.features.code_actions",  # last: it serves the providers the others added
 )
 
 STATUS_NOTIFICATION = "ghostpilot/status"
+# Called with (server, params); returns code actions (or an awaitable of them).
+CodeActionProvider = Callable[[Any, types.CodeActionParams], Any]
 MAX_REMEMBERED = 256
 
 
@@ -51,6 +54,12 @@ class GhostpilotServer(LanguageServer):
         self.engine = CompletionEngine(self.worker, lambda: self.settings)
         self.suggestions: OrderedDict[str, Suggestion] = OrderedDict()
         self.acceptance_listeners: list[Callable[[Suggestion], None]] = []
+        # Hooks for features that share an LSP method (pygls takes one handler per method).
+        self.initialized_listeners: list[Callable[[GhostpilotServer], Any]] = []
+        self.save_listeners: list[Callable[[str], Any]] = []
+        self.shutdown_listeners: list[Callable[[], Any]] = []
+        self.code_action_providers: list[CodeActionProvider] = []
+        self.code_action_kinds: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.superseded_requests = 0
         self._reported: set[str] = set()
@@ -90,6 +99,11 @@ class GhostpilotServer(LanguageServer):
         info = self.worker.info
         params = {"state": state, "model": info.name if info else self.settings.model, **extra}
         self.call_soon(self.protocol.notify, STATUS_NOTIFICATION, params)
+
+    def add_code_action_provider(self, kinds: list[str], provider: CodeActionProvider) -> None:
+        """Offer ``provider``'s actions on textDocument/codeAction beside other features'."""
+        self.code_action_kinds.update(kinds)
+        self.code_action_providers.append(provider)
 
     # -- suggestions ------------------------------------------------------------------------
 

@@ -56,8 +56,13 @@ def results_json(records: Sequence[dict[str, Any]], summary: dict[str, Any],
 
 
 def plot_pass_at_k(summary: dict[str, Any], config: EvalConfig, path: Path) -> Path | None:
-    """pass@k against k (log scale), with the single-pick pass@1 figures as markers."""
-    import matplotlib
+    """pass@k against k (log scale), with the single-pick pass@1 figures as markers.
+    None when there is nothing to plot or matplotlib is missing (``pip install
+    'ghostpilot[eval]'``)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -49,6 +49,23 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
         # queues a reload.
         ls.start_model_load()
         await pull_configuration(ls)
+        for listener in ls.initialized_listeners:
+            try:
+                result = listener(ls)
+                if hasattr(result, "__await__"):
+                    await result
+            except Exception as error:  # one feature's start-up must not stop the others
+                log.exception("initialized listener failed")
+                ls.report_error(f"initialized:{error}", f"a feature failed to start: {error}")
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls, *args) -> None:  # type: ignore[no-untyped-def]
+        for listener in ls.shutdown_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("shutdown listener failed")
+        ls.worker.shutdown()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls, params: types.DidChangeConfigurationParams) -> None:  # type: ignore[no-untyped-def]

@@ -212,12 +212,7 @@ def setup(server: Any) -> None:
             project_cache[root] = await asyncio.to_thread(docstrings.project_docstrings, root)
         return project_cache[root]
 
-    @server.feature(
-        types.TEXT_DOCUMENT_CODE_ACTION,
-        types.CodeActionOptions(code_action_kinds=[KIND], resolve_provider=False),
-    )
-    def on_code_action(ls, params: types.CodeActionParams):  # type: ignore[no-untyped-def]
-        return code_actions(ls, params)
+    server.add_code_action_provider([KIND], code_actions)
 
     @server.command(COMMAND)
     async def on_generate(ls, *args):  # type: ignore[no-untyped-def]

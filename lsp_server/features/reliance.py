@@ -18,7 +18,6 @@ All decisions are in ``lsp_server/reliance/``; this module maps them onto LSP.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
@@ -715,63 +714,6 @@ def _arguments(args: tuple[Any, ...]) -> list[Any]:
     return args[0] if len(args) == 1 and isinstance(args[0], list) else list(args)
 
 
-def _chain(server: Any, method: str, handler: Callable[..., Any], options: Any = None) -> None:
-    """Register ``handler`` for a notification, or run it after one already registered.
-
-    pygls allows one handler per method; didOpen and initialized belong to other
-    features, which keep running first.
-    """
-    features = server.protocol.fm.features
-    existing = features.get(method)
-    if existing is None:
-        server.feature(method, options)(handler) if options is not None else server.feature(method)(handler)
-        return
-
-    async def both(*args: Any) -> None:
-        result = existing(*args)
-        if inspect.isawaitable(result):
-            await result
-        mine = handler(server, *args)
-        if inspect.isawaitable(mine):
-            await mine
-
-    features[method] = both
-
-
-def _add_code_actions(server: Any, provider: Callable[[types.CodeActionParams], list[types.CodeAction]]) -> None:
-    """Offer ``provider``'s actions on textDocument/codeAction next to any other feature's."""
-    fm = server.protocol.fm
-    existing = fm.features.get(types.TEXT_DOCUMENT_CODE_ACTION)
-    if existing is None:
-        @server.feature(
-            types.TEXT_DOCUMENT_CODE_ACTION,
-            types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
-        )
-        def on_code_action(ls: Any, params: types.CodeActionParams) -> list[types.CodeAction]:
-            return provider(params)
-
-        return
-
-    async def both(params: types.CodeActionParams) -> list[Any] | None:
-        theirs = existing(params)
-        if inspect.isawaitable(theirs):
-            theirs = await theirs
-        try:
-            ours = provider(params)
-        except Exception as error:
-            log.exception("reliance code actions failed")
-            server.report_error(f"reliance-actions:{error}", f"reliance code actions failed: {error}")
-            ours = []
-        combined = [*(theirs or []), *ours]
-        return combined or theirs
-
-    fm.features[types.TEXT_DOCUMENT_CODE_ACTION] = both
-    options = fm.feature_options.get(types.TEXT_DOCUMENT_CODE_ACTION)
-    if isinstance(options, types.CodeActionOptions) and options.code_action_kinds:
-        if types.CodeActionKind.QuickFix not in options.code_action_kinds:
-            options.code_action_kinds.append(types.CodeActionKind.QuickFix)
-
-
 def setup(server: Any) -> None:
     reliance = Reliance(server)
     server.reliance = reliance
@@ -779,30 +721,22 @@ def setup(server: Any) -> None:
     server.documents.add_listener(reliance.on_change)
     server.documents.add_close_listener(reliance.on_close)
 
-    def did_open(ls: Any, params: types.DidOpenTextDocumentParams) -> None:
-        reliance.on_open(params.text_document.uri)
-
-    def did_save(ls: Any, params: types.DidSaveTextDocumentParams) -> None:
-        reliance.on_save(params.text_document.uri)
-
     def did_change_watched(ls: Any, params: types.DidChangeWatchedFilesParams) -> None:
         reliance.on_watched(params.changes)
 
-    async def initialized(ls: Any, params: types.InitializedParams) -> None:
+    async def initialized(ls: Any) -> None:
         await reliance.register_watchers()
         for root in reliance.roots():
             reliance._workspace(root)
 
-    def shutdown(ls: Any, *args: Any) -> None:
-        reliance.save_all()
-
-    _chain(server, types.TEXT_DOCUMENT_DID_OPEN, did_open)
-    _chain(server, types.TEXT_DOCUMENT_DID_SAVE, did_save, types.SaveOptions(include_text=False))
-    _chain(server, types.WORKSPACE_DID_CHANGE_WATCHED_FILES, did_change_watched)
-    _chain(server, types.INITIALIZED, initialized)
-    _chain(server, types.SHUTDOWN, shutdown)
-    _chain(server, types.EXIT, shutdown)
-    _add_code_actions(server, reliance.code_actions)
+    server.documents.add_open_listener(lambda document: reliance.on_open(document.uri))
+    server.save_listeners.append(reliance.on_save)
+    server.initialized_listeners.append(initialized)
+    server.shutdown_listeners.append(reliance.save_all)
+    server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched)
+    server.add_code_action_provider(
+        [types.CodeActionKind.QuickFix], lambda ls, params: reliance.code_actions(params)
+    )
 
     @server.command(REPORT)
     def report(ls: Any, *args: Any) -> dict[str, Any]:

@@ -30,6 +30,13 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
             ls.report_error(f"unknown:{uri}", f"didChange for a document that is not open: {error}",
                             types.MessageType.Warning)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    async def did_save(ls, params: types.DidSaveTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
+        for listener in ls.save_listeners:
+            result = listener(params.text_document.uri)
+            if hasattr(result, "__await__"):
+                await result
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
         ls.documents.close(params.text_document.uri)

@@ -142,6 +142,10 @@ class DocumentStore:
         self._lock = threading.Lock()
         self._listeners: list[ChangeListener] = []
         self._close_listeners: list[Callable[[str], None]] = []
+        self._open_listeners: list[Callable[[Document], None]] = []
+
+    def add_open_listener(self, listener: Callable[[Document], None]) -> None:
+        self._open_listeners.append(listener)
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -155,6 +159,8 @@ class DocumentStore:
         )
         with self._lock:
             self._documents[uri] = document
+        for listener in self._open_listeners:
+            listener(document)
         return document
 
     def change(self, uri: str, version: int, edits: Iterable[RangeEdit]) -> Document:

@@ -1,0 +1,264 @@
+"""Documents: incremental edits keep text and tree equal to a fresh parse."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lsp_server.parsing import syntax
+from lsp_server.parsing.document import (
+    Document,
+    DocumentStore,
+    PositionOutOfRange,
+    RangeEdit,
+    TextChange,
+    UnknownDocument,
+)
+
+EMOJI = "\U0001f600"
+URI = "file:///tmp/sample.py"
+
+SAMPLE = "def f(x):\n    return x + 1\n\n\nclass A:\n    pass\n"
+
+
+def fresh(text: str) -> str:
+    return str(syntax.parse_text(text).root_node)
+
+
+def edit(sl: int, sc: int, el: int, ec: int, text: str) -> RangeEdit:
+    return RangeEdit(((sl, sc), (el, ec)), text)
+
+
+@pytest.mark.parametrize(
+    ("start", "edits", "expected"),
+    [
+        pytest.param(SAMPLE, [edit(1, 15, 1, 16, "2")], SAMPLE.replace("x + 1", "x + 2"), id="replace-char"),
+        pytest.param("x = 1\n", [edit(1, 0, 1, 0, "y = 2\n")], "x = 1\ny = 2\n", id="append-line"),
+        pytest.param("x = 1\ny = 2\n", [edit(0, 0, 1, 0, "")], "y = 2\n", id="delete-line"),
+        pytest.param(
+            "s = ''\n",
+            [edit(0, 5, 0, 5, EMOJI), edit(0, 7, 0, 7, "!")],
+            f"s = '{EMOJI}!'\n",
+            id="emoji-then-char-after-it-utf16",
+        ),
+        pytest.param(
+            f"s = '{EMOJI}a'\nx = 1\n",
+            [edit(0, 5, 0, 7, "")],
+            "s = 'a'\nx = 1\n",
+            id="delete-emoji-by-utf16-range",
+        ),
+        pytest.param(
+            "a = 1\n",
+            [edit(0, 0, 0, 0, "b = 2\n"), edit(1, 4, 1, 5, "9")],
+            "b = 2\na = 9\n",
+            id="multi-change-in-order",
+        ),
+        pytest.param("a = 1\n", [RangeEdit(None, "def g():\n    pass\n")], "def g():\n    pass\n", id="full-replace"),
+        pytest.param(
+            "a = 1\n",
+            [RangeEdit(None, "b = 2\n"), edit(0, 0, 0, 1, "c")],
+            "c = 2\n",
+            id="full-replace-then-range",
+        ),
+        pytest.param("a = 1\r\nb = 2\r\n", [edit(0, 5, 0, 5, "0")], "a = 10\r\nb = 2\r\n", id="crlf-insert-at-eol"),
+        pytest.param("ab\n", [edit(0, 2, 0, 0, "X")], "X\n", id="reversed-range-normalised"),
+        pytest.param("ab\n", [edit(0, 1, 0, 99, "Z")], "aZ\n", id="end-clamped-to-line"),
+        pytest.param("ab\n", [edit(5, 0, 6, 0, "c = 3\n")], "ab\nc = 3\n", id="past-end-appends"),
+    ],
+)
+def test_apply_edits(start: str, edits: list[RangeEdit], expected: str) -> None:
+    document = Document(URI, start)
+    for change in edits:
+        document.apply(change)
+    assert document.text == expected
+    assert document.source == expected.encode("utf-8")
+    assert document.tree is not None
+    assert str(document.tree.root_node) == fresh(expected)
+    assert document.tree.root_node.end_byte == len(expected.encode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("start", "edits", "changes"),
+    [
+        pytest.param(
+            "a = 1\n",
+            [edit(0, 4, 0, 5, "22")],
+            [TextChange(4, 5, "22")],
+            id="single",
+        ),
+        pytest.param(
+            f"{EMOJI}x\n",
+            [edit(0, 2, 0, 3, "yz")],
+            [TextChange(1, 2, "yz")],
+            id="code-points-not-utf16",
+        ),
+        pytest.param(
+            "abc\n",
+            [edit(0, 0, 0, 0, "XY"), edit(0, 5, 0, 5, "!")],
+            [TextChange(0, 0, "XY"), TextChange(5, 5, "!")],
+            id="second-in-text-after-first",
+        ),
+        pytest.param("abc\n", [RangeEdit(None, "z")], [TextChange(0, 4, "z")], id="full-document"),
+    ],
+)
+def test_listener_gets_pre_change_offsets(
+    start: str, edits: list[RangeEdit], changes: list[TextChange]
+) -> None:
+    store = DocumentStore()
+    seen: list[tuple[str, list[TextChange], int]] = []
+    store.add_listener(lambda document, got: seen.append((document.uri, got, document.version)))
+    store.open(URI, start, version=1)
+    store.change(URI, 7, edits)
+    assert seen == [(URI, changes, 7)]
+
+
+def test_listener_not_called_for_empty_change_list() -> None:
+    store = DocumentStore()
+    seen: list[object] = []
+    store.add_listener(lambda document, got: seen.append(got))
+    store.open(URI, "x\n")
+    store.change(URI, 2, [])
+    assert seen == []
+    assert store.get(URI).version == 2
+
+
+def test_unknown_document_message() -> None:
+    store = DocumentStore()
+    with pytest.raises(UnknownDocument) as info:
+        store.get("file:///nope.py")
+    assert str(info.value) == "document is not open: file:///nope.py"
+    with pytest.raises(UnknownDocument):
+        store.change("file:///nope.py", 1, [edit(0, 0, 0, 0, "x")])
+
+
+def test_close_forgets_and_notifies() -> None:
+    store = DocumentStore()
+    closed: list[str] = []
+    store.add_close_listener(closed.append)
+    store.open(URI, "x\n")
+    assert URI in store
+    store.close(URI)
+    assert URI not in store
+    assert closed == [URI]
+    assert store.uris() == []
+
+
+@pytest.mark.parametrize(
+    ("encoding", "line", "character", "expected"),
+    [
+        pytest.param("utf-16", 0, 3, 2, id="utf16"),
+        pytest.param("utf-8", 0, 5, 2, id="utf8"),
+        pytest.param("utf-32", 0, 2, 2, id="utf32"),
+    ],
+)
+def test_store_encoding_reaches_documents(encoding: str, line: int, character: int, expected: int) -> None:
+    store = DocumentStore(encoding=encoding)
+    document = store.open(URI, f"a{EMOJI}b\n")
+    assert document.offset_at(line, character) == expected
+    assert document.position_at(expected) == (line, character)
+
+
+@pytest.mark.parametrize(
+    ("line", "character"),
+    [
+        pytest.param(0, 5, id="past-line"),
+        pytest.param(2, 0, id="past-document"),
+    ],
+)
+def test_document_offset_strict(line: int, character: int) -> None:
+    document = Document(URI, f"a{EMOJI}b\n")
+    with pytest.raises(PositionOutOfRange):
+        document.offset_at(line, character)
+
+
+def test_non_python_document_has_no_tree() -> None:
+    document = Document(URI, "fn main() {}\n", language_id="rust")
+    document.apply(edit(0, 0, 0, 0, "// x\n"))
+    assert document.tree is None
+    assert document.text == "// x\nfn main() {}\n"
+
+
+def test_char_offset_of_byte() -> None:
+    document = Document(URI, f"é{EMOJI}x")
+    assert document.byte_offset(2) == 6
+    assert document.char_offset_of_byte(6) == 2
+
+
+# -- property: any sequence of edits leaves the same tree as a fresh parse -------------
+
+PIECES = [
+    "", "x", " ", "\n", "\r\n", "    ", "\t", "def f(a, b):\n    ", "return a + b\n", "if x:\n",
+    "class C:\n", "(", ")", "[1, 2]", "'s'", '"""doc"""', "# c\n", EMOJI, "é", "日本", "f'{x}'",
+    "async def g():\n    await h()\n", "@dec\n", ":", "pass",
+]  # fmt: skip
+
+
+@st.composite
+def edit_sequences(draw: st.DrawFn) -> tuple[str, list[RangeEdit]]:
+    text = draw(st.lists(st.sampled_from(PIECES), max_size=8).map("".join))
+    shadow = text
+    edits: list[RangeEdit] = []
+    for _ in range(draw(st.integers(1, 8))):
+        if draw(st.integers(0, 9)) == 0:
+            new = draw(st.lists(st.sampled_from(PIECES), max_size=6).map("".join))
+            edits.append(RangeEdit(None, new))
+            shadow = new
+            continue
+        # Pick a range in code points and express it as (line, UTF-16 column).
+        a = draw(st.integers(0, len(shadow)))
+        b = draw(st.integers(a, len(shadow)))
+        new = draw(st.lists(st.sampled_from(PIECES), max_size=3).map("".join))
+        edits.append(RangeEdit((_lsp(shadow, a), _lsp(shadow, b)), new))
+        shadow = shadow[:a] + new + shadow[b:]
+    return text, edits
+
+
+def _lsp(text: str, offset: int) -> tuple[int, int]:
+    """LSP position of a code-point offset, computed independently of the module."""
+    before = text[:offset]
+    line = before.count("\n")
+    column_text = before.rsplit("\n", 1)[-1]
+    return line, len(column_text.encode("utf-16-le")) // 2
+
+
+def _expected(text: str, edits: list[RangeEdit]) -> str:
+    for change in edits:
+        if change.range is None:
+            text = change.text
+            continue
+        lines = text.split("\n")
+        offsets = []
+        for line, column in change.range:
+            start = sum(len(row) + 1 for row in lines[:line])
+            units = 0
+            index = 0
+            row = lines[line]
+            while units < column:
+                units += 2 if ord(row[index]) > 0xFFFF else 1
+                index += 1
+            offsets.append(start + index)
+        text = text[: offsets[0]] + change.text + text[offsets[1] :]
+    return text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edit_sequences())
+def test_incremental_tree_equals_fresh_parse(case: tuple[str, list[RangeEdit]]) -> None:
+    text, edits = case
+    store = DocumentStore()
+    seen: list[TextChange] = []
+    store.add_listener(lambda document, changes: seen.extend(changes))
+    store.open(URI, text)
+    document = store.change(URI, 2, edits)
+    expected = _expected(text, edits)
+    assert document.text == expected
+    assert document.source == expected.encode("utf-8")
+    assert document.tree is not None
+    assert str(document.tree.root_node) == fresh(expected)
+    assert document.tree.root_node.end_byte == len(document.source)
+    # Replaying the listener's changes on the old text gives the new text.
+    replay = text
+    for change in seen:
+        replay = replay[: change.start] + change.new_text + replay[change.end :]
+    assert replay == expected

@@ -1,0 +1,210 @@
+"""Table tests for LSP position <-> offset conversions (UTF-16/UTF-8/UTF-32, CRLF)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lsp_server.parsing.positions import (
+    LineIndex,
+    PositionOutOfRange,
+    byte_point,
+    column_length,
+    column_to_char,
+    end_point,
+    offset_at,
+    position_at,
+    utf16_len,
+    utf16_to_char,
+)
+
+EMOJI = "\U0001f600"  # astral: 2 UTF-16 units, 4 UTF-8 bytes, 1 code point
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "expected"),
+    [
+        pytest.param("abc", "utf-16", 3, id="ascii-utf16"),
+        pytest.param("abc", "utf-8", 3, id="ascii-utf8"),
+        pytest.param("é", "utf-16", 1, id="bmp-utf16"),
+        pytest.param("é", "utf-8", 2, id="bmp-utf8"),
+        pytest.param("é", "utf-32", 1, id="bmp-utf32"),
+        pytest.param(EMOJI, "utf-16", 2, id="astral-utf16"),
+        pytest.param(EMOJI, "utf-8", 4, id="astral-utf8"),
+        pytest.param(EMOJI, "utf-32", 1, id="astral-utf32"),
+        pytest.param("a" + EMOJI + "€", "utf-16", 4, id="mixed-utf16"),
+        pytest.param("a" + EMOJI + "€", "utf-8", 8, id="mixed-utf8"),
+        pytest.param("", "utf-16", 0, id="empty"),
+    ],
+)
+def test_column_length(text: str, encoding: str, expected: int) -> None:
+    assert column_length(text, encoding) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", 0, id="empty"),
+        pytest.param("x = 1", 5, id="ascii"),
+        pytest.param(EMOJI * 3, 6, id="three-emoji"),
+        pytest.param("日本", 2, id="cjk-bmp"),
+    ],
+)
+def test_utf16_len(text: str, expected: int) -> None:
+    assert utf16_len(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "encoding", "expected"),
+    [
+        pytest.param("abc", 2, "utf-16", 2, id="ascii"),
+        pytest.param("abc", 9, "utf-16", 3, id="ascii-clamped"),
+        pytest.param(EMOJI + "x", 2, "utf-16", 1, id="after-emoji-utf16"),
+        pytest.param(EMOJI + "x", 3, "utf-16", 2, id="end-utf16"),
+        pytest.param(EMOJI + "x", 4, "utf-8", 1, id="after-emoji-utf8"),
+        pytest.param(EMOJI + "x", 1, "utf-32", 1, id="after-emoji-utf32"),
+        pytest.param("é=" + EMOJI, 3, "utf-8", 2, id="after-eacute-and-eq-utf8"),
+        pytest.param("é=" + EMOJI, 99, "utf-8", 3, id="utf8-clamped"),
+        pytest.param("é=" + EMOJI, 99, "utf-32", 3, id="utf32-clamped"),
+    ],
+)
+def test_column_to_char(line: str, column: int, encoding: str, expected: int) -> None:
+    assert column_to_char(line, column, encoding) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "expected"),
+    [
+        pytest.param("a" + EMOJI + "b", 1, 1, id="before-emoji"),
+        pytest.param("a" + EMOJI + "b", 3, 2, id="after-emoji"),
+        pytest.param("a" + EMOJI + "b", 4, 3, id="line-end"),
+        pytest.param("a" + EMOJI + "b", 40, 3, id="clamped"),
+        # A column in the middle of a surrogate pair lands after the character.
+        pytest.param("a" + EMOJI + "b", 2, 2, id="mid-surrogate-pair"),
+    ],
+)
+def test_utf16_to_char(line: str, column: int, expected: int) -> None:
+    assert utf16_to_char(line, column) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "char_starts", "byte_starts"),
+    [
+        pytest.param("", (0,), (0,), id="empty"),
+        pytest.param("ab\ncd", (0, 3), (0, 3), id="two-lines"),
+        pytest.param("ab\r\ncd\r\n", (0, 4, 8), (0, 4, 8), id="crlf-trailing"),
+        pytest.param(EMOJI + "\né\n", (0, 2, 4), (0, 5, 8), id="non-ascii-bytes"),
+    ],
+)
+def test_line_index(text: str, char_starts: tuple[int, ...], byte_starts: tuple[int, ...]) -> None:
+    index = LineIndex.build(text)
+    assert index.char_starts == char_starts
+    assert index.byte_starts == byte_starts
+    assert index.line_count == len(char_starts)
+
+
+TEXT = "a = 1\r\n" + EMOJI + "b = 2\r\n\nlast"
+# code points:  "a = 1\r\n" -> 0..6, line 1 starts at 7: EMOJI(7) b(8) ' '(9) '='(10) ' '(11)
+# '2'(12) '\r'(13) '\n'(14); line 2 = "" at 15; line 3 "last" at 16..19, length 20.
+
+
+@pytest.mark.parametrize(
+    ("line", "character", "encoding", "expected"),
+    [
+        pytest.param(0, 0, "utf-16", 0, id="origin"),
+        pytest.param(0, 5, "utf-16", 5, id="crlf-line-end-before-cr"),
+        pytest.param(1, 0, "utf-16", 7, id="line1-start"),
+        pytest.param(1, 2, "utf-16", 8, id="after-emoji-utf16"),
+        pytest.param(1, 4, "utf-8", 8, id="after-emoji-utf8"),
+        pytest.param(1, 1, "utf-32", 8, id="after-emoji-utf32"),
+        pytest.param(1, 7, "utf-16", 13, id="line1-end"),
+        pytest.param(1, 3, "utf-32", 10, id="utf32-mid-line"),
+        pytest.param(1, 6, "utf-32", 13, id="utf32-line-end"),
+        pytest.param(2, 0, "utf-16", 15, id="empty-line"),
+        pytest.param(3, 4, "utf-16", 20, id="document-end"),
+    ],
+)
+def test_offset_at_strict(line: int, character: int, encoding: str, expected: int) -> None:
+    index = LineIndex.build(TEXT)
+    assert offset_at(TEXT, index, line, character, strict=True, encoding=encoding) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "character", "encoding", "message"),
+    [
+        pytest.param(0, 6, "utf-16", "character 6 is past the end of line 0", id="into-cr"),
+        pytest.param(1, 8, "utf-16", "character 8 is past the end of line 1", id="past-line"),
+        pytest.param(1, 7, "utf-32", "character 7 is past the end of line 1 (6 UTF-32", id="utf32-past"),
+        pytest.param(4, 0, "utf-16", "line 4 is past the end of the document (4 lines)", id="line-past"),
+        pytest.param(-1, 0, "utf-16", "negative position -1:0", id="negative-line"),
+        pytest.param(0, -2, "utf-16", "negative position 0:-2", id="negative-char"),
+    ],
+)
+def test_offset_at_strict_errors(line: int, character: int, encoding: str, message: str) -> None:
+    index = LineIndex.build(TEXT)
+    with pytest.raises(PositionOutOfRange) as info:
+        offset_at(TEXT, index, line, character, strict=True, encoding=encoding)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "character", "expected"),
+    [
+        pytest.param(0, 6, 5, id="cr-clamped-to-before-cr"),
+        pytest.param(0, 99, 5, id="far-past-line"),
+        pytest.param(1, 99, 13, id="emoji-line-clamped"),
+        pytest.param(9, 0, 20, id="past-document-to-end"),
+    ],
+)
+def test_offset_at_clamps(line: int, character: int, expected: int) -> None:
+    index = LineIndex.build(TEXT)
+    assert offset_at(TEXT, index, line, character, strict=False) == expected
+
+
+def test_offset_at_negative_raises_even_when_clamping() -> None:
+    index = LineIndex.build(TEXT)
+    with pytest.raises(PositionOutOfRange):
+        offset_at(TEXT, index, -1, 0, strict=False)
+
+
+@pytest.mark.parametrize(
+    ("offset", "encoding", "expected"),
+    [
+        pytest.param(0, "utf-16", (0, 0), id="origin"),
+        pytest.param(5, "utf-16", (0, 5), id="before-cr"),
+        pytest.param(8, "utf-16", (1, 2), id="after-emoji-utf16"),
+        pytest.param(8, "utf-8", (1, 4), id="after-emoji-utf8"),
+        pytest.param(8, "utf-32", (1, 1), id="after-emoji-utf32"),
+        pytest.param(15, "utf-16", (2, 0), id="empty-line"),
+        pytest.param(20, "utf-16", (3, 4), id="end"),
+        pytest.param(999, "utf-16", (3, 4), id="past-end-clamped"),
+        pytest.param(-5, "utf-16", (0, 0), id="negative-clamped"),
+    ],
+)
+def test_position_at(offset: int, encoding: str, expected: tuple[int, int]) -> None:
+    assert position_at(TEXT, LineIndex.build(TEXT), offset, encoding) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "offset", "expected"),
+    [
+        pytest.param("ab\ncd", 4, (4, (1, 1)), id="ascii"),
+        pytest.param(EMOJI + "x\n" + "é" + "y", 4, (8, (1, 2)), id="astral-then-bmp"),
+        pytest.param("é\r\nz", 3, (4, (1, 0)), id="crlf"),
+    ],
+)
+def test_byte_point(text: str, offset: int, expected: tuple[int, tuple[int, int]]) -> None:
+    assert byte_point(text, LineIndex.build(text), offset) == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "inserted", "expected"),
+    [
+        pytest.param((2, 3), "", (2, 3), id="nothing"),
+        pytest.param((2, 3), "ab", (2, 5), id="same-line"),
+        pytest.param((2, 3), EMOJI, (2, 7), id="same-line-bytes"),
+        pytest.param((2, 3), "x\ny\n", (4, 0), id="ends-with-newline"),
+        pytest.param((0, 9), "a\né" + EMOJI, (1, 6), id="multi-line-bytes"),
+    ],
+)
+def test_end_point(start: tuple[int, int], inserted: str, expected: tuple[int, int]) -> None:
+    assert end_point(start, inserted) == expected
