@@ -28,6 +28,7 @@ from lsp_server.parsing.document import Document
 from lsp_server.parsing.syntax import parse
 from lsp_server.prompts import budget, modes, postprocess
 from lsp_server.prompts.context import (
+    BLOCK_HEADER,
     PromptContext,
     build_context,
     enclosing_definitions,
@@ -266,13 +267,17 @@ class CompletionEngine:
         suffix_budget = min(SUFFIX_TOKENS, n_ctx // 4) if fim is not None else 0
         prefix_budget = max(64, n_ctx - max_tokens - suffix_budget - 16)
         prefix = budget.fit_prefix(context, count, prefix_budget)
-        prompt_tokens: tuple[int, ...] | None = None
-        if fim is not None and template is not None:
-            suffix = budget.fit_suffix(context.suffix, count, suffix_budget)
+        suffix = budget.fit_suffix(context.suffix, count, suffix_budget) if fim is not None else ""
+
+        def fim_tokens(prefix_text: str) -> tuple[int, ...] | None:
+            if fim is None or template is None:
+                return None
             bos = backend.bos() if hasattr(backend, "bos") else []
-            prompt_tokens = tuple(
-                assemble(template, fim, backend.tokenize(prefix), backend.tokenize(suffix), bos)
+            return tuple(
+                assemble(template, fim, backend.tokenize(prefix_text), backend.tokenize(suffix), bos)
             )
+
+        prompt_tokens = fim_tokens(prefix)
         first_line_is_new = planned.start != cursor or not snapshot.text[
             snapshot.text.rfind("\n", 0, cursor) + 1 : cursor
         ].strip()
@@ -294,7 +299,24 @@ class CompletionEngine:
             time_budget_s=settings.time_budget_ms / 1000.0,
         )
         result = backend.generate(request, token)
-        text = self._postprocess(snapshot, cursor, planned.start, mode, result.text)
+        raw = result.text
+        header = _opened_block(snapshot.text, planned.start, cursor, raw) if mode == "line" else None
+        if header is not None:
+            # The line opens a block (``if x:``): a header alone would leave the buffer
+            # broken, so go on for its body. The prompt's KV cache is reused.
+            line_text, width = header
+            follow = replace(
+                request,
+                prompt=prefix + raw[: len(line_text)] + "\n",
+                prompt_tokens=fim_tokens(prefix + raw[: len(line_text)] + "\n"),
+                max_tokens=int(settings.max_tokens),
+                stop_rule=postprocess.block_stop_rule(width, True),
+            )
+            more = backend.generate(follow, token)
+            raw = raw[: len(line_text)] + "\n" + more.text
+            result = _combine(result, more, raw)
+            mode = "block"
+        text = self._postprocess(snapshot, cursor, planned.start, mode, raw)
         if text is None:
             return None
         return Suggestion(
@@ -348,6 +370,31 @@ class CompletionEngine:
         if start != cursor and chosen.strip() == "":
             return None
         return chosen
+
+
+def _opened_block(text: str, start: int, cursor: int, raw: str) -> tuple[str, int] | None:
+    """(generated part of the line, header indentation) when the suggested line ends a
+    block header such as ``for x in y:``; else None."""
+    generated = raw.split("\n", 1)[0]
+    if not generated.strip():
+        return None
+    line_start = text.rfind("\n", 0, cursor) + 1
+    full = text[line_start:start] + generated if start != cursor else text[line_start:cursor] + generated
+    if not BLOCK_HEADER.match(full) or full.rstrip().endswith(("\\", ",")):
+        return None
+    return generated, indent_width(full)
+
+
+def _combine(first: GenerationResult, second: GenerationResult, text: str) -> GenerationResult:
+    return replace(
+        first,
+        text=text,
+        token_count=first.token_count + second.token_count,
+        logprob_sum=first.logprob_sum + second.logprob_sum,
+        decode_s=first.decode_s + second.decode_s + second.prompt_eval_s,
+        total_s=first.total_s + second.total_s,
+        stop_reason=second.stop_reason,
+    )
 
 
 def _keep_user_indent(suggestion: str, typed_ws: str) -> str | None:

@@ -17,7 +17,11 @@ fi
 newest=$(find src package.json tsconfig.json scripts README.md LICENSE .vscodeignore -type f -newer "$VSIX" 2>/dev/null | head -n 1 || true)
 if [ ! -f "$VSIX" ] || [ -n "$newest" ]; then
     log "npm test && npm run package"
-    npm test --silent > /dev/null
+    if ! output=$(npm test 2>&1); then
+        printf '%s\n' "$output" >&2
+        log "unit tests failed"
+        exit 1
+    fi
     npm run package --silent
 fi
 echo "$VSIX"

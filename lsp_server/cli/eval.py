@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -136,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
                                           mode="line" if single_line else None)
         except ModelUnavailable as error:
             return fail(str(error), 1)
+    # A background job ignores SIGINT; let SIGTERM stop a run as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         records = run_eval(tasks, config, sampler, store, resume=args.resume,
                            progress=not args.no_progress)
@@ -152,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     for label, path in paths.items():
         print(f"{label}: {path}", file=sys.stderr)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _slug(text: str) -> str:

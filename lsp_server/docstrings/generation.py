@@ -152,7 +152,7 @@ def clean_slot(raw: str, key: str, known_names: set[str], function_name: str) ->
         return None
     if key == "summary":
         sentences = _SENTENCE_END.split(text)
-        text = sentences[0]
+        text = imperative(sentences[0])
         if text.lower().rstrip(".") in {
             function_name.lower(),
             function_name.replace("_", " ").lower(),
@@ -166,6 +166,31 @@ def clean_slot(raw: str, key: str, known_names: set[str], function_name: str) ->
     if not text.endswith((".", "!", "?")):
         text += "."
     return text
+
+
+_THIS_FUNCTION = re.compile(
+    r"^(?:this|the)\s+(?:function|method)\s+(?:will\s+(?P<base>\w+)|(?P<third>\w+s))\b",
+    re.IGNORECASE,
+)
+
+
+def imperative(summary: str) -> str:
+    """PEP 257's mood: "This function returns X" -> "Return X"."""
+    match = _THIS_FUNCTION.match(summary)
+    if match is None:
+        return summary
+    verb = match.group("base")
+    if verb is None:
+        third = match.group("third")
+        if third.lower() in ("is", "was", "has", "does"):  # a description, not an action
+            return summary
+        if third.endswith("ies"):
+            verb = third[:-3] + "y"
+        elif third.endswith(("sses", "shes", "ches", "xes", "zes")):
+            verb = third[:-2]
+        else:
+            verb = third[:-1]
+    return verb.capitalize() + summary[match.end() :]
 
 
 def fallback_summary(structure: Structure) -> str:

@@ -48,21 +48,35 @@ def detect_newline(text: str) -> str:
     return "\r\n" if crlf and crlf >= text.count("\n") - crlf else "\n"
 
 
-_LEADING = re.compile(r"^([ \t]*)\S", re.MULTILINE)
-
-
 def detect_unit(text: str) -> str:
-    """One level of indentation in this file: a tab, or the most common space step."""
-    indents = [m.group(1) for m in _LEADING.finditer(text) if m.group(1)]
-    if not indents:
+    """One level of indentation in this file, read where blocks open: the step from a
+    line ending in ``:`` to the next line (a tab, or the most common number of spaces).
+    Continuation lines aligned under brackets do not count."""
+    steps: Counter[str] = Counter()
+    previous: tuple[str, bool] | None = None  # (statement's indentation, opens a block)
+    depth = 0  # open brackets: lines inside them continue a statement
+    statement_indent = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if depth == 0:
+            if previous is not None and previous[1] and len(indent) > len(previous[0]):
+                if indent.startswith(previous[0]):
+                    steps[indent[len(previous[0]) :]] += 1
+            statement_indent = indent
+        code = stripped.split("#", 1)[0].rstrip() if "#" in stripped else stripped
+        depth = max(
+            0, depth + sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
+        )
+        previous = (statement_indent, depth == 0 and code.endswith(":"))
+    if not steps:
         return "    "
-    tabs = sum(1 for i in indents if i.startswith("\t"))
-    if tabs > len(indents) - tabs:
+    unit = steps.most_common(1)[0][0]
+    if unit.startswith("\t"):
         return "\t"
-    widths = sorted({len(i) for i in indents if not i.startswith("\t")})
-    steps = Counter(b - a for a, b in zip([0, *widths], widths))
-    step = steps.most_common(1)[0][0] if steps else 4
-    return " " * (step if 1 <= step <= 8 else 4)
+    return unit if unit.strip(" ") == "" and 1 <= len(unit) <= 8 else "    "
 
 
 def detect_quoting(existing_docstrings: list[str]) -> Quoting:

@@ -103,8 +103,7 @@ def expected_params(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[st
 def _same_type(documented: str | None, annotation: str | None) -> bool:
     if annotation is None or documented is None:
         return True  # nothing to check against, or left to the hint (Google style allows it)
-    squash = lambda t: re.sub(r"\s+", "", t or "")
-    return squash(documented) == squash(annotation)
+    return re.sub(r"\s+", "", documented) == re.sub(r"\s+", "", annotation)
 
 
 @dataclass

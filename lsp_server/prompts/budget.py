@@ -43,8 +43,15 @@ def _trim_top(text: str, count: Callable[[str], int], budget: int) -> str:
             high = middle - 1
         else:
             low = middle + 1
-    if count(best) > budget:  # a single enormous line: keep its tail by characters
-        best = best[-budget * 2 :]
+    if count(best) > budget:  # a single enormous line: the longest tail that fits
+        low, high, tail = 1, len(best), ""
+        while low <= high:
+            middle = (low + high) // 2
+            if count(best[-middle:]) <= budget:
+                tail, low = best[-middle:], middle + 1
+            else:
+                high = middle - 1
+        best = tail
     return best
 
 
@@ -62,8 +69,20 @@ def fit_prefix(context: PromptContext, count: Callable[[str], int], budget: int)
     """The prompt prefix: as much context as fits, in stable-first order.
 
     Priority when the budget is short: the current code, then the class header, the
-    imports, and the used definitions nearest the cursor.
+    imports, and the used definitions nearest the cursor. Pieces are counted one by one;
+    joined, they can tokenize longer (SentencePiece adds a word-start token to each
+    piece, newline runs merge differently), so the whole is counted again and refitted
+    to a smaller budget while it overflows.
     """
+    text = _fit_pieces(context, count, budget)
+    inner = budget
+    while inner > 1 and (over := count(text) - budget) > 0:
+        inner = max(1, inner - over)
+        text = _fit_pieces(context, count, inner)
+    return text
+
+
+def _fit_pieces(context: PromptContext, count: Callable[[str], int], budget: int) -> str:
     current = _trim_top(context.current, count, budget)
     left = budget - count(current)
     header = context.scope_header

@@ -104,8 +104,9 @@ def enclosing_definitions(tree: Tree, source: bytes, cursor: int) -> list[Node]:
     """Function and class definitions that enclose the cursor, innermost first.
 
     A definition encloses the cursor when the cursor is on its header line, or deeper
-    indented than its ``def``/``class`` line, or just after a definition whose body
-    holds only a docstring (a HumanEval prompt ends so: the body comes next).
+    indented than its ``def``/``class`` line, or on a blank line that the definition's
+    body goes on past, or just after a definition whose body holds only a docstring (a
+    HumanEval prompt ends so: the body comes next).
     """
     last = _last_code_byte(source, cursor)
     if last < 0:
@@ -113,6 +114,10 @@ def enclosing_definitions(tree: Tree, source: bytes, cursor: int) -> list[Node]:
     node = tree.root_node.descendant_for_byte_range(last, last)
     width = cursor_indent(source, cursor)
     cursor_row = source.count(b"\n", 0, cursor)
+    line_text = _text(source, *_line_bounds(source, cursor))
+    blank_line = not line_text.strip()
+    if blank_line:  # a cursor at the start of an indented blank line has that indentation
+        width = max(width, indent_width(line_text))
     result: list[Node] = []
     for candidate in ancestors(node):
         if candidate.type not in DEF_TYPES:
@@ -127,6 +132,8 @@ def enclosing_definitions(tree: Tree, source: bytes, cursor: int) -> list[Node]:
         blank_prefix = not _text(source, _line_bounds(source, cursor)[0], cursor).strip()
         if width > def_width or on_header:
             result.append(candidate)
+        elif blank_line and candidate.start_byte < cursor < candidate.end_byte:
+            result.append(candidate)  # a blank line between statements of its body
         elif not result and blank_prefix and _body_is_empty(candidate):
             result.append(candidate)
     return result
@@ -159,7 +166,9 @@ def _body_indent(node: Node, source: bytes) -> str:
     body = node.child_by_field_name("body")
     if body is not None and body.named_children:
         line_start = source.rfind(b"\n", 0, body.named_children[0].start_byte) + 1
-        return leading_ws(_text(source, line_start, body.named_children[0].start_byte + 1))
+        lead = _text(source, line_start, body.named_children[0].start_byte)
+        if not lead.strip():  # a body on its own line; not ``def f(): return 1``
+            return lead
     line_start = source.rfind(b"\n", 0, node.start_byte) + 1
     return leading_ws(_text(source, line_start, node.start_byte + 1)) + "    "
 

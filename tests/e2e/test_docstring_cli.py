@@ -48,7 +48,9 @@ def test_write_keeps_crlf_and_documents_every_parameter(tmp_path: Path) -> None:
     # Only the docstring was added.
     assert data.replace("\r\n", "\n").count("\n") > SOURCE.count("\n")
     code_lines = [line for line in data.split("\r\n") if line and not line.startswith("        ")]
-    assert code_lines == [line for line in SOURCE.split("\r\n") if line and not line.startswith("        ")]
+    assert code_lines == [
+        line for line in SOURCE.split("\r\n") if line and not line.startswith("        ")
+    ]
 
 
 def test_diff_without_write_leaves_the_file_alone(tmp_path: Path) -> None:

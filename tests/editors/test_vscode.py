@@ -51,7 +51,8 @@ def _code_server() -> Path:
 
 
 def _chromium() -> Path | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/lib/chromium/chromium", shutil.which("chromium")):
+    candidates = (os.environ.get("CHROMIUM"), "/usr/lib/chromium/chromium", shutil.which("chromium"))
+    for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
@@ -168,6 +169,42 @@ def function_source(text: str, name: str) -> str:
     match = re.search(rf"^def {re.escape(name)}\(.*?(?=^\S|\Z)", text, re.MULTILINE | re.DOTALL)
     assert match, f"function {name} not found in:\n{text}"
     return match.group(0).rstrip() + "\n"
+
+
+_SAMPLE_LOG = """2026-11-21 11:42:33.509 [trace] Sending request 'workspace/executeCommand - (27)'.
+Params: {
+    "command": "ghostpilot.accept",
+    "arguments": ["abc"]
+}
+2026-11-21 11:42:33.515 [trace] Received response 'workspace/executeCommand - (27)' in 6ms.
+Result: {"accepted": "abc"}
+2026-11-21 11:42:33.520 [info] 2026-11-21 11:42:33,519 INFO lsp_server.server: accepted abc
+2026-11-21 11:42:33.553 [trace] Received notification 'ghostpilot/status'.
+Params: {"state": "ready", "model": "m"}
+2026-11-21 11:42:34.000 [trace] Received response 'shutdown - (3)' in 2ms.
+No result returned.
+"""
+
+
+@pytest.mark.parametrize(
+    ("index", "direction", "kind", "method", "message_id", "body"),
+    [
+        pytest.param(0, "Sending", "request", "workspace/executeCommand", "27",
+                     {"command": "ghostpilot.accept", "arguments": ["abc"]}, id="request"),
+        pytest.param(1, "Received", "response", "workspace/executeCommand", "27",
+                     {"accepted": "abc"}, id="response"),
+        pytest.param(2, "Received", "notification", "ghostpilot/status", None,
+                     {"state": "ready", "model": "m"}, id="notification-after-server-log"),
+        pytest.param(3, "Received", "response", "shutdown", "3", None, id="no-result"),
+    ],
+)
+def test_parse_trace(index: int, direction: str, kind: str, method: str,
+                     message_id: str | None, body: Any) -> None:
+    messages = parse_trace(_SAMPLE_LOG)
+    assert len(messages) == 4, "the server's own log line is not an LSP message"
+    message = messages[index]
+    assert (message.direction, message.kind, message.method, message.id, message.body) == (
+        direction, kind, method, message_id, body)
 
 
 # -- the one harness run ---------------------------------------------------------------
@@ -325,3 +362,11 @@ def test_missing_server_gives_one_actionable_message(run: dict[str, Any]) -> Non
     about_it = [text for text in missing.get("notifications") or [] if "no-such-ghostpilot" in text]
     assert len(about_it) == 1, f"expected one message, got {about_it}"
     assert missing["status"] and missing["status"].endswith("stopped"), missing["status"]
+
+
+def test_restart_server(run: dict[str, Any]) -> None:
+    restart = run["restart"]
+    assert restart["ready"], f"the server did not come back after a restart: {restart}"
+    initializations = [m for m in run["trace"] if m.kind == "request"
+                       and m.direction == "Sending" and m.method == "initialize"]
+    assert len(initializations) >= 2, "Restart server did not start a new server"

@@ -9,7 +9,13 @@ import pytest
 
 from lsp_server.backends.base import Cancelled, GenerationRequest, GenerationResult
 from lsp_server.docstrings import generate, prepare
-from lsp_server.docstrings.generation import clean_slot, code_context, fix_default, one_line
+from lsp_server.docstrings.generation import (
+    clean_slot,
+    code_context,
+    fix_default,
+    imperative,
+    one_line,
+)
 from lsp_server.docstrings.styles import PLACEHOLDER, parse_docstring
 
 NAMES = {"a", "b", "threshold"}
@@ -249,3 +255,18 @@ def test_summary_retry_starts_with_the_names_verb() -> None:
     )
     assert parse_docstring(outcome.literal).summary == "Split the text into words."
     assert outcome.draft is not None and outcome.draft.origin["summary"] == "repaired"
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        pytest.param("This function returns True if x.", "Return True if x.", id="returns"),
+        pytest.param("This function will filter strings.", "Filter strings.", id="will"),
+        pytest.param("The method matches a and b.", "Match a and b.", id="es"),
+        pytest.param("This function applies f.", "Apply f.", id="ies"),
+        pytest.param("This function is fast.", "This function is fast.", id="is-kept"),
+        pytest.param("Return x.", "Return x.", id="already-imperative"),
+    ],
+)
+def test_imperative(summary: str, expected: str) -> None:
+    assert imperative(summary) == expected

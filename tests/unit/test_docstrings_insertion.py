@@ -201,3 +201,35 @@ def test_syntax_error_elsewhere_does_not_block() -> None:
 def test_placeholders_are_visible() -> None:
     outcome = generate(prepare("def f(a):\n    return a\n", name="f"), None)
     assert outcome.literal.count(PLACEHOLDER) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "unit"),
+    [
+        pytest.param("def f(a):\n    return a\n", "    ", id="four-spaces"),
+        pytest.param("if x:\n  y\n", "  ", id="two-spaces"),
+        pytest.param("class A:\n\tdef f(self):\n\t\tpass\n", "\t", id="tabs"),
+        pytest.param("x = 1\n", "    ", id="no-blocks-default"),
+        pytest.param("def f(a,\n      b):\n  return a\n", "  ", id="aligned-continuation-ignored"),
+        pytest.param("d = {\n  'a': 1}\nif x:  # note\n    y\n", "    ", id="dict-and-comment"),
+    ],
+)
+def test_detect_unit(text: str, unit: str) -> None:
+    from lsp_server.docstrings.insertion import detect_unit
+
+    assert detect_unit(text) == unit
+
+
+@pytest.mark.parametrize(
+    ("text", "newline"),
+    [
+        pytest.param("a\nb\n", "\n", id="lf"),
+        pytest.param("a\r\nb\r\n", "\r\n", id="crlf"),
+        pytest.param("a\r\nb\nc\n", "\n", id="mostly-lf"),
+        pytest.param("", "\n", id="empty"),
+    ],
+)
+def test_detect_newline(text: str, newline: str) -> None:
+    from lsp_server.docstrings.insertion import detect_newline
+
+    assert detect_newline(text) == newline

@@ -95,7 +95,7 @@ SOURCE = (
     "    if a:\n        raise ValueError(a)\n    return {}\n"
 )
 PROSE = {
-    "summary": "Build a table of counts from the inputs given to it by the caller of this function.",
+    "summary": "Build a table of counts from the inputs given to it by the caller of this code.",
     "param:a": "How many items to count, which is a rather long description that needs wrapping "
     "over more than one line at the usual width.",
     "param:b": "A label.",

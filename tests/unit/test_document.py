@@ -33,7 +33,9 @@ def edit(sl: int, sc: int, el: int, ec: int, text: str) -> RangeEdit:
 @pytest.mark.parametrize(
     ("start", "edits", "expected"),
     [
-        pytest.param(SAMPLE, [edit(1, 15, 1, 16, "2")], SAMPLE.replace("x + 1", "x + 2"), id="replace-char"),
+        pytest.param(
+            SAMPLE, [edit(1, 15, 1, 16, "2")], SAMPLE.replace("x + 1", "x + 2"), id="replace-char"
+        ),
         pytest.param("x = 1\n", [edit(1, 0, 1, 0, "y = 2\n")], "x = 1\ny = 2\n", id="append-line"),
         pytest.param("x = 1\ny = 2\n", [edit(0, 0, 1, 0, "")], "y = 2\n", id="delete-line"),
         pytest.param(
@@ -54,14 +56,24 @@ def edit(sl: int, sc: int, el: int, ec: int, text: str) -> RangeEdit:
             "b = 2\na = 9\n",
             id="multi-change-in-order",
         ),
-        pytest.param("a = 1\n", [RangeEdit(None, "def g():\n    pass\n")], "def g():\n    pass\n", id="full-replace"),
+        pytest.param(
+            "a = 1\n",
+            [RangeEdit(None, "def g():\n    pass\n")],
+            "def g():\n    pass\n",
+            id="full-replace",
+        ),
         pytest.param(
             "a = 1\n",
             [RangeEdit(None, "b = 2\n"), edit(0, 0, 0, 1, "c")],
             "c = 2\n",
             id="full-replace-then-range",
         ),
-        pytest.param("a = 1\r\nb = 2\r\n", [edit(0, 5, 0, 5, "0")], "a = 10\r\nb = 2\r\n", id="crlf-insert-at-eol"),
+        pytest.param(
+            "a = 1\r\nb = 2\r\n",
+            [edit(0, 5, 0, 5, "0")],
+            "a = 10\r\nb = 2\r\n",
+            id="crlf-insert-at-eol",
+        ),
         pytest.param("ab\n", [edit(0, 2, 0, 0, "X")], "X\n", id="reversed-range-normalised"),
         pytest.param("ab\n", [edit(0, 1, 0, 99, "Z")], "aZ\n", id="end-clamped-to-line"),
         pytest.param("ab\n", [edit(5, 0, 6, 0, "c = 3\n")], "ab\nc = 3\n", id="past-end-appends"),
@@ -152,7 +164,9 @@ def test_close_forgets_and_notifies() -> None:
         pytest.param("utf-32", 0, 2, 2, id="utf32"),
     ],
 )
-def test_store_encoding_reaches_documents(encoding: str, line: int, character: int, expected: int) -> None:
+def test_store_encoding_reaches_documents(
+    encoding: str, line: int, character: int, expected: int
+) -> None:
     store = DocumentStore(encoding=encoding)
     document = store.open(URI, f"a{EMOJI}b\n")
     assert document.offset_at(line, character) == expected
@@ -206,12 +220,19 @@ def edit_sequences(draw: st.DrawFn) -> tuple[str, list[RangeEdit]]:
             shadow = new
             continue
         # Pick a range in code points and express it as (line, UTF-16 column).
-        a = draw(st.integers(0, len(shadow)))
-        b = draw(st.integers(a, len(shadow)))
+        a = _not_inside_crlf(shadow, draw(st.integers(0, len(shadow))))
+        b = _not_inside_crlf(shadow, draw(st.integers(a, len(shadow))))
         new = draw(st.lists(st.sampled_from(PIECES), max_size=3).map("".join))
         edits.append(RangeEdit((_lsp(shadow, a), _lsp(shadow, b)), new))
         shadow = shadow[:a] + new + shadow[b:]
     return text, edits
+
+
+def _not_inside_crlf(text: str, offset: int) -> int:
+    """Editors never put a position between the CR and LF of a CRLF line ending."""
+    if 0 < offset < len(text) and text[offset - 1] == "\r" and text[offset] == "\n":
+        return offset - 1
+    return offset
 
 
 def _lsp(text: str, offset: int) -> tuple[int, int]:
@@ -262,3 +283,12 @@ def test_incremental_tree_equals_fresh_parse(case: tuple[str, list[RangeEdit]]) 
     for change in seen:
         replay = replay[: change.start] + change.new_text + replay[change.end :]
     assert replay == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="LSP counts a lone CR as a line ending; LineIndex splits on LF only",
+)
+def test_lone_cr_is_a_line_ending() -> None:
+    document = Document(URI, "a = 1\rb = 2\r")
+    assert document.offset_at(1, 1) == 7

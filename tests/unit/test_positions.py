@@ -133,8 +133,12 @@ def test_offset_at_strict(line: int, character: int, encoding: str, expected: in
     [
         pytest.param(0, 6, "utf-16", "character 6 is past the end of line 0", id="into-cr"),
         pytest.param(1, 8, "utf-16", "character 8 is past the end of line 1", id="past-line"),
-        pytest.param(1, 7, "utf-32", "character 7 is past the end of line 1 (6 UTF-32", id="utf32-past"),
-        pytest.param(4, 0, "utf-16", "line 4 is past the end of the document (4 lines)", id="line-past"),
+        pytest.param(
+            1, 7, "utf-32", "character 7 is past the end of line 1 (6 UTF-32", id="utf32-past"
+        ),
+        pytest.param(
+            4, 0, "utf-16", "line 4 is past the end of the document (4 lines)", id="line-past"
+        ),
         pytest.param(-1, 0, "utf-16", "negative position -1:0", id="negative-line"),
         pytest.param(0, -2, "utf-16", "negative position 0:-2", id="negative-char"),
     ],

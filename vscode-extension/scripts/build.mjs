@@ -10,6 +10,7 @@ await build({
   external: ['vscode'],
   outfile: 'dist/extension.js',
   sourcemap: true,
-  minify: false,
+  minify: true,
+  keepNames: true,
   logLevel: 'info',
 });

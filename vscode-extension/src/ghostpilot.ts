@@ -170,7 +170,7 @@ export class Ghostpilot implements vscode.Disposable {
   }
 
   private async startClient(): Promise<void> {
-    this.status.patch({ state: 'starting', message: undefined });
+    this.status.patch({ state: 'starting', message: undefined, serverLatencyMs: undefined, roundTripMs: undefined });
     const launch = await this.resolveLaunch();
     if (isProblem(launch)) {
       this.status.patch({ state: 'stopped', message: 'server not found' });

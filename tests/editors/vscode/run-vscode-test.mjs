@@ -76,6 +76,7 @@ const result = {
   docstring: { offered: null, notification: null, fileAfter: null },
   outputChannel: { opened: false, text: null },
   toggle: { statusOff: null, settingOff: null, statusOn: null, settingOn: null },
+  restart: { statuses: [], ready: null },
   missingServer: { notification: null, status: null },
   extensionLog: null,
   notifications: [],
@@ -465,6 +466,17 @@ async function main() {
       await shot(page, '07-docstring');
     });
 
+    // Restart the server from the command palette: it goes through starting to ready again.
+    await timed('restart', async () => {
+      const seen = result.restart.statuses;
+      await runCommand(page, 'Ghostpilot: Restart server');
+      result.restart.ready = await waitFor(async () => {
+        const text = await recordStatus(page);
+        if (text && seen[seen.length - 1] !== text) seen.push(text);
+        return seen.some((t) => /starting|stopped|loading/.test(t)) && text && /: (ready|\d)/.test(text) ? text : null;
+      }, 60000, 'the server to be ready after the restart', 100);
+    }).catch((error) => log(`restart: ${error.message}`));
+
     // Toggle inline suggestions off and on again from the command palette.
     const userSettings = path.join(userData, 'User/settings.json');
     const enableSetting = () => JSON.parse(fs.readFileSync(userSettings, 'utf8'))['ghostpilot.enable'];
@@ -497,7 +509,7 @@ async function main() {
       await page.keyboard.press(`${MOD}+S`);
       await sleep(1000);
       result.missingServer.settingsFile = fs.readFileSync(machineSettings, 'utf8');
-      await shot(page, '09-settings-edited');
+      await shot(page, '09-remote-settings-edited');
       result.missingServer.notification = await waitFor(async () => {
         const notes = await notificationTexts(page);
         return notes.find((text) => /no-such-ghostpilot/.test(text)) || null;
@@ -505,7 +517,7 @@ async function main() {
       await sleep(500);
       result.missingServer.notifications = await notificationTexts(page);
       result.missingServer.status = await recordStatus(page);
-      await shot(page, '09-missing-server');
+      await shot(page, '10-missing-server-message');
     }).catch((error) => log(`missing server: ${error.message}`));
 
     result.notifications = await notificationTexts(page);

@@ -1,0 +1,371 @@
+"""Table tests for the function-level prompt context (Codex paper)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lsp_server.parsing.syntax import parse_text
+from lsp_server.prompts.context import (
+    PromptContext,
+    build_context,
+    cursor_indent,
+    enclosing_definitions,
+    indent_width,
+    stub,
+)
+
+CURSOR = "\u2038"  # marks the cursor in a source table entry
+
+
+def at_cursor(marked: str) -> tuple[str, bytes, int]:
+    """Source without the marker, its bytes, and the marker's byte offset."""
+    index = marked.index(CURSOR)
+    text = marked.replace(CURSOR, "", 1)
+    return text, text.encode("utf-8"), len(text[:index].encode("utf-8"))
+
+
+def context_of(marked: str) -> PromptContext:
+    text, source, cursor = at_cursor(marked)
+    return build_context(parse_text(text), source, cursor)
+
+
+MODULE = '''import os
+from typing import List
+
+def helper(a: int) -> int:
+    """Add one."""
+    return a + 1
+
+class Util:
+    """Utils."""
+    def go(self): return 1
+
+def unused():
+    pass
+
+def main(xs: List[int]):
+    y = helper(1)
+    u = Util()
+    ‸
+    return y
+'''
+
+STACK = '''class Stack:
+    """A stack."""
+    size = 0
+
+    def __init__(self):
+        self.items = []
+
+    @property
+    def top(self):
+        return self.items[-1]
+
+    def push(self, item):
+        ‸
+
+    def pop(self):
+        return self.items.pop()
+'''
+
+HUMANEVAL = '''from typing import List
+
+
+def has_close(numbers: List[float], threshold: float) -> bool:
+    """ Check if any two numbers are closer than threshold.
+    >>> has_close([1.0, 2.0], 0.5)
+    False
+    """
+‸'''
+
+
+@pytest.mark.parametrize(
+    ("marked", "expected"),
+    [
+        pytest.param(
+            MODULE,
+            PromptContext(
+                imports="import os\nfrom typing import List",
+                definitions=(
+                    'def helper(a: int) -> int:\n    """Add one."""\n    ...',
+                    'class Util:\n    """Utils."""\n    def go(self):\n        ...',
+                ),
+                scope_header="",
+                current="def main(xs: List[int]):\n    y = helper(1)\n    u = Util()\n    ",
+                suffix="\n    return y\n",
+                block_indent="",
+                function_indent="",
+                in_function=True,
+            ),
+            id="imports-used-definitions-one-line-member",
+        ),
+        pytest.param(
+            STACK,
+            PromptContext(
+                imports="",
+                definitions=(),
+                scope_header=(
+                    'class Stack:\n    """A stack."""\n    size = 0\n'
+                    "    def __init__(self):\n        ...\n"
+                    "    @property\n    def top(self):\n        ...\n"
+                    "    def pop(self):\n        ..."
+                ),
+                current="    def push(self, item):\n        ",
+                suffix="\n\n    def pop(self):\n        return self.items.pop()\n",
+                block_indent="    ",
+                function_indent="    ",
+                in_function=True,
+            ),
+            id="method-class-header-other-signatures",
+        ),
+        pytest.param(
+            HUMANEVAL,
+            PromptContext(
+                imports="from typing import List",
+                definitions=(),
+                scope_header="",
+                current=(
+                    "def has_close(numbers: List[float], threshold: float) -> bool:\n"
+                    '    """ Check if any two numbers are closer than threshold.\n'
+                    '    >>> has_close([1.0, 2.0], 0.5)\n    False\n    """\n'
+                ),
+                suffix="",
+                block_indent="",
+                function_indent="",
+                in_function=True,
+            ),
+            id="humaneval-docstring-only-body-column-0",
+        ),
+        pytest.param(
+            "def outer():\n    def inner(x):\n        return ‸\n    return inner\n",
+            PromptContext(
+                imports="",
+                definitions=(),
+                scope_header="",
+                current="def outer():\n    def inner(x):\n        return ",
+                suffix="\n    return inner\n",
+                block_indent="    ",
+                function_indent="",
+                in_function=True,
+            ),
+            id="nested-function-from-outer-def",
+        ),
+        pytest.param(
+            "import asyncio\n\nasync def fetch(url):\n    await ‸\n",
+            PromptContext(
+                imports="import asyncio",
+                definitions=(),
+                scope_header="",
+                current="async def fetch(url):\n    await ",
+                suffix="\n",
+                block_indent="",
+                function_indent="",
+                in_function=True,
+            ),
+            id="async-def",
+        ),
+        pytest.param(
+            "import re\n\nx = 1\ny = ‸",
+            PromptContext(
+                imports="",
+                definitions=(),
+                scope_header="",
+                current="import re\n\nx = 1\ny = ",
+                suffix="",
+                block_indent="",
+                function_indent="",
+                in_function=False,
+            ),
+            id="module-level-imports-already-in-current",
+        ),
+        pytest.param(
+            "def f(\n    a,\n    b,\n):\n    ‸",
+            PromptContext("", (), "", "def f(\n    a,\n    b,\n):\n    ", "", "", "", True),
+            id="multi-line-signature",
+        ),
+        pytest.param(
+            "class A:\n\tdef m(self):\n\t\tif x:\n\t\t\t‸",
+            PromptContext(
+                "", (), "class A:", "\tdef m(self):\n\t\tif x:\n\t\t\t", "", "\t\t", "\t", True
+            ),
+            id="tabs",
+        ),
+        pytest.param(
+            "@decorator(1)\n@other\ndef g(x):\n    return ‸",
+            PromptContext(
+                "", (), "", "@decorator(1)\n@other\ndef g(x):\n    return ", "", "", "", True
+            ),
+            id="decorators-start-current",
+        ),
+        pytest.param(
+            "@cache\ndef helper(n):\n    return n\n\ndef main():\n    return helper(‸)\n",
+            PromptContext(
+                "",
+                ("@cache\ndef helper(n):\n    ...",),
+                "",
+                "def main():\n    return helper(",
+                ")\n",
+                "",
+                "",
+                True,
+            ),
+            id="decorated-used-definition",
+        ),
+        pytest.param(
+            "def f(x):\n    return x\n‸\ndef g():\n    pass\n",
+            PromptContext(
+                "", (), "", "def f(x):\n    return x\n", "\ndef g():\n    pass\n", "", "", False
+            ),
+            id="after-finished-function-is-module-level",
+        ),
+        pytest.param(
+            "class K:\n    a = 1\n    ‸\n",
+            PromptContext("", (), "", "class K:\n    a = 1\n    ", "\n", "", "    ", False),
+            id="class-body-outside-methods",
+        ),
+        pytest.param(
+            "class A:\n    def m(self):\n        def inner():\n            ‸\n",
+            PromptContext(
+                "",
+                (),
+                "class A:",
+                "    def m(self):\n        def inner():\n            ",
+                "\n",
+                "        ",
+                "    ",
+                True,
+            ),
+            id="function-nested-in-method",
+        ),
+        pytest.param(
+            "def f(x):\n    return [\n        x,\n        ‸\n    ]\n",
+            PromptContext(
+                "",
+                (),
+                "",
+                "def f(x):\n    return [\n        x,\n        ",
+                "\n    ]\n",
+                "    ",
+                "",
+                True,
+            ),
+            id="inside-brackets",
+        ),
+        pytest.param(
+            "def f(x):‸",
+            PromptContext("", (), "", "def f(x):", "", "", "", True),
+            id="on-header-line",
+        ),
+    ],
+)
+def test_build_context(marked: str, expected: PromptContext) -> None:
+    assert context_of(marked) == expected
+
+
+def test_pieces_stable_first() -> None:
+    context = PromptContext(
+        "import os",
+        ("def a():\n    ...",),
+        "class C:",
+        "    def m(self):\n        ",
+        "",
+        "",
+        "    ",
+        True,
+    )
+    assert context.pieces() == [
+        "import os",
+        "def a():\n    ...",
+        "class C:",
+        "    def m(self):\n        ",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("marked", "names"),
+    [
+        pytest.param("def f():\n    x = 1\n    ‸\n", ["f"], id="in-body"),
+        pytest.param(
+            "class C:\n    def m(self):\n        ‸\n", ["m", "C"], id="method-innermost-first"
+        ),
+        pytest.param("def f():\n    x = 1\n‸\n", [], id="column-0-after-real-body"),
+        pytest.param('def f():\n    """D."""\n‸', ["f"], id="column-0-after-docstring-body"),
+        pytest.param("‸\ndef f():\n    pass\n", [], id="before-everything"),
+        pytest.param(
+            "def f():\n    x = 1\n‸        \n", ["f"], id="line-start-of-indented-blank-line"
+        ),
+        pytest.param(
+            "class C:\n    def m(self):\n        x = 1\n‸\n        return x\n",
+            ["m", "C"],
+            id="empty-line-inside-body",
+        ),
+        pytest.param(
+            "class C:\n    def m(self):\n        x = 1\n‸\n    def n(self):\n        pass\n",
+            ["C"],
+            id="empty-line-between-methods",
+        ),
+        pytest.param(
+            "def f():\n    x = 1\n‸    \ndef g():\n    pass\n",
+            ["f"],
+            id="indented-blank-line-after-body",
+        ),
+        pytest.param("def f(a,\n      b‸):\n    pass\n", ["f"], id="inside-multi-line-signature"),
+    ],
+)
+def test_enclosing_definitions(marked: str, names: list[str]) -> None:
+    text, source, cursor = at_cursor(marked)
+    found = enclosing_definitions(parse_text(text), source, cursor)
+    assert [
+        source[
+            n.child_by_field_name("name").start_byte : n.child_by_field_name("name").end_byte
+        ].decode()
+        for n in found
+    ] == names
+
+
+@pytest.mark.parametrize(
+    ("marked", "width"),
+    [
+        pytest.param("x\n    ‸", 4, id="blank-prefix"),
+        pytest.param("x\n\t‸", 8, id="tab-is-8"),
+        pytest.param("x\n  y = ‸1", 2, id="code-line"),
+        pytest.param("‸", 0, id="empty"),
+    ],
+)
+def test_cursor_indent(marked: str, width: int) -> None:
+    _, source, cursor = at_cursor(marked)
+    assert cursor_indent(source, cursor) == width
+
+
+@pytest.mark.parametrize(
+    ("line", "width"),
+    [
+        pytest.param("", 0, id="empty"),
+        pytest.param("    x", 4, id="spaces"),
+        pytest.param("\t  x", 10, id="tab-then-spaces"),
+        pytest.param("   ", 3, id="whitespace-only"),
+    ],
+)
+def test_indent_width(line: str, width: int) -> None:
+    assert indent_width(line) == width
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(
+            "class E(Exception): pass\n", "class E(Exception):\n    ...", id="one-line-class"
+        ),
+        pytest.param("def f(): return 1\n", "def f():\n    ...", id="one-line-def"),
+        pytest.param(
+            'class P:\n    """Point."""\n    x: int = 0\n    def norm(self) -> float:\n        return 0.0\n',
+            'class P:\n    """Point."""\n    x: int = 0\n    def norm(self) -> float:\n        ...',
+            id="class-with-field-and-method",
+        ),
+        pytest.param("class Q:\n    pass\n", "class Q:\n    ...", id="class-pass"),
+    ],
+)
+def test_stub(source: str, expected: str) -> None:
+    tree = parse_text(source)
+    node = tree.root_node.named_children[0]
+    assert stub(node, source.encode("utf-8")) == expected
