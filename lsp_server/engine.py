@@ -265,7 +265,10 @@ class CompletionEngine:
         fim = getattr(backend, "fim_tokens", None)
         template = getattr(backend, "template", None)
         suffix_budget = min(SUFFIX_TOKENS, n_ctx // 4) if fim is not None else 0
-        prefix_budget = max(64, n_ctx - max_tokens - suffix_budget - 16)
+        # The same budget for every mode, so line and block requests share a prompt.
+        prefix_budget = max(
+            64, min(settings.max_prompt_tokens, n_ctx - settings.max_tokens - suffix_budget - 16)
+        )
         prefix = budget.fit_prefix(context, count, prefix_budget)
         suffix = budget.fit_suffix(context.suffix, count, suffix_budget) if fim is not None else ""
 

@@ -71,14 +71,15 @@ class GGUFHeader:
 
 
 class _Reader:
-    def __init__(self, stream: BinaryIO, size: int) -> None:
+    def __init__(self, stream: BinaryIO, size: int, name: str = "") -> None:
         self.stream = stream
         self.size = size
+        self.name = name
 
     def read(self, count: int) -> bytes:
         data = self.stream.read(count)
         if len(data) != count:
-            raise GGUFError("file ends inside its header (truncated download?)")
+            raise GGUFError(f"{self.name}: file ends inside its header (truncated download?)")
         return data
 
     def scalar(self, type_id: int) -> Any:
@@ -142,7 +143,7 @@ def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
     except OSError as error:
         raise GGUFError(f"cannot read model file {file}: {error.strerror}") from error
     with stream:
-        reader = _Reader(stream, size)
+        reader = _Reader(stream, size, str(file))
         magic = stream.read(4)
         if magic != MAGIC:
             raise GGUFError(

@@ -23,7 +23,15 @@ def wants_fallback(mode: str, client_capabilities: types.ClientCapabilities) -> 
     return not (text_document and text_document.inline_completion)
 
 
-def item_for(document, suggestion) -> types.CompletionItem:  # type: ignore[no-untyped-def]
+def _markdown_ok(client_capabilities: types.ClientCapabilities) -> bool:
+    text_document = client_capabilities.text_document
+    completion = text_document.completion if text_document else None
+    item = completion.completion_item if completion else None
+    formats = item.documentation_format if item else None
+    return bool(formats and types.MarkupKind.Markdown in formats)
+
+
+def item_for(document, suggestion, markdown: bool = True) -> types.CompletionItem:  # type: ignore[no-untyped-def]
     first = next((line.strip() for line in suggestion.text.split("\n") if line.strip()), "")
     label = LABEL_PREFIX + (first if len(first) <= 60 else first[:57] + "...")
     return types.CompletionItem(
@@ -33,7 +41,9 @@ def item_for(document, suggestion) -> types.CompletionItem:  # type: ignore[no-u
         detail=f"AI suggestion from {suggestion.model}; review before use",
         documentation=types.MarkupContent(
             kind=types.MarkupKind.Markdown, value=f"```python\n{suggestion.text}\n```"
-        ),
+        )
+        if markdown
+        else suggestion.text,
         sort_text="\uffff",
         filter_text=suggestion.text,
         preselect=False,
@@ -58,4 +68,4 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
         )
         if suggestion is None:
             return types.CompletionList(is_incomplete=True, items=[])
-        return types.CompletionList(is_incomplete=True, items=[item_for(document, suggestion)])
+        return types.CompletionList(is_incomplete=True, items=[item_for(document, suggestion, _markdown_ok(ls.client_capabilities))])

@@ -33,19 +33,27 @@ def parse_text(text: str) -> Tree:
 
 
 def error_count(node: Node) -> int:
-    """Number of ERROR and MISSING nodes under ``node`` (0 for a clean parse)."""
-    if not node.has_error:
-        return 0
+    """Number of problems under ``node``: ERROR and MISSING nodes, and empty blocks.
+
+    tree-sitter-python accepts ``if x:`` at the end of a file with an empty block, which
+    Python rejects; counting empty blocks keeps a bare header from passing as valid.
+    """
     count = 0
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if current.is_error or current.is_missing:
-            count += 1
+    cursor = node.walk()
+    while True:
+        current = cursor.node
+        descend = True
+        if current is not None:
+            if current.is_error or current.is_missing:
+                count += 1
+                descend = False
+            elif current.type == "block" and current.named_child_count == 0:
+                count += 1
+        if descend and cursor.goto_first_child():
             continue
-        if current.has_error:
-            stack.extend(current.children)
-    return count
+        while not cursor.goto_next_sibling():
+            if not cursor.goto_parent():
+                return count
 
 
 def ancestors(node: Node | None) -> Iterator[Node]:

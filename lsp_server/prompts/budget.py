@@ -82,12 +82,41 @@ def fit_prefix(context: PromptContext, count: Callable[[str], int], budget: int)
     return text
 
 
+# Lines are dropped from the top of the current code in chunks of this many, so that
+# the prompt's first tokens (and the KV cache behind them) stay put while the user types.
+TRIM_CHUNK_LINES = 16
+# The context above the current code gets the budget that the current code leaves,
+# measured in steps of this many tokens, for the same reason.
+RESERVE_STEP_TOKENS = 256
+
+
+def _trim_top_stable(text: str, count: Callable[[str], int], budget: int) -> str:
+    """Like :func:`_trim_top`, but drop lines only in whole chunks counted from the top."""
+    if count(text) <= budget:
+        return text
+    lines = text.split("\n")
+    chunks = (len(lines) - 1) // TRIM_CHUNK_LINES
+    low, high, best = 1, chunks, None
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = "\n".join(lines[middle * TRIM_CHUNK_LINES :])
+        if count(candidate) <= budget:
+            best, high = candidate, middle - 1
+        else:
+            low = middle + 1
+    return best if best is not None else _trim_top(text, count, budget)
+
+
 def _fit_pieces(context: PromptContext, count: Callable[[str], int], budget: int) -> str:
-    current = _trim_top(context.current, count, budget)
-    left = budget - count(current)
+    current = _trim_top_stable(context.current, count, budget)
+    used = count(current)
+    # Reserve room for the current code in coarse steps, so that the context above it
+    # changes only when the current code crosses a step, not at every keystroke.
+    reserve = -(-used // RESERVE_STEP_TOKENS) * RESERVE_STEP_TOKENS
+    left = max(0, budget - max(reserve, used))
     header = context.scope_header
     if header and count(header) + 1 > left:
-        header = ""
+        header = _trim_bottom(header, count, left - 1) if left > 1 else ""
     left -= count(header) + 1 if header else 0
     imports = context.imports
     if imports and count(imports) + 2 > left:

@@ -115,7 +115,7 @@ async def test_invalid_configuration_gives_one_message_and_defaults(client: Lang
     assert result is not None and len(result.items) == 1
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER_COMMAND))
+@pytest_lsp.fixture(loop_scope="module", config=ClientServerConfig(server_command=SERVER_COMMAND))
 async def bad_model_client(lsp_client: LanguageClient, tmp_path_factory):
     fake = tmp_path_factory.mktemp("model") / "not-a-model.gguf"
     fake.write_bytes(b"PK\x03\x04 this is a zip file, not a GGUF model" * 10)

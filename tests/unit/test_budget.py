@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from collections.abc import Callable
 
 import pytest
 
-from lsp_server.prompts.budget import TokenCounter, fit_prefix, fit_suffix
+from lsp_server.prompts.budget import RESERVE_STEP_TOKENS, TokenCounter, fit_prefix, fit_suffix
 from lsp_server.prompts.context import PromptContext
 from tests.conftest import VOCAB_DIR
 
@@ -69,11 +71,26 @@ def test_fit_prefix_with_room_keeps_everything_in_stable_order(count: Callable[[
 def test_fit_prefix_prefers_nearest_definitions(count: Callable[[str], int]) -> None:
     """With room for the current code and a few stubs, the ones nearest the cursor stay."""
     needed = count(fit_prefix(CONTEXT, count, 4096))
-    prefix = fit_prefix(CONTEXT, count, needed - 25)
-    assert count(prefix) <= needed - 25
+    used = count(CURRENT)
+    reserve = -(-used // RESERVE_STEP_TOKENS) * RESERVE_STEP_TOKENS
+    budget = reserve + (needed - used) - 25
+    prefix = fit_prefix(CONTEXT, count, budget)
+    assert count(prefix) <= budget
     assert CURRENT in prefix
-    assert "def helper5" in prefix
+    kept = [d for d in CONTEXT.definitions if d in prefix]
+    assert kept and kept == list(CONTEXT.definitions[len(CONTEXT.definitions) - len(kept) :])
     assert "def helper0" not in prefix
+
+
+def test_fit_prefix_head_is_stable_while_typing(count: Callable[[str], int]) -> None:
+    """Typing at the cursor changes only the prompt's tail: the KV cache stays valid."""
+    budget = count(fit_prefix(CONTEXT, count, 4096)) + 40
+    before = fit_prefix(CONTEXT, count, budget)
+    head = before[: before.index(CURRENT)]
+    for typed in ("r", "re", "ret", "return", "return x"):
+        grown = replace(CONTEXT, current=CURRENT + typed)
+        after = fit_prefix(grown, count, budget)
+        assert after.startswith(head), typed
 
 
 @pytest.mark.parametrize("budget", [pytest.param(b, id=f"budget-{b}") for b in (0, 5, 30, 1000)])

@@ -237,9 +237,6 @@ def test_missing_or_not_a_file(tmp_path: Path, make: Any, message: str) -> None:
     assert str(info.value) == message + str(path)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the truncation message does not name the file (the others do)"
-)
 def test_truncated_header_message_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, _truncated_header())
     with pytest.raises(GGUFError, match=str(path)):
