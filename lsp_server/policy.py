@@ -39,7 +39,7 @@ def _gitignore(directory: str, mtime: float) -> pathspec.PathSpec | None:
         lines = Path(directory, ".gitignore").read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return None
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def gitignored(path: Path, root: Path | None = None) -> bool:
