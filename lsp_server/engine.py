@@ -11,8 +11,10 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
 
 from tree_sitter import Tree
 
@@ -86,6 +88,23 @@ class Suggestion:
 
 
 @dataclass(frozen=True)
+class Overrides:
+    """Per-call changes to the settings (evaluation and sampling use them)."""
+
+    mode: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    @classmethod
+    def of(cls, value: Overrides | Mapping[str, Any] | None) -> Overrides:
+        if value is None:
+            return cls()
+        return value if isinstance(value, Overrides) else cls(**value)
+
+
+@dataclass(frozen=True)
 class Plan:
     """Where and how to complete: the outcome of the pure planning step."""
 
@@ -134,7 +153,7 @@ class CompletionEngine:
         if cached is not None:
             return cached
         suggestion = await self.worker.run(
-            lambda backend, token: self._job(backend, token, snapshot, cursor, explicit, {}),
+            lambda backend, token: self._job(backend, token, snapshot, cursor, explicit, Overrides()),
             key=key or document.uri,
         )
         return self._finish(snapshot, suggestion, started)
@@ -145,13 +164,13 @@ class CompletionEngine:
         cursor: int,
         *,
         explicit: bool = False,
-        overrides: dict[str, object] | None = None,
+        overrides: Overrides | Mapping[str, Any] | None = None,
     ) -> Suggestion | None:
         snapshot = Snapshot.of(document)
         started = time.perf_counter()
         suggestion = self.worker.run_blocking(
             lambda backend, token: self._job(
-                backend, token, snapshot, cursor, explicit, overrides or {}
+                backend, token, snapshot, cursor, explicit, Overrides.of(overrides)
             )
         )
         return self._finish(snapshot, suggestion, started)
@@ -172,16 +191,10 @@ class CompletionEngine:
         snapshot = Snapshot.of(document)
         results = []
         for index in range(n):
-            overrides: dict[str, object] = {"temperature": temperature, "top_p": top_p, "seed": seed + index}
-            if max_tokens is not None:
-                overrides["max_tokens"] = max_tokens
-            if mode is not None:
-                overrides["mode"] = mode
+            overrides = Overrides(mode, max_tokens, temperature, top_p, seed + index)
             started = time.perf_counter()
             suggestion = self.worker.run_blocking(
-                lambda backend, token, o=overrides: self._job(
-                    backend, token, snapshot, cursor, True, o
-                )
+                partial(self._job, snapshot=snapshot, cursor=cursor, explicit=True, overrides=overrides)
             )
             finished = self._finish(snapshot, suggestion, started)
             if finished is not None:
@@ -250,17 +263,19 @@ class CompletionEngine:
         snapshot: Snapshot,
         cursor: int,
         explicit: bool,
-        overrides: dict[str, object],
+        overrides: Overrides,
     ) -> Suggestion | None:
         settings = self.settings()
         planned = plan(snapshot, cursor, explicit=explicit)
-        mode = str(overrides.get("mode", planned.mode)) if planned.mode != "none" else "none"
+        mode = (overrides.mode or planned.mode) if planned.mode != "none" else "none"
         if mode == "none" or planned.context is None:
             log.debug("no completion at %s:%d: %s", snapshot.uri, cursor, planned.reason)
             return None
         context = planned.context
         count = self._counter(backend)
-        max_tokens = int(overrides.get("max_tokens", settings.max_line_tokens if mode == "line" else settings.max_tokens))  # type: ignore[arg-type]
+        max_tokens = overrides.max_tokens or (
+            settings.max_line_tokens if mode == "line" else settings.max_tokens
+        )
         n_ctx = backend.info.n_ctx
         fim = getattr(backend, "fim_tokens", None)
         template = getattr(backend, "template", None)
@@ -294,9 +309,9 @@ class CompletionEngine:
             prompt_tokens=prompt_tokens,
             stop_token_ids=fim.stops if fim is not None else frozenset(),
             max_tokens=max_tokens,
-            temperature=float(overrides.get("temperature", settings.temperature)),  # type: ignore[arg-type]
-            top_p=float(overrides.get("top_p", settings.top_p)),  # type: ignore[arg-type]
-            seed=overrides.get("seed"),  # type: ignore[arg-type]
+            temperature=settings.temperature if overrides.temperature is None else overrides.temperature,
+            top_p=settings.top_p if overrides.top_p is None else overrides.top_p,
+            seed=overrides.seed,
             stop=postprocess.codex_stop_sequences(context.function_indent),
             stop_rule=stop_rule,
             time_budget_s=settings.time_budget_ms / 1000.0,
@@ -355,9 +370,10 @@ class CompletionEngine:
         if not cleaned:
             return None
         if start != cursor:
-            cleaned = _keep_user_indent(cleaned, text[start:cursor])
-            if cleaned is None:
+            indented = _keep_user_indent(cleaned, text[start:cursor])
+            if indented is None:
                 return None
+            cleaned = indented
         window_start, window_end = _parse_window(snapshot, cursor)
         before = text[window_start:start]
         after = text[cursor:window_end]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 
 from lsp_server import __version__
@@ -93,6 +94,12 @@ class GhostpilotServer(LanguageServer):
         )
 
     def report_server_error(self, error: Exception, source: Any) -> None:  # pygls hook
+        """Errors outside a request's reply (a failed notification handler, a broken
+        message) are shown once; a request's error already reached the client in its
+        reply, so it is only logged."""
+        if source is FeatureRequestError:
+            log.warning("request failed: %s", error)
+            return
         self.report_error(f"internal:{type(error).__name__}:{error}", f"internal error: {error}")
 
     def send_status(self, state: str, **extra: Any) -> None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lsp_server.backends.base import (
-    CancelToken,
     Cancelled,
+    CancelToken,
     GenerationRequest,
     GenerationResult,
     ModelInfo,

@@ -8,9 +8,10 @@ nothing is ever downloaded.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header, sha256_of
 

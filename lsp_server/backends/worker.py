@@ -20,8 +20,8 @@ from typing import Any, Generic, TypeVar
 
 from lsp_server.backends.base import (
     Backend,
-    CancelToken,
     Cancelled,
+    CancelToken,
     GenerationRequest,
     GenerationResult,
     ModelInfo,

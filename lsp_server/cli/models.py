@@ -7,7 +7,7 @@ import json
 import sys
 
 from lsp_server.backends.gguf import GGUFError
-from lsp_server.backends.registry import load_registry, models_dir, resolve, verify, ModelNotFound
+from lsp_server.backends.registry import ModelNotFound, load_registry, models_dir, resolve, verify
 from lsp_server.prompts.fim import detect_template
 
 

@@ -312,8 +312,9 @@ def peer_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
             entry["ratio_p50"] = round(percentile(ours, 50) / percentile(theirs, 50), 3)
             entry["ratio_p95"] = round(percentile(ours, 95) / percentile(theirs, 95), 3)
         out[name] = entry
-    prompt_n = sum(int(r.peer["prompt_n"]) for r in paired)  # type: ignore[index]
-    total = sum(len(r.peer.get("tokens", [])) for r in paired) if paired else 0  # type: ignore[union-attr]
+    peers: list[dict[str, Any]] = [r.peer for r in paired if r.peer is not None]
+    prompt_n = sum(int(peer["prompt_n"]) for peer in peers)
+    total = sum(len(peer.get("tokens", [])) for peer in peers)
     out["peer_prompt_tokens_evaluated"] = prompt_n
     out["peer_prompt_tokens_total"] = total
     return out

@@ -44,14 +44,21 @@ def summary_table(summary: dict[str, Any], config: EvalConfig, isolation: str) -
     return "\n".join(lines) + "\n"
 
 
+def _sample_key(record: dict[str, Any]) -> tuple[bool, int]:
+    return record["kind"] != "greedy", int(record["index"])
+
+
+def _task_item_key(item: tuple[str, list[dict[str, Any]]]) -> Any:
+    return _task_key(item[0])
+
+
 def results_json(records: Sequence[dict[str, Any]], summary: dict[str, Any],
                  config: dict[str, Any]) -> dict[str, Any]:
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         by_task[record["task_id"]].append(record)
-    tasks = [{"task_id": task_id,
-              "samples": sorted(samples, key=lambda r: (r["kind"] != "greedy", r["index"]))}
-             for task_id, samples in sorted(by_task.items(), key=lambda kv: _task_key(kv[0]))]
+    tasks: list[dict[str, Any]] = [{"task_id": task_id, "samples": sorted(samples, key=_sample_key)}
+             for task_id, samples in sorted(by_task.items(), key=_task_item_key)]
     return {"config": config, "summary": summary, "tasks": tasks}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import resource
 import time
 
-from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 ACCEPT = "ghostpilot.accept"

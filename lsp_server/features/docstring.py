@@ -21,6 +21,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.uris import to_fs_path
+from tree_sitter import Node
 
 from lsp_server import docstrings
 from lsp_server.backends.base import (
@@ -337,7 +338,7 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
 def _qualified_name(job: docstrings.DocstringJob) -> str:
     """``Outer.inner`` path of the job's definition, to find it again in a newer text."""
     parts: list[str] = []
-    node = job.definition.node
+    node: Node | None = job.definition.node
     while node is not None:
         if node.type in ("function_definition", "class_definition"):
             name = node.child_by_field_name("name")

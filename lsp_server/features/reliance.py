@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +321,7 @@ class Reliance:
         self.scan_tests(workspace)
         self.schedule_save()
 
-    def on_watched(self, changes: list[types.FileEvent]) -> None:
+    def on_watched(self, changes: Sequence[types.FileEvent]) -> None:
         touched = False
         for event in changes:
             located = self.locate(event.uri)
@@ -530,7 +530,7 @@ class Reliance:
         else:
             for root in self.roots():
                 self._workspace(root)
-            jobs = [(w, None) for w in self.workspaces.values() if w.root is not None]
+            jobs = [(w, None) for w in self.workspaces.values() if w.root is not None]  # type: ignore[misc]
         self.save_all()
         summaries: list[str] = []
         results: list[dict[str, Any]] = []

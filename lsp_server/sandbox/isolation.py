@@ -120,8 +120,8 @@ def bwrap_argv(
     # bwrap would create missing parents as 0700 root: unreachable for the run's uid.
     for parent in _parents([*binds, workdir], skip={"/", "/tmp", *_SYSTEM_DIRS}):
         argv += ["--perms", "0755", "--dir", parent]
-    for path in binds:
-        argv += ["--ro-bind", path, path]
+    for bind in binds:
+        argv += ["--ro-bind", bind, bind]
     argv += ["--bind", workdir, workdir, "--chdir", cwd]
     if root:
         # Only so that the bootstrap can switch to the run's private uid; setuid()

@@ -48,7 +48,7 @@ def test_humaneval_three_tasks_two_samples(tmp_path: Path) -> None:
     assert set(summary["ranked_pass_at_1"]) >= {"mean log-prob", "doctest, then log-prob"}
     assert 0.0 <= summary["greedy_pass_at_1"] <= 1.0
     # The summary table on stdout names the isolation that was used.
-    assert f"| sandbox isolation" in done.stdout
+    assert "| sandbox isolation" in done.stdout
     assert results["config"]["isolation"] in done.stdout
     assert (out / "passk.png").read_bytes()[:4] == b"\x89PNG"
     lines = (out / "samples.jsonl").read_text().splitlines()

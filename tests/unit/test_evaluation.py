@@ -235,7 +235,7 @@ def test_doctest_ranking_run_end_to_end(tmp_path: Path) -> None:
     assert summary["greedy_pass_at_1"] == 0.0
     assert summary["pass_at_k"]["1"] == pytest.approx(n_right / 4)
     ranked = summary["ranked_pass_at_1"]
-    assert ranked[f"oracle (pass@4)"] == float(n_right > 0)
+    assert ranked["oracle (pass@4)"] == float(n_right > 0)
     # The doctest pick is right iff no overfit sample outranks the right one.
     drawn = [sampler._samples[s] for s in seeds]
     passing = [c for c, _ in sorted(drawn, key=lambda x: -x[1]) if c in (OVERFIT, RIGHT)]

@@ -1,0 +1,117 @@
+"""The model worker: one owner, newest request wins, cancellation between tokens.
+
+A stand-in backend that "generates" one token per few milliseconds keeps these narrow
+tests fast and deterministic; the real model is exercised end to end elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from lsp_server.backends.base import (
+    CancelToken,
+    Cancelled,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ModelUnavailable,
+)
+from lsp_server.backends.worker import ModelWorker
+
+
+class SlowBackend:
+    info = ModelInfo("stand-in", "-", None, 512, 1, 0)
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+        self.started = threading.Event()
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return list(range(len(text.split())))
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+        self.threads.add(threading.current_thread().name)
+        self.started.set()
+        text = ""
+        for index in range(request.max_tokens):
+            if cancel.cancelled:
+                raise Cancelled(cancel.reason)
+            time.sleep(0.005)
+            text += f"t{index} "
+        return GenerationResult(text=text, token_count=request.max_tokens)
+
+
+def loaded_worker() -> tuple[ModelWorker, SlowBackend]:
+    backend = SlowBackend()
+    worker = ModelWorker()
+    worker.load(lambda: backend, "stand-in").result(timeout=5)
+    return worker, backend
+
+
+def test_jobs_run_on_the_one_worker_thread() -> None:
+    worker, backend = loaded_worker()
+    for _ in range(3):
+        worker.generate_blocking(GenerationRequest(prompt="x", max_tokens=2))
+    assert backend.threads == {"ghostpilot-model"}
+
+
+def test_newer_request_with_same_key_stops_the_older_between_tokens() -> None:
+    worker, backend = loaded_worker()
+    older, _ = worker.submit(
+        lambda b, token: b.generate(GenerationRequest(prompt="x", max_tokens=400), token), key="doc"
+    )
+    assert backend.started.wait(5)
+    started = time.perf_counter()
+    newer, _ = worker.submit(
+        lambda b, token: b.generate(GenerationRequest(prompt="x", max_tokens=3), token), key="doc"
+    )
+    with pytest.raises(Cancelled, match="superseded"):
+        older.result(timeout=5)
+    assert newer.result(timeout=5).token_count == 3
+    assert time.perf_counter() - started < 1.0  # 400 tokens would take 2 s
+
+
+def test_other_keys_are_not_superseded() -> None:
+    worker, _ = loaded_worker()
+    first, _ = worker.submit(lambda b, t: b.generate(GenerationRequest(prompt="x", max_tokens=5), t), key="a")
+    second, _ = worker.submit(lambda b, t: b.generate(GenerationRequest(prompt="x", max_tokens=5), t), key="b")
+    assert first.result(timeout=5).token_count == 5
+    assert second.result(timeout=5).token_count == 5
+
+
+def test_cancelling_the_awaiting_task_cancels_the_job() -> None:
+    worker, backend = loaded_worker()
+    seen: list[CancelToken] = []
+
+    def job(b: SlowBackend, token: CancelToken) -> GenerationResult:
+        seen.append(token)
+        return b.generate(GenerationRequest(prompt="x", max_tokens=400), token)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(worker.run(job, key="doc"))
+        await asyncio.get_running_loop().run_in_executor(None, backend.started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert seen and seen[0].cancelled and seen[0].reason == "request cancelled"
+
+
+def test_failed_load_reports_error_and_jobs_raise_model_unavailable() -> None:
+    worker = ModelWorker()
+    states: list[tuple[str, str]] = []
+    worker.add_listener(lambda state, message: states.append((state, message)))
+
+    def broken() -> SlowBackend:
+        raise ModelUnavailable("model file not found: /nowhere.gguf")
+
+    with pytest.raises(ModelUnavailable):
+        worker.load(broken, "/nowhere.gguf").result(timeout=5)
+    assert states[-1] == ("error", "model file not found: /nowhere.gguf")
+    with pytest.raises(ModelUnavailable, match="not found"):
+        worker.generate_blocking(GenerationRequest(prompt="x"))
