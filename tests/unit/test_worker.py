@@ -13,8 +13,8 @@ import time
 import pytest
 
 from lsp_server.backends.base import (
-    CancelToken,
     Cancelled,
+    CancelToken,
     GenerationRequest,
     GenerationResult,
     ModelInfo,
