@@ -27,6 +27,7 @@ from lsp_server.backends.base import (
 )
 from lsp_server.backends.gguf import GGUFError, read_header
 from lsp_server.prompts.fim import FimTemplate, FimTokens, detect_template, resolve_tokens
+from lsp_server.prompts.postprocess import complete_line_cut
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ class LlamaBackend:
                 return ruled, "rule"
         if request.time_budget_s is not None and time.perf_counter() - started > request.time_budget_s:
             # Past the budget: stop once one complete line is out.
-            newline = text.rfind("\n")
-            if newline > 0 and text[:newline].strip():
-                return newline, "time"
+            cut = complete_line_cut(text)
+            if cut is not None:
+                return cut, "time"
         return None, ""

@@ -37,6 +37,23 @@ def _repetition_cut(lines: list[str]) -> int | None:
     return None
 
 
+_OPENERS = (":", "(", "[", "{", ",", "\\", "=")
+
+
+def complete_line_cut(text: str) -> int | None:
+    """Where to cut ``text`` once time is up: after its last complete line that does not
+    leave a block or bracket open (``if x:`` alone is not yet useful code); None if no
+    such line is out yet."""
+    end = text.rfind("\n")
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        line = text[start:end].split("#", 1)[0].rstrip()
+        if line.strip() and not line.endswith(_OPENERS):
+            return end
+        end = text.rfind("\n", 0, end)
+    return None
+
+
 def line_stop_rule(text: str) -> int | None:
     """Single-line mode: stop at the first newline once some code is out."""
     newline = text.find("\n")

@@ -234,3 +234,20 @@ def test_choose_parseable(
 )
 def test_detect_indent_unit(text: str, expected: str) -> None:
     assert detect_indent_unit(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("    return x", None, id="no-newline-yet"),
+        pytest.param("    return x\n    y", 12, id="one-complete-line"),
+        pytest.param("    if x:\n        ", None, id="header-alone-is-not-complete"),
+        pytest.param("    if x:\n        return 1\n", 26, id="header-and-body"),
+        pytest.param("    foo(a,\n        b)\n    z", 21, id="open-bracket-line-skipped"),
+        pytest.param("    x = 1  # note:\n", 18, id="colon-in-comment-ignored"),
+    ],
+)
+def test_complete_line_cut(text: str, expected: int | None) -> None:
+    from lsp_server.prompts.postprocess import complete_line_cut
+
+    assert complete_line_cut(text) == expected
