@@ -23,7 +23,7 @@ run() {
 
 run "apt editors" bash scripts/setup-editors-apt.sh
 run "code-server" bash scripts/setup-code-server.sh
-run "vsix" bash -c 'cd vscode-extension && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run --silent package'
+run "vsix" bash scripts/setup-vscode-extension.sh
 
 if [ "$failed" -ne 0 ]; then
     if [ "${CI:-}" = "true" ]; then
