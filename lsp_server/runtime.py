@@ -29,3 +29,17 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
         )
 
     return worker.load(factory, settings.model)
+
+
+def start_worker(settings: Settings) -> ModelWorker:
+    """A worker with the configured model loaded (for the CLI and evaluations).
+
+    Raises :class:`ModelUnavailable` with the reason when the model did not load.
+    """
+    worker = ModelWorker()
+    load_model(worker, settings)
+    worker.wait_loaded()
+    if worker.state != "ready":
+        worker.shutdown()
+        raise ModelUnavailable(worker.message or "the model did not load")
+    return worker

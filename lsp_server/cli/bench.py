@@ -183,11 +183,11 @@ def latency_table(report: dict[str, Any]) -> str:
 
 
 def run_throughput(args: argparse.Namespace) -> int:
+    from lsp_server.backends.base import ModelUnavailable
     from lsp_server.backends.registry import resolve
-    from lsp_server.backends.worker import ModelWorker
     from lsp_server.evaluation import throughput
     from lsp_server.evaluation.llama_peer import llama_bench
-    from lsp_server.runtime import load_model
+    from lsp_server.runtime import start_worker
 
     try:
         settings, _ = _settings(args)
@@ -196,11 +196,10 @@ def run_throughput(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, OSError) as error:
         print(f"ghostpilot bench: {error}", file=sys.stderr)
         return 2
-    worker = ModelWorker()
-    load_model(worker, settings)
-    worker.wait_loaded()
-    if worker.state != "ready":
-        print(f"ghostpilot bench: {worker.message}", file=sys.stderr)
+    try:
+        worker = start_worker(settings)
+    except ModelUnavailable as error:
+        print(f"ghostpilot bench: {error}", file=sys.stderr)
         return 1
     _log(f"our backend: pp{args.prompt_tokens} / tg{args.gen_tokens}, {settings.n_threads} threads")
     ours = throughput.measure(worker, prompt_tokens=args.prompt_tokens,

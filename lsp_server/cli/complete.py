@@ -11,12 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from lsp_server.backends.worker import ModelWorker
+from lsp_server.backends.base import ModelUnavailable
 from lsp_server.config import Settings, merge
 from lsp_server.engine import CompletionEngine
 from lsp_server.parsing.document import Document
 from lsp_server.parsing.positions import PositionOutOfRange
-from lsp_server.runtime import load_model
+from lsp_server.runtime import start_worker
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -68,11 +68,10 @@ def run(args: argparse.Namespace) -> int:
     except PositionOutOfRange as error:
         print(f"ghostpilot complete: {error}", file=sys.stderr)
         return 2
-    worker = ModelWorker()
-    load_model(worker, settings)
-    worker.wait_loaded()
-    if worker.state != "ready":
-        print(f"ghostpilot complete: {worker.message}", file=sys.stderr)
+    try:
+        worker = start_worker(settings)
+    except ModelUnavailable as error:
+        print(f"ghostpilot complete: {error}", file=sys.stderr)
         return 1
     engine = CompletionEngine(worker, lambda: settings)
     suggestion = engine.complete_blocking(document, offset, explicit=args.explicit)

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lsp_server import docstrings
-from lsp_server.backends.base import GenerationRequest, GenerationResult
-from lsp_server.backends.worker import ModelWorker
+from lsp_server.backends.base import GenerationRequest, GenerationResult, ModelUnavailable
 from lsp_server.config import Settings, merge
 from lsp_server.parsing import syntax
-from lsp_server.runtime import load_model
+from lsp_server.runtime import start_worker
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -148,11 +147,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _load(settings: Settings) -> Callable[[GenerationRequest], GenerationResult] | None:
     """The model as a function, or None (with the reason on stderr) if it did not load."""
-    worker = ModelWorker()
-    load_model(worker, settings)
-    worker.wait_loaded()
-    if worker.state != "ready":
-        print(f"ghostpilot docstring: {worker.message}", file=sys.stderr)
+    try:
+        worker = start_worker(settings)
+    except ModelUnavailable as error:
+        print(f"ghostpilot docstring: {error}", file=sys.stderr)
         return None
 
     def model(request: GenerationRequest) -> GenerationResult:

@@ -159,10 +159,9 @@ def load_engine_sampler(model: str | None, *, max_tokens: int, n_threads: int | 
     """Load ``model`` (a path or registry name; the embedded one by default) into a
     model worker and wrap the product's engine around it. Raises ``ModelUnavailable``."""
     from lsp_server.backends.base import ModelUnavailable
-    from lsp_server.backends.worker import ModelWorker
     from lsp_server.config import Settings, merge
     from lsp_server.engine import CompletionEngine
-    from lsp_server.runtime import load_model
+    from lsp_server.runtime import start_worker
 
     raw = {"model": model, "maxTokens": max_tokens, "nThreads": n_threads, "nCtx": n_ctx,
            # Evaluation measures what the model writes, not how much fits in a keystroke.
@@ -170,11 +169,7 @@ def load_engine_sampler(model: str | None, *, max_tokens: int, n_threads: int | 
     settings, problems = merge(Settings(), {k: v for k, v in raw.items() if v is not None})
     if problems:
         raise ModelUnavailable("; ".join(problems))
-    worker = ModelWorker()
-    load_model(worker, settings)
-    worker.wait_loaded()
-    if worker.state != "ready":
-        raise ModelUnavailable(worker.message or "the model did not load")
+    worker = start_worker(settings)
     engine = CompletionEngine(worker, lambda: settings)
     name = worker.info.name if worker.info is not None else settings.model
     return EngineSampler(engine, name, max_tokens=max_tokens, mode=mode)
