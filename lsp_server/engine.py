@@ -126,11 +126,7 @@ def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
     blank_prefix = not text[line_start:cursor].strip()
     start = line_start if blank_prefix else cursor
     prompt_cursor = len(text[:start].encode("utf-8"))
-    context = build_context(snapshot.tree, snapshot.source, prompt_cursor)
-    if blank_prefix:
-        # Measure the block from the real cursor (its indentation counts).
-        real = build_context(snapshot.tree, snapshot.source, cursor_byte)
-        context = replace(context, block_indent=real.block_indent, suffix=real.suffix)
+    context = build_context(snapshot.tree, snapshot.source, prompt_cursor, real_cursor=cursor_byte)
     return Plan(trigger.mode, trigger.reason, start, context)
 
 

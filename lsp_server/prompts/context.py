@@ -270,8 +270,15 @@ def _suffix(source: bytes, cursor: int) -> str:
     return _text(source, cursor, end)
 
 
-def build_context(tree: Tree, source: bytes, cursor: int) -> PromptContext:
-    """The prompt context at byte offset ``cursor`` of a Python document."""
+def build_context(
+    tree: Tree, source: bytes, cursor: int, *, real_cursor: int | None = None
+) -> PromptContext:
+    """The prompt context at byte offset ``cursor`` of a Python document.
+
+    ``real_cursor`` is where the user's cursor is when the prompt ends before it (at the
+    start of a line holding only indentation): the block and the suffix are measured
+    from there.
+    """
     chain = enclosing_definitions(tree, source, cursor)
     function: Node | None = None
     klass: Node | None = None
@@ -283,8 +290,11 @@ def build_context(tree: Tree, source: bytes, cursor: int) -> PromptContext:
                 klass = node
                 break
             klass = node if klass is None else klass
-    suffix = _suffix(source, cursor)
-    block_indent = _block_indent(source, cursor, chain)
+    real = cursor if real_cursor is None else real_cursor
+    suffix = _suffix(source, real)
+    block_indent = _block_indent(
+        source, real, chain if real == cursor else enclosing_definitions(tree, source, real)
+    )
     if function is not None:
         outer = definition_node(function)
         start = source.rfind(b"\n", 0, outer.start_byte) + 1
