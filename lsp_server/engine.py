@@ -319,15 +319,16 @@ class CompletionEngine:
             # The line opens a block (``if x:``): a header alone would leave the buffer
             # broken, so go on for its body. The prompt's KV cache is reused.
             line_text, width = header
+            opened = prefix + line_text + "\n"
             follow = replace(
                 request,
-                prompt=prefix + raw[: len(line_text)] + "\n",
-                prompt_tokens=fim_tokens(prefix + raw[: len(line_text)] + "\n"),
-                max_tokens=int(settings.max_tokens),
+                prompt=opened,
+                prompt_tokens=fim_tokens(opened),
+                max_tokens=settings.max_tokens,
                 stop_rule=postprocess.block_stop_rule(width, True),
             )
             more = backend.generate(follow, token)
-            raw = raw[: len(line_text)] + "\n" + more.text
+            raw = line_text + "\n" + more.text
             result = _combine(result, more, raw)
             mode = "block"
         text = self._postprocess(snapshot, cursor, planned.start, mode, raw)
