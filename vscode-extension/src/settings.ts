@@ -17,6 +17,7 @@ export const SERVER_KEYS = [
   'nGpuLayers',
   'maxTokens',
   'maxLineTokens',
+  'maxPromptTokens',
   'temperature',
   'topP',
   'timeBudgetMs',
