@@ -9,7 +9,7 @@ import pytest
 
 from lsp_server.prompts.budget import RESERVE_STEP_TOKENS, TokenCounter, fit_prefix, fit_suffix
 from lsp_server.prompts.context import PromptContext
-from tests.conftest import VOCAB_DIR
+from tests.conftest import VOCAB_DIR, require_vocab
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -40,8 +40,7 @@ CONTEXT = PromptContext(
 )
 def count(request: pytest.FixtureRequest) -> Callable[[str], int]:
     path = VOCAB_DIR / request.param
-    if not path.exists():
-        pytest.skip(f"vocab GGUF not available: {path}")
+    require_vocab(path)
     llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
     return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 

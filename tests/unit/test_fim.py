@@ -23,7 +23,7 @@ from lsp_server.prompts.fim import (
     resolve_tokens,
     template_by_name,
 )
-from tests.conftest import VOCAB_DIR
+from tests.conftest import VOCAB_DIR, require_vocab
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -40,8 +40,7 @@ SUFFIX = "\n\nprint(add(1, 2))\n"
 
 def vocab_path(name: str) -> Path:
     path = VOCAB_DIR / VOCABS[name]
-    if not path.exists():
-        pytest.skip(f"vocab GGUF not available: {path}")
+    require_vocab(path)
     return path
 
 

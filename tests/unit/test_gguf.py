@@ -12,7 +12,7 @@ import pytest
 
 from lsp_server.backends.gguf import GGUFError, read_header, sha256_of
 from lsp_server.backends.registry import ModelNotFound, resolve, verify
-from tests.conftest import VOCAB_DIR
+from tests.conftest import VOCAB_DIR, require_vocab
 
 # -- a small GGUF writer ----------------------------------------------------------------
 
@@ -131,8 +131,7 @@ def test_large_token_array_is_summarised_with_specials(tmp_path: Path) -> None:
 def test_real_vocab_files_parse(name: str, architecture: str) -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
     path = VOCAB_DIR / name
-    if not path.exists():
-        pytest.skip(f"vocab GGUF not available: {path}")
+    require_vocab(path)
     header = read_header(path)
     assert (header.version, header.tensor_count, header.architecture) == (3, 0, architecture)
     llm = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
