@@ -96,6 +96,8 @@ class Overrides:
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    # Evaluations rank samples by mean log-probability; editor requests need none.
+    logprobs: bool = True
 
     @classmethod
     def of(cls, value: Overrides | Mapping[str, Any] | None) -> Overrides:
@@ -149,7 +151,9 @@ class CompletionEngine:
         if cached is not None:
             return cached
         suggestion = await self.worker.run(
-            lambda backend, token: self._job(backend, token, snapshot, cursor, explicit, Overrides()),
+            lambda backend, token: self._job(
+                backend, token, snapshot, cursor, explicit, Overrides(logprobs=False)
+            ),
             key=key or document.uri,
         )
         return self._finish(snapshot, suggestion, started)
@@ -308,6 +312,7 @@ class CompletionEngine:
             temperature=settings.temperature if overrides.temperature is None else overrides.temperature,
             top_p=settings.top_p if overrides.top_p is None else overrides.top_p,
             seed=overrides.seed,
+            logprobs=overrides.logprobs,
             stop=postprocess.codex_stop_sequences(context.function_indent),
             stop_rule=stop_rule,
             time_budget_s=settings.time_budget_ms / 1000.0,

@@ -57,6 +57,8 @@ class GenerationRequest:
     time_budget_s: float | None = None
     # Whether the prompt holds special tokens (FIM templates) to be parsed as such.
     special: bool = False
+    # Whether to sum log-probabilities (for ranking samples); greedy editor requests skip it.
+    logprobs: bool = False
 
 
 @dataclass

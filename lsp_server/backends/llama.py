@@ -75,8 +75,14 @@ class _Sampler:
     top_p: float
     rng: np.random.Generator
 
-    def choose(self, logits: np.ndarray) -> tuple[int, float]:
-        """Pick the next token; returns it with its log-probability under the model."""
+    def choose(self, logits: np.ndarray, *, logprob: bool = True) -> tuple[int, float]:
+        """Pick the next token; returns it with its log-probability under the model.
+
+        Greedy decoding without ``logprob`` skips the softmax over the vocabulary
+        (262k entries for Gemma 3: about a millisecond a token) and returns 0.0.
+        """
+        if self.temperature <= 0.0 and not logprob:
+            return int(np.argmax(logits)), 0.0
         peak = float(logits.max())
         shifted = logits - peak
         log_norm = float(np.log(np.exp(shifted, dtype=np.float64).sum()))
@@ -186,7 +192,7 @@ class LlamaBackend:
         self.llm.n_tokens = reused
         self._cached = self._cached[:reused]
         pending = tokens[reused:]
-        step = 64  # evaluate in slices so a superseded request stops early
+        step = 256  # slices: a superseded request stops early, batches stay efficient
         for start in range(0, len(pending), step):
             if cancel.cancelled:
                 raise Cancelled(cancel.reason)
@@ -221,7 +227,7 @@ class LlamaBackend:
         while count < max_tokens:
             if cancel.cancelled:
                 raise Cancelled(cancel.reason)
-            token, logprob = sampler.choose(self._logits())
+            token, logprob = sampler.choose(self._logits(), logprob=request.logprobs)
             if self.is_end(token) or token in request.stop_token_ids:
                 reason = "eos"
                 break

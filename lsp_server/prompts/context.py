@@ -279,7 +279,8 @@ def build_context(
     start of a line holding only indentation): the block and the suffix are measured
     from there.
     """
-    chain = enclosing_definitions(tree, source, cursor)
+    real = cursor if real_cursor is None else real_cursor
+    chain = enclosing_definitions(tree, source, real)
     function: Node | None = None
     klass: Node | None = None
     for node in chain:
@@ -290,11 +291,8 @@ def build_context(
                 klass = node
                 break
             klass = node if klass is None else klass
-    real = cursor if real_cursor is None else real_cursor
     suffix = _suffix(source, real)
-    block_indent = _block_indent(
-        source, real, chain if real == cursor else enclosing_definitions(tree, source, real)
-    )
+    block_indent = _block_indent(source, real, chain)
     if function is not None:
         outer = definition_node(function)
         start = source.rfind(b"\n", 0, outer.start_byte) + 1

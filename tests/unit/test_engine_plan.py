@@ -119,3 +119,21 @@ def test_plan_replaced_range_start(marked: str, start_line_offset: int | None) -
 def test_plan_context(marked: str, expected: PromptContext) -> None:
     result, _ = plan_at(marked)
     assert result.context == expected
+
+
+def test_blank_prefix_before_code_keeps_the_function_context() -> None:
+    """Invoked at a line's indentation with code after it, the prompt still holds the
+    enclosing class and function (the chain comes from the real cursor)."""
+    text = (
+        "import re\n\n\nclass Wrapper:\n    def other(self):\n        pass\n\n"
+        "    def wrap(self, text):\n        lines = []\n        while text:\n            pass\n"
+    )
+    document = Document(uri="file:///w.py", text=text)
+    cursor = text.index("        while text:") + 8
+    planned = plan(Snapshot.of(document), cursor, explicit=True)
+    assert planned.context is not None
+    assert planned.context.in_function
+    assert planned.context.imports == "import re"
+    assert planned.context.scope_header.startswith("class Wrapper:")
+    assert planned.context.current.startswith("    def wrap(self, text):")
+    assert planned.start == text.index("        while text:")
