@@ -74,11 +74,13 @@ def fit_prefix(context: PromptContext, count: Callable[[str], int], budget: int)
     piece, newline runs merge differently), so the whole is counted again and refitted
     to a smaller budget while it overflows.
     """
-    text = _fit_pieces(context, count, budget)
+    text, estimate = _fit_pieces(context, count, budget)
+    if estimate + JOIN_SLACK_TOKENS <= budget:
+        return text  # clearly inside: skip tokenizing the whole prompt once more
     inner = budget
     while inner > 1 and (over := count(text) - budget) > 0:
         inner = max(1, inner - over)
-        text = _fit_pieces(context, count, inner)
+        text, _ = _fit_pieces(context, count, inner)
     return text
 
 
@@ -107,13 +109,21 @@ def _trim_top_stable(text: str, count: Callable[[str], int], budget: int) -> str
     return best if best is not None else _trim_top(text, count, budget)
 
 
-def _fit_pieces(context: PromptContext, count: Callable[[str], int], budget: int) -> str:
+# Joining pieces can cost a few tokens more than their separate counts (word-start
+# markers, merged newlines); a prompt this far inside its budget is not counted again.
+JOIN_SLACK_TOKENS = 32
+
+
+def _fit_pieces(
+    context: PromptContext, count: Callable[[str], int], budget: int
+) -> tuple[str, int]:
+    """The joined prefix and the sum of its pieces' token counts (separators included)."""
     current = _trim_top_stable(context.current, count, budget)
     used = count(current)
     # Reserve room for the current code in coarse steps, so that the context above it
     # changes only when the current code crosses a step, not at every keystroke.
     reserve = -(-used // RESERVE_STEP_TOKENS) * RESERVE_STEP_TOKENS
-    left = max(0, budget - max(reserve, used))
+    room = left = max(0, budget - max(reserve, used))
     header = context.scope_header
     if header and count(header) + 1 > left:
         header = _trim_bottom(header, count, left - 1) if left > 1 else ""
@@ -134,7 +144,7 @@ def _fit_pieces(context: PromptContext, count: Callable[[str], int], budget: int
         text = f"{text}\n\n\n{header}\n" if text else f"{header}\n"
     elif text:
         text += "\n\n\n"
-    return text + current
+    return text + current, used + (room - left)
 
 
 def fit_suffix(suffix: str, count: Callable[[str], int], budget: int) -> str:
