@@ -4,7 +4,9 @@
 # (update included) only when one of them is missing, so a second run costs nothing.
 set -euo pipefail
 
-PACKAGES=(neovim emacs-nox elpa-eglot)
+# bubblewrap: the sandbox that runs generated code and tests without network
+# (lsp_server/sandbox falls back to rlimits alone where it is missing).
+PACKAGES=(neovim emacs-nox elpa-eglot bubblewrap)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

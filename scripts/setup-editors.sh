@@ -21,7 +21,7 @@ run() {
     fi
 }
 
-run "apt editors" bash scripts/setup-editors-apt.sh
+run "apt editors and sandbox" bash scripts/setup-editors-apt.sh
 run "code-server" bash scripts/setup-code-server.sh
 run "vsix" bash scripts/setup-vscode-extension.sh
 
