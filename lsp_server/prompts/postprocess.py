@@ -54,6 +54,13 @@ def complete_line_cut(text: str) -> int | None:
     return None
 
 
+def _leaves_open(text: str) -> bool:
+    """Whether the last line opens a block or bracket (``if x:``, ``f(a,``): in code that
+    is already broken the parse cannot tell, so such a candidate is not taken."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    return bool(lines) and lines[-1].split("#", 1)[0].rstrip().endswith(_OPENERS)
+
+
 def line_stop_rule(text: str) -> int | None:
     """Single-line mode: stop at the first newline once some code is out."""
     newline = text.find("\n")
@@ -189,7 +196,7 @@ def choose_parseable(
         )
         if errors == 0:
             return candidate
-        if fallback is None and errors <= baseline:
+        if fallback is None and errors <= baseline and not _leaves_open(candidate):
             fallback = candidate
     return fallback
 

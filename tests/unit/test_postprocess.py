@@ -251,3 +251,23 @@ def test_complete_line_cut(text: str, expected: int | None) -> None:
     from lsp_server.prompts.postprocess import complete_line_cut
 
     assert complete_line_cut(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("candidates", "expected"),
+    [
+        pytest.param(["width <= 0:", "width"], "width", id="bare-header-skipped"),
+        pytest.param(["foo(a,"], None, id="open-bracket-only"),
+        pytest.param(["width <= 0:\n            return []"], "width <= 0:\n            return []", id="header-with-body"),
+    ],
+)
+def test_choose_parseable_in_broken_code_skips_open_lines(
+    candidates: list[str], expected: str | None
+) -> None:
+    """Around already-broken code ("no new errors" is all the parse can say), a line
+    that leaves a block or bracket open is not taken."""
+    from lsp_server.prompts.postprocess import choose_parseable
+
+    before = "def f(width):\n    x = (\n    if "
+    after = "\n"
+    assert choose_parseable(before, after, candidates) == expected
