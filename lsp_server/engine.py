@@ -27,6 +27,7 @@ from lsp_server.backends.base import (
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.parsing.document import Document
+from lsp_server.parsing.positions import LineIndex, byte_point, char_of_byte
 from lsp_server.parsing.syntax import parse
 from lsp_server.prompts import budget, modes, postprocess
 from lsp_server.prompts.context import (
@@ -55,14 +56,22 @@ class Snapshot:
     source: bytes
     tree: Tree
     language_id: str
+    index: LineIndex
 
     @classmethod
     def of(cls, document: Document) -> Snapshot:
         tree = document.tree.copy() if document.tree is not None else parse(document.source)
         return cls(
             document.uri, document.version, document.text, document.source, tree,
-            document.language_id,
+            document.language_id, document.index,
         )  # fmt: skip
+
+    def byte_of(self, offset: int) -> int:
+        """UTF-8 byte offset of a code-point offset, through the line index (no O(n) encode)."""
+        return byte_point(self.text, self.index, offset)[0]
+
+    def char_of(self, byte_offset: int) -> int:
+        return char_of_byte(self.source, self.index, byte_offset)
 
 
 @dataclass
@@ -120,14 +129,14 @@ class Plan:
 def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
     """Decide the mode and build the prompt context at code-point offset ``cursor``."""
     text = snapshot.text
-    cursor_byte = len(text[:cursor].encode("utf-8"))
+    cursor_byte = snapshot.byte_of(cursor)
     trigger = modes.decide(snapshot.tree, snapshot.source, cursor_byte, explicit=explicit)
     if trigger.mode == "none":
         return Plan("none", trigger.reason, cursor)
     line_start = text.rfind("\n", 0, cursor) + 1
     blank_prefix = not text[line_start:cursor].strip()
     start = line_start if blank_prefix else cursor
-    prompt_cursor = len(text[:start].encode("utf-8"))
+    prompt_cursor = snapshot.byte_of(start)
     context = build_context(snapshot.tree, snapshot.source, prompt_cursor, real_cursor=cursor_byte)
     return Plan(trigger.mode, trigger.reason, start, context)
 
@@ -436,7 +445,7 @@ def _parse_window(snapshot: Snapshot, cursor: int) -> tuple[int, int]:
     """A code-point span around the cursor to parse-check a suggestion in: the outermost
     enclosing definition, or some lines around the cursor at module level."""
     text = snapshot.text
-    cursor_byte = len(text[:cursor].encode("utf-8"))
+    cursor_byte = snapshot.byte_of(cursor)
     chain = enclosing_definitions(snapshot.tree, snapshot.source, cursor_byte)
     if chain:
         outer = chain[-1]
@@ -445,8 +454,8 @@ def _parse_window(snapshot: Snapshot, cursor: int) -> tuple[int, int]:
         start_byte = snapshot.source.rfind(b"\n", 0, outer.start_byte) + 1
         end_byte = max(outer.end_byte, cursor_byte)
         if end_byte - start_byte < 400_000:
-            start = len(snapshot.source[:start_byte].decode("utf-8", errors="replace"))
-            end = len(snapshot.source[:end_byte].decode("utf-8", errors="replace"))
+            start = snapshot.char_of(start_byte)
+            end = snapshot.char_of(end_byte)
             line_end = text.find("\n", max(end, cursor))
             return start, len(text) if line_end < 0 else line_end
     start = cursor

@@ -21,6 +21,7 @@ from lsp_server.parsing.positions import (
     LineIndex,
     PositionOutOfRange,
     byte_point,
+    char_of_byte,
     end_point,
     offset_at,
     position_at,
@@ -95,7 +96,7 @@ class Document:
         return byte_point(self.text, self.index, offset)[0]
 
     def char_offset_of_byte(self, byte_offset: int) -> int:
-        return len(self.source[:byte_offset].decode("utf-8", errors="replace"))
+        return char_of_byte(self.source, self.index, byte_offset)
 
     def apply(self, edit: RangeEdit) -> TextChange:
         """Apply one content change; returns it in code-point offsets of the old text."""

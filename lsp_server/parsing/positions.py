@@ -147,6 +147,17 @@ def byte_point(text: str, index: LineIndex, offset: int) -> tuple[int, tuple[int
     return index.byte_starts[line] + column, (line, column)
 
 
+def char_of_byte(source: bytes, index: LineIndex, byte_offset: int) -> int:
+    """Code-point offset of a UTF-8 byte offset (a tree-sitter node boundary)."""
+    byte_offset = max(0, min(byte_offset, len(source)))
+    line = bisect.bisect_right(index.byte_starts, byte_offset) - 1
+    start = index.byte_starts[line]
+    piece = source[start:byte_offset]
+    return index.char_starts[line] + (
+        len(piece) if piece.isascii() else len(piece.decode("utf-8", errors="replace"))
+    )
+
+
 def end_point(start: tuple[int, int], inserted: str) -> tuple[int, int]:
     """Tree-sitter point reached after inserting ``inserted`` at ``start``."""
     newlines = inserted.count("\n")

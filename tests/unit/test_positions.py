@@ -212,3 +212,19 @@ def test_byte_point(text: str, offset: int, expected: tuple[int, tuple[int, int]
 )
 def test_end_point(start: tuple[int, int], inserted: str, expected: tuple[int, int]) -> None:
     assert end_point(start, inserted) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "byte_offset", "expected"),
+    [
+        pytest.param("abc\ndef", 5, 5, id="ascii-second-line"),
+        pytest.param("é\nx", 2, 1, id="after-two-byte-char"),
+        pytest.param("a😀b\nc", 5, 2, id="after-emoji"),
+        pytest.param("a😀b\nc😀", 12, 6, id="end-of-last-line"),
+        pytest.param("ab", 99, 2, id="clamped"),
+    ],
+)
+def test_char_of_byte(text: str, byte_offset: int, expected: int) -> None:
+    from lsp_server.parsing.positions import LineIndex, char_of_byte
+
+    assert char_of_byte(text.encode("utf-8"), LineIndex.build(text), byte_offset) == expected
