@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import uuid
 from collections import OrderedDict
@@ -106,6 +107,18 @@ class GhostpilotServer(LanguageServer):
         info = self.worker.info
         params = {"state": state, "model": info.name if info else self.settings.model, **extra}
         self.call_soon(self.protocol.notify, STATUS_NOTIFICATION, params)
+
+    async def call_listeners(self, listeners: list[Callable[..., Any]], *args: Any) -> None:
+        """Call each listener (sync or async); one that fails is reported once and the
+        others still run."""
+        for listener in list(listeners):
+            try:
+                result = listener(*args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                log.exception("listener %r failed", listener)
+                self.report_error(f"listener:{error}", f"a feature failed: {error}")
 
     def add_code_action_provider(self, kinds: list[str], provider: CodeActionProvider) -> None:
         """Offer ``provider``'s actions on textDocument/codeAction beside other features'."""

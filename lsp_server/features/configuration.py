@@ -49,14 +49,7 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
         # queues a reload.
         ls.start_model_load()
         await pull_configuration(ls)
-        for listener in ls.initialized_listeners:
-            try:
-                result = listener(ls)
-                if hasattr(result, "__await__"):
-                    await result
-            except Exception as error:  # one feature's start-up must not stop the others
-                log.exception("initialized listener failed")
-                ls.report_error(f"initialized:{error}", f"a feature failed to start: {error}")
+        await ls.call_listeners(ls.initialized_listeners, ls)
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls, *args) -> None:  # type: ignore[no-untyped-def]

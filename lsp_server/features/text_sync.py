@@ -32,10 +32,7 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     async def did_save(ls, params: types.DidSaveTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
-        for listener in ls.save_listeners:
-            result = listener(params.text_document.uri)
-            if hasattr(result, "__await__"):
-                await result
+        await ls.call_listeners(ls.save_listeners, params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
