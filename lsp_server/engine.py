@@ -39,6 +39,7 @@ from lsp_server.prompts.context import (
     leading_ws,
 )
 from lsp_server.prompts.fim import assemble
+from lsp_server.prompts.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class CompletionEngine:
     def __init__(self, worker: ModelWorker, settings: Callable[[], Settings]) -> None:
         self.worker = worker
         self.settings = settings
-        self._counters: dict[int, budget.TokenCounter] = {}
+        self._tokenizers: dict[int, PromptTokenizer] = {}
         self._recent: OrderedDict[str, tuple[Snapshot, Suggestion]] = OrderedDict()
         self.last: Suggestion | None = None
 
@@ -258,12 +259,13 @@ class CompletionEngine:
         self.last = reused
         return reused
 
-    def _counter(self, backend: Backend) -> budget.TokenCounter:
-        counter = self._counters.get(id(backend))
-        if counter is None:
-            self._counters = {id(backend): budget.TokenCounter(backend.tokenize)}
-            counter = self._counters[id(backend)]
-        return counter
+    def _tokenizer(self, backend: Backend) -> PromptTokenizer:
+        """The prompt tokenizer of the loaded model (one at a time; a new model, a new cache)."""
+        found = self._tokenizers.get(id(backend))
+        if found is None:
+            found = PromptTokenizer(backend.tokenize)
+            self._tokenizers = {id(backend): found}
+        return found
 
     def _job(
         self,
@@ -281,7 +283,7 @@ class CompletionEngine:
             log.debug("no completion at %s:%d: %s", snapshot.uri, cursor, planned.reason)
             return None
         context = planned.context
-        count = self._counter(backend)
+        count = self._tokenizer(backend)
         max_tokens = overrides.max_tokens or (
             settings.max_line_tokens if mode == "line" else settings.max_tokens
         )
@@ -296,15 +298,14 @@ class CompletionEngine:
         prefix = budget.fit_prefix(context, count, prefix_budget)
         suffix = budget.fit_suffix(context.suffix, count, suffix_budget) if fim is not None else ""
 
-        def fim_tokens(prefix_text: str) -> tuple[int, ...] | None:
-            if fim is None or template is None:
-                return None
-            bos = backend.bos() if hasattr(backend, "bos") else []
-            return tuple(
-                assemble(template, fim, backend.tokenize(prefix_text), backend.tokenize(suffix), bos)
-            )
+        bos = backend.bos() if hasattr(backend, "bos") else []
 
-        prompt_tokens = fim_tokens(prefix)
+        def prompt_tokens(prefix_text: str) -> tuple[int, ...]:
+            """The prompt as token ids, so the backend does not tokenize it again."""
+            if fim is None or template is None:
+                return (*bos, *count.tokens(prefix_text))
+            return tuple(assemble(template, fim, count.tokens(prefix_text), count.tokens(suffix), bos))
+
         first_line_is_new = planned.start != cursor or not snapshot.text[
             snapshot.text.rfind("\n", 0, cursor) + 1 : cursor
         ].strip()
@@ -315,7 +316,7 @@ class CompletionEngine:
             stop_rule = postprocess.block_stop_rule(block_width, first_line_is_new)
         request = GenerationRequest(
             prompt=prefix,
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=prompt_tokens(prefix),
             stop_token_ids=fim.stops if fim is not None else frozenset(),
             max_tokens=max_tokens,
             temperature=settings.temperature if overrides.temperature is None else overrides.temperature,
@@ -337,7 +338,7 @@ class CompletionEngine:
             follow = replace(
                 request,
                 prompt=opened,
-                prompt_tokens=fim_tokens(opened),
+                prompt_tokens=prompt_tokens(opened),
                 max_tokens=settings.max_tokens,
                 stop_rule=postprocess.block_stop_rule(width, True),
             )

@@ -32,11 +32,16 @@ def parse_text(text: str) -> Tree:
     return parse(text.encode("utf-8"))
 
 
-def error_count(node: Node) -> int:
+def error_count(node: Node, focus: tuple[int, int] | None = None) -> int:
     """Number of problems under ``node``: ERROR and MISSING nodes, and empty blocks.
 
     tree-sitter-python accepts ``if x:`` at the end of a file with an empty block, which
     Python rejects; counting empty blocks keeps a bare header from passing as valid.
+
+    With ``focus`` (a byte range), the walk enters only subtrees that hold an error or
+    overlap the range: every ERROR and MISSING node is still counted, but empty blocks
+    only where they touch the range (a header's empty block sits at its colon). A parse
+    check of inserted text focuses on it and skips the rest of the tree.
     """
     count = 0
     cursor = node.walk()
@@ -49,6 +54,8 @@ def error_count(node: Node) -> int:
                 descend = False
             elif current.type == "block" and current.named_child_count == 0:
                 count += 1
+            elif focus is not None and not current.has_error:
+                descend = current.start_byte <= focus[1] and current.end_byte >= focus[0]
         if descend and cursor.goto_first_child():
             continue
         while not cursor.goto_next_sibling():

@@ -2,30 +2,9 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
 from lsp_server.prompts.context import PromptContext
-
-
-class TokenCounter:
-    """Counts tokens with a tokenizer, remembering recent pieces (most are stable)."""
-
-    def __init__(self, tokenize: Callable[[str], list[int]], size: int = 512) -> None:
-        self._tokenize = tokenize
-        self._cache: OrderedDict[str, int] = OrderedDict()
-        self._size = size
-
-    def __call__(self, text: str) -> int:
-        found = self._cache.get(text)
-        if found is not None:
-            self._cache.move_to_end(text)
-            return found
-        count = len(self._tokenize(text))
-        self._cache[text] = count
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return count
 
 
 def _trim_top(text: str, count: Callable[[str], int], budget: int) -> str:

@@ -188,16 +188,23 @@ def choose_parseable(
     A candidate that parses cleanly wins; if none does (the surrounding code is itself
     broken), the first that adds no error to the window as it stands is taken.
     """
-    baseline = error_count(parse((window_before + window_after).encode("utf-8")).root_node)
+    start = len(window_before.encode("utf-8"))
+    line_start = window_before.rfind("\n") + 1
+    focus_start = len(window_before[:line_start].encode("utf-8"))
+    baseline: int | None = None  # parsed only when a candidate has errors
     fallback: str | None = None
     for candidate in candidates:
-        errors = error_count(
-            parse((window_before + candidate + window_after).encode("utf-8")).root_node
-        )
+        source = (window_before + candidate + window_after).encode("utf-8")
+        focus = (focus_start, start + len(candidate.encode("utf-8")))
+        errors = error_count(parse(source).root_node, focus)
         if errors == 0:
             return candidate
-        if fallback is None and errors <= baseline and not _leaves_open(candidate):
-            fallback = candidate
+        if fallback is None and not _leaves_open(candidate):
+            if baseline is None:
+                source = (window_before + window_after).encode("utf-8")
+                baseline = error_count(parse(source).root_node, (focus_start, start))
+            if errors <= baseline:
+                fallback = candidate
     return fallback
 
 

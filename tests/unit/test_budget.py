@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from lsp_server.prompts.budget import RESERVE_STEP_TOKENS, TokenCounter, fit_prefix, fit_suffix
+from lsp_server.prompts.budget import RESERVE_STEP_TOKENS, fit_prefix, fit_suffix
 from lsp_server.prompts.context import PromptContext
+from lsp_server.prompts.tokens import PromptTokenizer
 from tests.conftest import VOCAB_DIR, require_vocab
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -120,7 +121,7 @@ def test_token_counter_caches() -> None:
         calls.append(text)
         return list(range(len(text)))
 
-    counter = TokenCounter(tokenize, size=2)
+    counter = PromptTokenizer(tokenize, size=2, by_pieces=False)
     assert [counter("ab"), counter("ab"), counter("abc"), counter("d"), counter("ab")] == [
         2,
         2,
