@@ -37,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     latency.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
                          help="compare with llama-server: auto = when it is built")
     latency.add_argument("--out", type=Path, help="write the full report (JSON) here")
+    latency.add_argument("--profile", type=Path, default=None,
+                         help="sample the server with py-spy during the replay; raw profile "
+                              "here, its top frames printed (slows the server: not for figures)")
     latency.set_defaults(func=run_latency)
     throughput = kinds.add_parser("throughput", help="tokens/s vs llama-bench")
     _model_args(throughput)
@@ -104,8 +107,13 @@ def run_latency(args: argparse.Namespace) -> int:
         return 2
     _log(f"replaying {sum(e.kind == 'type' for e in edits)} keystrokes, "
          f"{sum(e.request for e in edits)} requests on {path}")
-    replay = latency.replay_ours(path, edits, settings=raw, keystroke_s=args.keystroke_ms / 1000,
-                                 log=_log)
+    try:
+        replay = latency.replay_ours(path, edits, settings=raw,
+                                     keystroke_s=args.keystroke_ms / 1000, log=_log,
+                                     profile=args.profile)
+    except (FileNotFoundError, RuntimeError) as error:
+        print(f"ghostpilot bench: {error}", file=sys.stderr)
+        return 1
     report: dict[str, Any] = {
         "input": str(path), "debounce": latency.DEBOUNCE, "threads": settings.n_threads,
         "model": settings.model, "ours": latency.summarize(replay),
@@ -141,6 +149,12 @@ def run_latency(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     sys.stdout.write(latency_table(report))
+    if args.profile:
+        from lsp_server.evaluation import profiling
+
+        raw_profile = args.profile.read_text(encoding="utf-8", errors="replace")
+        sys.stdout.write(f"\nserver profile during the replay ({args.profile}):\n")
+        sys.stdout.write(profiling.table(raw_profile, top=25))
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from lsp_server.evaluation import typing_replay
 from lsp_server.evaluation.llama_peer import process_rss_mb
 from lsp_server.evaluation.lsp_client import LspClient, utf16_position
+from lsp_server.evaluation.profiling import Profiler
 
 DEBOUNCE = ("a request at each word boundary (after a character that ends a word, a closing "
             "bracket, or a new line) and on each emptied body; none mid-word; the next "
@@ -89,8 +90,13 @@ def server_argv() -> list[str]:
 
 def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: dict[str, Any],
                 keystroke_s: float = 0.0, log: Callable[[str], None] = print,
-                stderr_path: str | None = None, progress: bool = True) -> Replay:
-    """Replay ``edits`` on ``path`` through a fresh ``ghostpilot serve``."""
+                stderr_path: str | None = None, progress: bool = True,
+                profile: Path | None = None) -> Replay:
+    """Replay ``edits`` on ``path`` through a fresh ``ghostpilot serve``.
+
+    With ``profile``, py-spy samples the server during the timed replay and writes its
+    raw output there.
+    """
     text = path.read_text(encoding="utf-8")
     workdir = tempfile.mkdtemp(prefix="ghostpilot-bench-")
     try:
@@ -109,7 +115,12 @@ def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: di
             client.notify("textDocument/didOpen", {"textDocument": {
                 "uri": uri, "languageId": "python", "version": version, "text": text}})
             _warm_up(client, uri, text, edits)
-            replay = _drive(client, uri, text, edits, keystroke_s, log, progress)
+            profiler = Profiler(client.process.pid, profile) if profile else None
+            try:
+                replay = _drive(client, uri, text, edits, keystroke_s, log, progress)
+            finally:
+                if profiler is not None:
+                    profiler.stop()
             replay.load_s = load_s
             replay.rss_mb = process_rss_mb(client.process.pid)
             replay.peak_rss_mb = process_rss_mb(client.process.pid, "VmHWM")

@@ -172,3 +172,24 @@ def test_throughput_fractions() -> None:
     ours = {"pp": {"tokens_per_s": 400.0}, "tg": {"tokens_per_s": 40.0}}
     bench = {"pp": {"tokens_per_s": 500.0}, "tg": {"tokens_per_s": None}}
     assert fractions(ours, bench) == {"pp": 0.8, "tg": None}
+
+
+def test_profile_summary_counts_each_frame_once_per_stack() -> None:
+    from lsp_server.evaluation.profiling import summarize, table
+
+    raw = (
+        "run (a.py:1);work (a.py:5);decode (b.py:9) 6\n"
+        "run (a.py:1);work (a.py:7);work (a.py:8) 3\n"  # recursion: counted once
+        "run (a.py:2) 1\n"
+        "garbage line\n"
+    )
+    total, shares = summarize(raw)
+    assert total == 10
+    by_frame = {s.frame: s for s in shares}
+    assert by_frame["run (a.py)"].inclusive == 1.0
+    assert by_frame["work (a.py)"].inclusive == 0.9
+    assert by_frame["work (a.py)"].own == 0.3
+    assert by_frame["decode (b.py)"].own == 0.6
+    assert [s.frame for s in shares][:2] == ["run (a.py)", "work (a.py)"]
+    assert "| `decode (b.py)` | 60.0% | 60.0% |" in table(raw)
+    assert summarize("") == (0, [])
