@@ -339,6 +339,24 @@ class Reliance:
         if touched:
             self.schedule_all()
 
+    def on_renamed(self, files: Sequence[types.FileRename]) -> None:
+        """Files or folders renamed in the editor: their records move with them."""
+        for rename in files:
+            old, new = self.locate(rename.old_uri), self.locate(rename.new_uri)
+            if old is None or new is None or old[0] is not new[0]:
+                continue  # outside a workspace, or to another one: not followed
+            workspace = old[0]
+            for key in workspace.tracker.rename(old[1], new[1]):
+                uri = self.uri_of(workspace, key)
+                try:
+                    document = self.server.documents.get(uri)
+                except UnknownDocument:
+                    continue
+                workspace.tracker.attach(key, document.text)  # open under its new name
+                self.schedule(uri)
+            self.schedule_save()
+        self.schedule_all()
+
     # -- diagnostics ---------------------------------------------------------------------
     def _loop(self) -> asyncio.AbstractEventLoop | None:
         loop = getattr(self.server, "loop", None)
@@ -724,6 +742,9 @@ def setup(server: Any) -> None:
     def did_change_watched(ls: Any, params: types.DidChangeWatchedFilesParams) -> None:
         reliance.on_watched(params.changes)
 
+    def did_rename(ls: Any, params: types.RenameFilesParams) -> None:
+        reliance.on_renamed(params.files)
+
     async def initialized(ls: Any) -> None:
         await reliance.register_watchers()
         for root in reliance.roots():
@@ -734,6 +755,12 @@ def setup(server: Any) -> None:
     server.initialized_listeners.append(initialized)
     server.shutdown_listeners.append(reliance.save_all)
     server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched)
+    server.feature(
+        types.WORKSPACE_DID_RENAME_FILES,
+        types.FileOperationRegistrationOptions(
+            filters=[types.FileOperationFilter(pattern=types.FileOperationPattern(glob="**"))]
+        ),
+    )(did_rename)
     server.add_code_action_provider(
         [types.CodeActionKind.QuickFix], lambda ls, params: reliance.code_actions(params)
     )

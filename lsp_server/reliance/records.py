@@ -149,6 +149,9 @@ class Tracker:
 
     def __init__(self) -> None:
         self.files: dict[str, TrackedFile] = {}
+        # Files removed this session (a deleted-file event can come before the rename
+        # that explains it); not saved.
+        self.removed: dict[str, TrackedFile] = {}
         self.detached: list[Detached] = []
         self.generation = 0  # bumped on every change, for "save if dirty"
 
@@ -235,13 +238,26 @@ class Tracker:
         return count
 
     def remove(self, path: str) -> None:
-        if self.files.pop(path, None) is not None:
+        removed = self.files.pop(path, None)
+        if removed is not None:
+            self.removed[path] = removed
             self.generation += 1
 
-    def rename(self, old: str, new: str) -> None:
-        if old in self.files:
-            self.files[new] = self.files.pop(old)
+    def rename(self, old: str, new: str) -> list[str]:
+        """Records of ``old`` (a file, or a folder: every file under it) now live at
+        ``new``; returns the new keys that received records."""
+        moved = []
+        old, new = old.rstrip("/"), new.rstrip("/")
+        for source in (self.files, self.removed):
+            for path in [p for p in source if p == old or p.startswith(old + "/")]:
+                target = new + path[len(old) :]
+                file = source.pop(path)
+                if file.records and not self.records(target):
+                    self.files[target] = file
+                    moved.append(target)
+        if moved:
             self.generation += 1
+        return moved
 
     # -- live buffers and re-anchoring -------------------------------------------------
     def attach(self, path: str, text: str) -> list[Detached]:

@@ -3,7 +3,8 @@ driven over stdio by pytest-lsp as an editor would drive it.
 
 1. accept a suggestion by executing its command; 2. the diagnostic appears; 3. a test
 file that calls the function clears it; 4. that test made to fail and run gives the
-Warning; 5. a restarted server keeps the state. The report command is checked too.
+Warning; 5. a restarted server keeps the state; 6. renaming the file keeps its records.
+The report command is checked too.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Session:
         self.texts: dict[str, str] = {}
         self.registrations: list[types.Registration] = []
         self.edits: list[types.ApplyWorkspaceEditParams] = []
+        self.initialized: types.InitializeResult | None = None
 
     def uri(self, name: str) -> str:
         return (self.root / name).as_uri()
@@ -137,7 +139,7 @@ async def start(root: Path, env: dict[str, str]) -> Session:
         return types.ApplyWorkspaceEditResult(applied=False, failure_reason="declined")
 
     await client.start_io(*SERVER_COMMAND, env=env)
-    await client.initialize_session(
+    session.initialized = await client.initialize_session(
         types.InitializeParams(
             capabilities=capabilities(),
             root_uri=root.as_uri(),
@@ -269,9 +271,34 @@ async def test_accept_flag_test_fail_restart(workspace):
         calc = session.open("calc.py", (root / "calc.py").read_text())
         (warning,) = await session.diagnostics_until(calc, lambda d: len(d) == 1)
         assert warning.message.startswith("AI-written code fails its tests")
-        # Mark as reviewed: recorded, and the warning goes away.
-        await session.command("ghostpilot.markReviewed", calc, "add")
-        await session.diagnostics_until(calc, lambda d: d == [])
+        before = (await session.command("ghostpilot.relianceReport"))["reports"][0]["functions"]
+
+        # 6. Rename calc.py as VS Code does: the buffer closes and reopens under the new
+        # name, the watcher reports the deletion (first, here), then didRenameFiles,
+        # which the server asked for.
+        assert session.initialized is not None
+        operations = session.initialized.capabilities.workspace.file_operations
+        assert operations.did_rename.filters[0].pattern.glob == "**"
+        (root / "calc.py").rename(root / "maths.py")
+        text = session.texts[calc]
+        session.client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=calc))
+        )
+        maths = session.open("maths.py", text)
+        session.client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+            types.FileEvent(uri=calc, type=types.FileChangeType.Deleted),
+            types.FileEvent(uri=maths, type=types.FileChangeType.Created),
+        ]))
+        session.client.workspace_did_rename_files(
+            types.RenameFilesParams(files=[types.FileRename(old_uri=calc, new_uri=maths)])
+        )
+        after = (await session.command("ghostpilot.relianceReport"))["reports"][0]["functions"]
+        assert [(e["path"], e["qualname"], e["ai_chars"], e["record_ids"]) for e in after] == [
+            ("maths.py", "add", e["ai_chars"], e["record_ids"]) for e in before
+        ]
+        # Mark as reviewed under the new name: recorded, nothing is flagged.
+        await session.command("ghostpilot.markReviewed", maths, "add")
+        await session.diagnostics_until(maths, lambda d: d == [])
     finally:
         await stop(session)
 
@@ -279,5 +306,5 @@ async def test_accept_flag_test_fail_restart(workspace):
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
     (entry,) = data["functions"]
-    assert (entry["qualname"], entry["status"]) == ("add", "reviewed")
+    assert (entry["path"], entry["qualname"], entry["status"]) == ("maths.py", "add", "reviewed")
     assert data["untested_chars"] == 0

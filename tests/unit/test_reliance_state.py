@@ -65,6 +65,45 @@ def test_mark_reviewed_moves_characters():
     assert record.reviewed == [(4, 6)]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param("pkg/a.py", "pkg/b.py", {"pkg/b.py", "pkg/sub/c.py", "pkga.py"}, id="file"),
+        pytest.param("pkg", "lib", {"lib/a.py", "lib/sub/c.py", "pkga.py"}, id="folder"),
+        pytest.param("pkg/sub/", "pkg/deep/sub", {"pkg/a.py", "pkg/deep/sub/c.py", "pkga.py"}, id="subfolder"),
+        pytest.param("nothing.py", "else.py", {"pkg/a.py", "pkg/sub/c.py", "pkga.py"}, id="untracked"),
+    ],
+)
+def test_rename_moves_records_of_files_and_folders(old, new, expected):
+    tracker = Tracker()
+    for path in ("pkg/a.py", "pkg/sub/c.py", "pkga.py"):
+        tracker.add(path, new_record(0, "x = 1", "m"), "x = 1")
+    ids = {path: tracker.records(path)[0].id for path in tracker.paths()}
+    moved = tracker.rename(old, new)
+    assert set(tracker.paths()) == expected
+    assert set(moved) == expected - set(ids)
+    assert {r.id for _, r in tracker.all_records()} == set(ids.values())
+
+
+def test_rename_after_the_deleted_event_still_finds_the_records():
+    tracker = Tracker()
+    record = new_record(0, "x = 1", "m")
+    tracker.add("a.py", record, "x = 1")
+    tracker.remove("a.py")  # the watcher's "deleted" came first
+    assert tracker.paths() == []
+    assert tracker.rename("a.py", "b.py") == ["b.py"]
+    assert tracker.records("b.py") == [record]
+
+
+def test_rename_onto_a_file_with_records_keeps_that_file_s_records():
+    tracker = Tracker()
+    tracker.add("a.py", new_record(0, "x = 1", "m"), "x = 1")
+    kept = new_record(0, "y = 2", "m")
+    tracker.add("b.py", kept, "y = 2")
+    assert tracker.rename("a.py", "b.py") == []
+    assert tracker.records("b.py") == [kept]
+
+
 def make_workspace(tmp_path, location="workspace"):
     root = tmp_path / "ws"
     root.mkdir(exist_ok=True)
