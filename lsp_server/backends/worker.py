@@ -83,7 +83,10 @@ class ModelWorker:
         self._set_state("loading", description)
 
         def run(_: Backend | None, __: CancelToken) -> None:
-            self._backend = None
+            previous, self._backend = self._backend, None
+            close = getattr(previous, "close", None)
+            if close is not None:
+                close()  # free its memory and threads before the new model loads
             try:
                 started = time.perf_counter()
                 self._backend = factory()
