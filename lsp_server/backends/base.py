@@ -43,7 +43,8 @@ class CancelToken:
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
-    # Token ids to evaluate instead of tokenizing ``prompt`` (FIM prompts are built as ids).
+    # Token ids to evaluate instead of tokenizing ``prompt`` (the engine always builds them:
+    # its tokenizer caches them line by line, and FIM prompts are built as ids).
     prompt_tokens: tuple[int, ...] | None = None
     # Token ids that end generation (a FIM template's end-of-fill tokens).
     stop_token_ids: frozenset[int] = frozenset()
