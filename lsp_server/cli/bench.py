@@ -37,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     latency.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
                          help="compare with llama-server: auto = when it is built")
     latency.add_argument("--out", type=Path, help="write the full report (JSON) here")
+    latency.add_argument("--busy", type=int, default=0, metavar="N",
+                         help="N busy-loop processes compete for the cores during both "
+                              "replays (ours and llama-server's); default 0")
     latency.add_argument("--profile", type=Path, default=None,
                          help="sample the server with py-spy during the replay; raw profile "
                               "here, its top frames printed (slows the server: not for figures)")
@@ -108,15 +111,16 @@ def run_latency(args: argparse.Namespace) -> int:
     _log(f"replaying {sum(e.kind == 'type' for e in edits)} keystrokes, "
          f"{sum(e.request for e in edits)} requests on {path}")
     try:
-        replay = latency.replay_ours(path, edits, settings=raw,
-                                     keystroke_s=args.keystroke_ms / 1000, log=_log,
-                                     profile=args.profile)
+        with latency.competing_load(args.busy):
+            replay = latency.replay_ours(path, edits, settings=raw,
+                                         keystroke_s=args.keystroke_ms / 1000, log=_log,
+                                         profile=args.profile)
     except (FileNotFoundError, RuntimeError) as error:
         print(f"ghostpilot bench: {error}", file=sys.stderr)
         return 1
     report: dict[str, Any] = {
         "input": str(path), "debounce": latency.DEBOUNCE, "threads": settings.n_threads,
-        "model": settings.model, "ours": latency.summarize(replay),
+        "model": settings.model, "busy_processes": args.busy, "ours": latency.summarize(replay),
     }
     if server_exe is not None:
         _log("building the same prompts through the engine for llama-server ...")
@@ -131,14 +135,15 @@ def run_latency(args: argparse.Namespace) -> int:
         try:
             peer.wait_ready()
             _log(f"llama-server: {len(generated)} requests ...")
-            if prompts and prompts[0]:
-                peer.complete(prompts[0][:8], 1)  # warm-up, like ours
-            for index, tokens in zip(generated, prompts):
-                record = replay.records[index]
-                if not tokens:
-                    continue
-                reply = peer.complete(tokens, max(1, record.generated_tokens))
-                record.peer = {**reply.__dict__, "tokens": tokens}
+            with latency.competing_load(args.busy):
+                if prompts and prompts[0]:
+                    peer.complete(prompts[0][:8], 1)  # warm-up, like ours
+                for index, tokens in zip(generated, prompts):
+                    record = replay.records[index]
+                    if not tokens:
+                        continue
+                    reply = peer.complete(tokens, max(1, record.generated_tokens))
+                    record.peer = {**reply.__dict__, "tokens": tokens}
             report["llama_server"] = latency.peer_summary(replay.records)
             report["llama_server"]["rss_mb"] = peer.rss_mb()
             report["llama_server"]["argv"] = peer.argv
@@ -160,7 +165,8 @@ def run_latency(args: argparse.Namespace) -> int:
 
 def latency_table(report: dict[str, Any]) -> str:
     ours = report["ours"]
-    lines = [f"input: {report['input']}  threads: {report['threads']}  model: {report['model']}",
+    lines = [f"input: {report['input']}  threads: {report['threads']}  model: {report['model']}"
+             f"  competing busy processes: {report.get('busy_processes', 0)}",
              f"debounce: {report['debounce']}",
              f"keystrokes {ours['keystrokes']}, requests {ours['requests']}, suggestions "
              f"{ours['suggestions']} ({ours['cached_suggestions']} from the type-through cache)",

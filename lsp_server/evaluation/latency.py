@@ -14,13 +14,15 @@ stdio interface, beside llama.cpp's ``llama-server`` given the same prompts.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,21 @@ def latency_stats(values: Sequence[float]) -> dict[str, float | int]:
     return {"count": len(values), "p50_ms": round(percentile(values, 50), 1),
             "p95_ms": round(percentile(values, 95), 1), "max_ms": round(max(values), 1),
             "mean_ms": round(sum(values) / len(values), 1)}
+
+
+@contextlib.contextmanager
+def competing_load(processes: int) -> Iterator[None]:
+    """``processes`` busy loops running meanwhile: a laptop where something else (a
+    build, a browser tab, a test run) wants the cores too."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
 
 
 def server_argv() -> list[str]:

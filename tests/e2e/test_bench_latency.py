@@ -31,7 +31,8 @@ def test_twenty_keystroke_replay_reports_every_field(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     profile = tmp_path / "server.pyspy.txt"
     done = ghostpilot("bench", "latency", "--file", str(TEXTWRAP), "--keystrokes", "20",
-                      "--peer", "off", "--out", str(out), "--profile", str(profile))
+                      "--peer", "off", "--out", str(out), "--profile", str(profile),
+                      "--busy", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     expected = typing_replay.session(TEXTWRAP.read_text(), functions=6, max_keystrokes=20)
@@ -59,6 +60,7 @@ def test_twenty_keystroke_replay_reports_every_field(tmp_path: Path) -> None:
     assert ours["server_rss_mb"]["end"] > 50
     assert ours["stdout_only_jsonrpc"] is True
     assert "llama_server" not in report
+    assert report["busy_processes"] == 1
     assert "| ours all |" in done.stdout and "debounce:" in done.stdout
     # py-spy sampled the server itself: the completion engine is on its stacks.
     assert "_job (lsp_server/engine.py" in profile.read_text()

@@ -193,3 +193,32 @@ def test_profile_summary_counts_each_frame_once_per_stack() -> None:
     assert [s.frame for s in shares][:2] == ["run (a.py)", "work (a.py)"]
     assert "| `decode (b.py)` | 60.0% | 60.0% |" in table(raw)
     assert summarize("") == (0, [])
+
+
+def test_competing_load_runs_busy_processes_and_stops_them() -> None:
+    import os
+    import time
+
+    from lsp_server.evaluation.latency import competing_load
+
+    def busy_children() -> set[int]:
+        found = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmd:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                    command = cmd.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == os.getpid() and b"while True: pass" in command:
+                found.add(int(entry))
+        return found
+
+    with competing_load(2):
+        time.sleep(0.1)
+        assert len(busy_children()) == 2
+    assert busy_children() == set()
+    with competing_load(0):
+        assert busy_children() == set()
