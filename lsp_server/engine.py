@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 SUFFIX_TOKENS = 256
 _WINDOW_LINES = 60
+# A block written on a fresh line after a header or in an empty body must start with
+# code: a small model otherwise often offers only "# TODO: implement" there.
+CODE_FIRST = ("#",)
+_CODE_FIRST_REASONS = frozenset({"after a block header", "empty function body"})
 
 
 @dataclass(frozen=True)
@@ -326,6 +330,9 @@ class CompletionEngine:
             stop=postprocess.codex_stop_sequences(context.function_indent),
             stop_rule=stop_rule,
             time_budget_s=settings.time_budget_ms / 1000.0,
+            ban_first=CODE_FIRST
+            if mode == "block" and first_line_is_new and planned.reason in _CODE_FIRST_REASONS
+            else (),
         )
         result = backend.generate(request, token)
         raw = result.text
@@ -341,6 +348,7 @@ class CompletionEngine:
                 prompt_tokens=prompt_tokens(opened),
                 max_tokens=settings.max_tokens,
                 stop_rule=postprocess.block_stop_rule(width, True),
+                ban_first=CODE_FIRST,
             )
             more = backend.generate(follow, token)
             raw = line_text + "\n" + more.text

@@ -60,6 +60,9 @@ class GenerationRequest:
     special: bool = False
     # Whether to sum log-probabilities (for ranking samples); greedy editor requests skip it.
     logprobs: bool = False
+    # Until the first non-blank text is out, no token may start (after blanks) with one of
+    # these: a block's first line must be code, not "# TODO" (see the engine).
+    ban_first: tuple[str, ...] = ()
 
 
 @dataclass

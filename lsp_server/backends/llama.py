@@ -250,6 +250,30 @@ class LlamaBackend:
     def piece(self, token: int) -> bytes:
         return bytes(self.llm.detokenize([token], special=False))
 
+    def _avoid(
+        self,
+        token: int,
+        logprob: float,
+        logits: np.ndarray,
+        sampler: _Sampler,
+        request: GenerationRequest,
+    ) -> tuple[int, float]:
+        """Choose again, without it, while the token starts with one of ``ban_first``.
+
+        Rejecting and drawing again samples the distribution left without the banned
+        tokens; no scan of the vocabulary is needed (a few retries at most in practice).
+        """
+        masked: np.ndarray | None = None
+        for _ in range(64):
+            text = self.piece(token).decode("utf-8", errors="replace").lstrip(" \t\r\n")
+            if not text.startswith(request.ban_first):
+                break
+            if masked is None:
+                masked = logits.copy()
+            masked[token] = -np.inf
+            token, logprob = sampler.choose(masked, logprob=request.logprobs)
+        return token, logprob
+
     # -- generation ---------------------------------------------------------------------
 
     def _logits(self) -> np.ndarray:
@@ -299,7 +323,10 @@ class LlamaBackend:
         while count < max_tokens:
             if cancel.cancelled:
                 raise Cancelled(cancel.reason)
-            token, logprob = sampler.choose(self._logits(), logprob=request.logprobs)
+            logits = self._logits()
+            token, logprob = sampler.choose(logits, logprob=request.logprobs)
+            if request.ban_first and not text.strip():
+                token, logprob = self._avoid(token, logprob, logits, sampler, request)
             if self.is_end(token) or token in request.stop_token_ids:
                 reason = "eos"
                 break

@@ -29,3 +29,32 @@ def test_threadpool_attached_same_output_and_freed(embedded_model_path: Path) ->
     assert backend.threadpool is not None
     backend.close()
     assert backend.threadpool is None
+
+
+COMMENTED = (
+    "def f():\n    # step 1: load\n    x = 1\n    # step 2: add\n    y = 2\n    return x + y\n\n\n"
+    "def g():\n"
+)
+PLAIN = 'def add(a, b):\n    """Return the sum of a and b."""\n'
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_ban_first_keeps_a_comment_off_the_first_line_only(
+    embedded_model_path: Path, temperature: float
+) -> None:
+    from lsp_server.backends.llama import LlamaBackend
+
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2)
+
+    def run(prompt: str, ban: tuple[str, ...]) -> str:
+        request = GenerationRequest(prompt=prompt, max_tokens=24, temperature=temperature,
+                                    seed=1, ban_first=ban)
+        return backend.generate(request, CancelToken()).text
+
+    free = run(COMMENTED, ())
+    assert free.lstrip().startswith("#"), free  # the model's own choice: a comment first
+    banned = run(COMMENTED, ("#",))
+    assert banned.strip() and not banned.lstrip().startswith("#"), banned
+    plain = run(PLAIN, ())
+    assert not plain.lstrip().startswith("#")
+    assert run(PLAIN, ("#",)) == plain  # nothing to avoid: the same draw
