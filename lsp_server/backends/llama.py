@@ -108,7 +108,10 @@ class Threadpool:
 
 
 def attach_threadpool(llama_cpp: object, ctx: object, n_threads: int) -> Threadpool | None:
-    """A pool for ``ctx``, or None where this llama.cpp build does not offer one."""
+    """A pool for ``ctx``, or None where this llama.cpp build does not offer one (or
+    ``GHOSTPILOT_THREADPOOL=0`` turns it off, to compare)."""
+    if os.environ.get("GHOSTPILOT_THREADPOOL", "1") == "0":
+        return None
     try:
         return Threadpool(llama_cpp, ctx, n_threads)
     except (OSError, AttributeError, RuntimeError) as error:
