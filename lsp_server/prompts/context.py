@@ -15,6 +15,7 @@ function of (source bytes, tree, cursor byte offset).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tree_sitter import Node, Tree
@@ -232,9 +233,22 @@ def class_header(node: Node, source: bytes, exclude: Node | None) -> str:
     return "\n".join(parts)
 
 
+def _top_level(tree: Tree) -> Iterator[Node]:
+    """The module's statements in order. An unclosed bracket being typed can make
+    tree-sitter wrap the whole module in an ERROR node; its statements still count, so
+    that the prompt's head (imports, definitions) stays put while the user types."""
+    stack = list(reversed(tree.root_node.named_children))
+    while stack:
+        node = stack.pop()
+        if node.type == "ERROR":
+            stack.extend(reversed(node.named_children))
+        else:
+            yield node
+
+
 def _imports(tree: Tree, source: bytes, before: int) -> str:
     lines = []
-    for child in tree.root_node.named_children:
+    for child in _top_level(tree):
         if child.start_byte >= before:
             break
         if child.type in IMPORT_TYPES:
@@ -247,7 +261,7 @@ def _used_definitions(
 ) -> tuple[str, ...]:
     names = {match.group(0) for match in _IDENTIFIER.finditer(code)}
     found = []
-    for child in tree.root_node.named_children:
+    for child in _top_level(tree):
         inner = child
         if child.type == "decorated_definition":
             inner = child.child_by_field_name("definition") or child

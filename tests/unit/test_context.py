@@ -369,3 +369,31 @@ def test_stub(source: str, expected: str) -> None:
     tree = parse_text(source)
     node = tree.root_node.named_children[0]
     assert stub(node, source.encode("utf-8")) == expected
+
+
+def broken_textwrap() -> tuple[bytes, int]:
+    """The stdlib's textwrap.py with ``shorten``'s body being retyped: ``w = TextWrapper(``."""
+    import textwrap
+
+    text = open(textwrap.__file__, encoding="utf-8").read()
+    start = text.index("def shorten(")
+    body = text.index('"""\n', text.index('"""', start) + 3) + 4
+    end = text.index("\n\n\n", body)
+    typed = "    w = TextWrapper("
+    source = (text[:body] + typed + text[end:]).encode()
+    return source, len(text[:body].encode()) + len(typed)
+
+
+def test_an_open_bracket_that_breaks_the_whole_module_keeps_the_head() -> None:
+    """While ``TextWrapper(`` is being typed, tree-sitter wraps the module in one ERROR
+    node; the imports and used definitions must stay in the prompt (the KV cache behind
+    them too): the latency replay re-evaluated whole prompts here."""
+    source, cursor = broken_textwrap()
+    tree = parse_text(source.decode())
+    assert [node.type for node in tree.root_node.named_children] == ["ERROR"]  # precondition
+    context = build_context(tree, source, cursor)
+    closed = source[:cursor] + b")" + source[cursor:]
+    healthy = build_context(parse_text(closed.decode()), closed, cursor)
+    assert context.imports == healthy.imports == "import re"  # textwrap imports only re
+    assert context.definitions == healthy.definitions
+    assert context.definitions and context.definitions[0].startswith("class TextWrapper:")
