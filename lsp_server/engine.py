@@ -146,10 +146,40 @@ def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
     return Plan(trigger.mode, trigger.reason, start, context)
 
 
+class StableHeaders:
+    """The class header of the last clean parse, per document, class and method.
+
+    While a bracket is open at the cursor, tree-sitter can swallow the methods after the
+    current one into an ERROR node, so they drop out of the class header and come back
+    at the next keystroke; every flip re-evaluates the prompt from the header on (the
+    latency replay: 150-180 tokens a request in textwrap's ``_fix_sentence_endings``).
+    A header built while the document has errors is used only until a clean parse.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._headers: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._size = size
+
+    def settle(self, uri: str, context: PromptContext, *, clean: bool) -> PromptContext:
+        if not context.scope_header:
+            return context
+        key = (uri, context.scope_header.split("\n", 1)[0], context.current.split("\n", 1)[0])
+        known = self._headers.get(key)
+        if clean or known is None:
+            self._headers[key] = context.scope_header
+            self._headers.move_to_end(key)
+            while len(self._headers) > self._size:
+                self._headers.popitem(last=False)
+            return context
+        self._headers.move_to_end(key)
+        return replace(context, scope_header=known)
+
+
 class CompletionEngine:
     def __init__(self, worker: ModelWorker, settings: Callable[[], Settings]) -> None:
         self.worker = worker
         self.settings = settings
+        self._headers = StableHeaders()
         self._tokenizers: dict[int, PromptTokenizer] = {}
         self._recent: OrderedDict[str, tuple[Snapshot, Suggestion]] = OrderedDict()
         self.last: Suggestion | None = None
@@ -286,7 +316,8 @@ class CompletionEngine:
         if mode == "none" or planned.context is None:
             log.debug("no completion at %s:%d: %s", snapshot.uri, cursor, planned.reason)
             return None
-        context = planned.context
+        clean = not snapshot.tree.root_node.has_error
+        context = self._headers.settle(snapshot.uri, planned.context, clean=clean)
         count = self._tokenizer(backend)
         max_tokens = overrides.max_tokens or (
             settings.max_line_tokens if mode == "line" else settings.max_tokens

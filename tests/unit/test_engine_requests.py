@@ -69,3 +69,51 @@ def test_code_first_only_where_a_block_starts(
     for request in requests:
         assert request.prompt_tokens is not None
         assert "".join(chr(t) for t in request.prompt_tokens) == request.prompt
+
+
+def test_class_header_holds_while_an_open_bracket_swallows_the_next_method() -> None:
+    """Retyping textwrap's ``_fix_sentence_endings`` one character at a time: with a
+    bracket open at the cursor, ``_handle_long_word`` drops out of the parse; the
+    prompt's head must not flip with it (each flip re-evaluated ~150 tokens)."""
+    import textwrap
+
+    source = open(textwrap.__file__, encoding="utf-8").read()
+    line = '            if chunks[i+1] == " " and patsearch(chunks[i]):'
+    start = source.index(line)
+    backend = Recorder(["x"] * 200)
+    backend.info = ModelInfo("stand-in", "-", None, 65536, 1, 0)  # one token a character:
+    settings = Settings(max_prompt_tokens=32768)  # room for the whole class header
+    worker = ModelWorker()
+    worker.load(lambda: backend, "stand-in").result(timeout=5)
+    engine = CompletionEngine(worker, lambda: settings)
+    heads = set()
+    try:
+        for end in range(start + line.index("patsearch("), start + len(line) + 1):
+            text = source[:end] + source[start + len(line) :]
+            engine.complete_blocking(Document(uri="file:///textwrap.py", text=text), end)
+            prompt = backend.requests[-1].prompt
+            heads.add(prompt[: prompt.index("    def _fix_sentence_endings")])
+    finally:
+        worker.shutdown()
+    assert len(backend.requests) == len(line) - line.index("patsearch(") + 1
+    assert len(heads) == 1
+    assert "def _handle_long_word" in heads.pop()
+
+
+def test_stable_headers_follow_clean_parses_only() -> None:
+    from lsp_server.engine import StableHeaders
+    from lsp_server.prompts.context import PromptContext
+
+    def context(header: str, current: str = "    def f(self):\n        x") -> PromptContext:
+        return PromptContext("", (), header, current, "", "", "    ", True)
+
+    headers = StableHeaders()
+    full, partial = "class A:\n    def g(self): ...\n    def h(self): ...", "class A:\n    def g(self): ..."
+    assert headers.settle("u", context(full), clean=True).scope_header == full
+    assert headers.settle("u", context(partial), clean=False).scope_header == full
+    assert headers.settle("u", context(partial), clean=True).scope_header == partial
+    # Another method, document or class has its own entry; no header, nothing to hold.
+    other = context(full, "    def g(self):\n        y")
+    assert headers.settle("u", other, clean=False).scope_header == full
+    assert headers.settle("v", context(partial), clean=False).scope_header == partial
+    assert headers.settle("u", context(""), clean=False).scope_header == ""
