@@ -33,6 +33,9 @@ class Settings:
     n_ctx: int = 2048
     n_threads: int = field(default_factory=default_threads)
     n_gpu_layers: int = 0
+    # llama.cpp's flash attention: "auto" turns it on and falls back to off where the
+    # model cannot load with it (llama-server's default is auto too).
+    flash_attention: str = "auto"  # "auto" | "on" | "off"
     max_tokens: int = 96
     max_line_tokens: int = 32
     # Prompt size cap: the first request after opening a file evaluates this many tokens
@@ -51,6 +54,7 @@ class Settings:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "flash_attention": ("auto", "on", "off"),
     "completion_fallback": ("auto", "always", "never"),
     "docstring_style": ("auto", "google", "numpy", "sphinx"),
 }
@@ -161,7 +165,7 @@ def to_camel(settings: Settings) -> dict[str, Any]:
 
 
 # Settings whose change needs the model to be loaded again.
-MODEL_KEYS = ("model", "n_ctx", "n_threads", "n_gpu_layers")
+MODEL_KEYS = ("model", "n_ctx", "n_threads", "n_gpu_layers", "flash_attention")
 
 
 def needs_reload(old: Settings, new: Settings) -> bool:

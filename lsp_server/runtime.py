@@ -26,6 +26,7 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
             n_threads=settings.n_threads,
             n_gpu_layers=settings.n_gpu_layers,
             fim_template="auto",
+            flash_attention=settings.flash_attention,
         )
 
     return worker.load(factory, settings.model)

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -191,14 +192,16 @@ class LlamaBackend:
         n_threads: int,
         n_gpu_layers: int = 0,
         fim_template: str | None = "auto",
+        flash_attention: str = "auto",
     ) -> None:
         try:
             header = read_header(path)
         except GGUFError as error:
             raise ModelUnavailable(str(error)) from error
         llama_cpp = _import_llama()
-        try:
-            self.llm = llama_cpp.Llama(
+
+        def load(flash: bool) -> Any:
+            return llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_threads=n_threads,
@@ -206,8 +209,20 @@ class LlamaBackend:
                 n_gpu_layers=n_gpu_layers,
                 n_batch=512,
                 swa_full=True,  # keep sliding-window layers' cache whole, so prefixes reuse
+                flash_attn=flash,
                 verbose=False,
             )
+
+        self.flash_attention = flash_attention != "off"
+        try:
+            try:
+                self.llm = load(self.flash_attention)
+            except (ValueError, RuntimeError) as error:
+                if flash_attention != "auto":
+                    raise
+                log.info("flash attention unavailable (%s); loading without it", error)
+                self.flash_attention = False
+                self.llm = load(False)
         except (ValueError, RuntimeError, OSError) as error:
             raise ModelUnavailable(f"llama.cpp could not load {path}: {error}") from error
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)

@@ -48,6 +48,7 @@ def test_snake_case(key: str, expected: str) -> None:
         pytest.param(
             {"docstringStyle": "numpy"}, {"docstring_style": "numpy"}, id="choice-docstring"
         ),
+        pytest.param({"flashAttention": "off"}, {"flash_attention": "off"}, id="choice-flash"),
         pytest.param({"nGpuLayers": -1}, {"n_gpu_layers": -1}, id="range-low-edge"),
         pytest.param({"timeBudgetMs": 60000}, {"time_budget_ms": 60000}, id="range-high-edge"),
         pytest.param(
@@ -122,6 +123,12 @@ def test_merge_accepts(raw: dict[str, Any], changes: dict[str, Any]) -> None:
             id="bad-choice",
         ),
         pytest.param(
+            {"flashAttention": True},
+            "flash_attention",
+            "flashAttention: expected a non-empty string, got True",
+            id="bad-flash",
+        ),
+        pytest.param(
             {"enabledLanguages": ["python", 3]},
             "enabled_languages",
             "enabledLanguages: expected a list of strings, got ['python', 3]",
@@ -190,6 +197,7 @@ def test_to_camel_round_trips() -> None:
         pytest.param({"model": "other"}, True, id="model"),
         pytest.param({"n_ctx": 4096}, True, id="n-ctx"),
         pytest.param({"n_gpu_layers": 10}, True, id="gpu-layers"),
+        pytest.param({"flash_attention": "off"}, True, id="flash-attention"),
         pytest.param({"temperature": 0.3}, False, id="sampling"),
         pytest.param({"enable": False}, False, id="enable"),
     ],

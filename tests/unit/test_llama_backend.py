@@ -58,3 +58,16 @@ def test_ban_first_keeps_a_comment_off_the_first_line_only(
     plain = run(PLAIN, ())
     assert not plain.lstrip().startswith("#")
     assert run(PLAIN, ("#",)) == plain  # nothing to avoid: the same draw
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("auto", True), ("on", True), ("off", False)])
+def test_flash_attention_setting(embedded_model_path: Path, setting: str, expected: bool) -> None:
+    from lsp_server.backends.llama import LlamaBackend
+
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=256, n_threads=2,
+                           flash_attention=setting)
+    assert backend.flash_attention is expected
+    assert backend.llm.context_params.flash_attn_type == int(expected)
+    result = backend.generate(GenerationRequest(prompt="x = 1\ny =", max_tokens=4), CancelToken())
+    assert result.token_count >= 1
+    backend.close()

@@ -15,6 +15,7 @@ export const SERVER_KEYS = [
   'nCtx',
   'nThreads',
   'nGpuLayers',
+  'flashAttention',
   'maxTokens',
   'maxLineTokens',
   'maxPromptTokens',
