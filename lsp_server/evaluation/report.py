@@ -102,7 +102,7 @@ def plot_pass_at_k(summary: dict[str, Any], config: EvalConfig, path: Path) -> P
     ax.set_title(f"{config.benchmark}: {config.model}")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower right")  # the k=1 points sit at the upper left
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
