@@ -334,18 +334,22 @@ class LlamaBackend:
             self._cached.extend(piece)
         return reused, len(pending)
 
-    def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
-        started = time.perf_counter()
+    def request_tokens(self, request: GenerationRequest) -> list[int]:
+        """The prompt tokens ``generate`` evaluates: the request's own (or its prompt
+        tokenized), the oldest dropped where the context would overflow."""
         if request.prompt_tokens is not None:
             tokens = list(request.prompt_tokens)
         else:
             tokens = self.bos() + self.tokenize(request.prompt, special=request.special)
-        n_ctx = self.info.n_ctx
-        room = max(1, n_ctx - request.max_tokens - 1)
+        room = max(1, self.info.n_ctx - request.max_tokens - 1)
         if len(tokens) > room:
             tokens = self.bos() + tokens[len(tokens) - room + len(self.bos()) :]
-        if not tokens:
-            tokens = self.bos() or [self.llm.token_eos()]
+        return tokens or self.bos() or [self.llm.token_eos()]
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+        started = time.perf_counter()
+        tokens = self.request_tokens(request)
+        n_ctx = self.info.n_ctx
         reused, evaluated = self._evaluate(tokens, cancel)
         prompt_done = time.perf_counter()
         sampler = Sampler(

@@ -234,15 +234,7 @@ class _RecordingBackend:
 
     def prompt_tokens(self, request: Any) -> list[int]:
         """The token list ``LlamaBackend.generate`` would evaluate for ``request``."""
-        if request.prompt_tokens is not None:
-            tokens = list(request.prompt_tokens)
-        else:
-            tokens = self.bos() + self.tokenize(request.prompt, special=request.special)
-        room = max(1, self.info.n_ctx - request.max_tokens - 1)
-        if len(tokens) > room:
-            bos = self.bos()
-            tokens = bos + tokens[len(tokens) - room + len(bos):]
-        return tokens
+        return list(self.real.request_tokens(request))
 
     def generate(self, request: Any, cancel: Any) -> Any:
         from lsp_server.backends.base import GenerationResult

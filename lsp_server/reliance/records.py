@@ -144,6 +144,10 @@ class Detached:
     reason: str
 
 
+# Removed files remembered for a rename that may follow their deletion event.
+REMEMBER_REMOVED = 64
+
+
 class Tracker:
     """Every record of one workspace, by file key. Not thread-safe: one owner."""
 
@@ -241,6 +245,8 @@ class Tracker:
         removed = self.files.pop(path, None)
         if removed is not None:
             self.removed[path] = removed
+            while len(self.removed) > REMEMBER_REMOVED:  # the oldest go (dicts keep order)
+                del self.removed[next(iter(self.removed))]
             self.generation += 1
 
     def rename(self, old: str, new: str) -> list[str]:
