@@ -1,4 +1,6 @@
-"""``ghostpilot doctor``: what this installation can do, and with which model."""
+"""``ghostpilot doctor``: what this installation can do, and with which model, and
+how the sandbox contains the code it runs (isolation, and how a run's memory is
+bounded as a whole)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from lsp_server.config import Settings, merge, to_camel
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("doctor", help="print build features, model, threads, context")
+    parser = subparsers.add_parser(
+        "doctor", help="print build features, model, threads, context, sandbox")
     parser.add_argument("--model")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run)
@@ -20,11 +23,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def run(args: argparse.Namespace) -> int:
     from lsp_server.backends.llama import system_info
+    from lsp_server.sandbox import describe
 
     settings, problems = merge(Settings(), {"model": args.model} if args.model else {})
     report: dict[str, object] = {"settings": to_camel(settings), "problems": problems}
     info = system_info()
     report["llama_cpp"] = info
+    sandbox = describe()
+    report["sandbox"] = sandbox
     ok = True
     try:
         resolved = resolve(settings.model)
@@ -54,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key}: {value}")
     print(f"threads: {settings.n_threads}; context: {settings.n_ctx} tokens; "
           f"GPU layers: {settings.n_gpu_layers}")
+    print(f"sandbox: {sandbox['isolation']}")
+    print(f"  memory bound: {sandbox['memory_bound']} ({sandbox['memory_bound_detail']})")
+    print(f"  a default run: {sandbox['memory_plan']}")
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     return 0 if ok else 1

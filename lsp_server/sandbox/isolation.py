@@ -12,6 +12,13 @@ Processes are bounded with ``RLIMIT_NPROC``. The kernel counts that limit per us
 and ignores it for root, so when we are root every run executes as a user id of its
 own (never one from ``/etc/passwd``): the count is then exactly the run's processes,
 and every one of them can be killed at the end by signalling that user id.
+
+That user id owns nothing, so it cannot read a workspace in a 0700 directory (anything
+under ``/root``, pytest's temporary directories). Under bubblewrap such a mount is
+copied for it (:func:`stage_copy`) and the copy is bound at the mount's own path;
+under plain rlimits, where paths cannot be remapped, the run keeps root's user id
+instead (as when the interpreter itself is out of reach), and the run's cgroup, where
+there is one, still finds and kills every process it started.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Set to "rlimits" to refuse bubblewrap even where it works (tests, odd hosts).
@@ -100,8 +107,12 @@ def bwrap_argv(
     ro_mounts: Sequence[str],
     root: bool,
     network: bool,
+    staged: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The ``bwrap`` command line up to (not including) the command it runs."""
+    """The ``bwrap`` command line up to (not including) the command it runs.
+
+    ``staged`` maps a read-only mount to the copy that is bound at its place (a mount
+    the run's user could not read, copied for it)."""
     argv = [bwrap, *namespace_flags(root=root, network=network),
             "--die-with-parent", "--new-session"]
     for top in _SYSTEM_DIRS:
@@ -121,7 +132,7 @@ def bwrap_argv(
     for parent in _parents([*binds, workdir], skip={"/", "/tmp", *_SYSTEM_DIRS}):
         argv += ["--perms", "0755", "--dir", parent]
     for bind in binds:
-        argv += ["--ro-bind", bind, bind]
+        argv += ["--ro-bind", (staged or {}).get(bind, bind), bind]
     argv += ["--bind", workdir, workdir, "--chdir", cwd]
     if root:
         # Only so that the bootstrap can switch to the run's private uid; setuid()
@@ -150,6 +161,85 @@ def path_reachable_by_others(path: str) -> bool:
         if mode & needed != needed:
             return False
     return True
+
+
+# Never copied when a mount is staged for the run's user: version control, caches and
+# virtual environments (the run uses our interpreter, not the workspace's).
+STAGE_SKIP = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache",
+                        ".ruff_cache", ".tox", ".nox", ".venv", "venv", "node_modules"})
+STAGE_LIMIT_MB = 256
+
+
+class StageError(Exception):
+    """A mount the run's user cannot read could not be copied for it."""
+
+
+def tree_readable_by_others(path: str, *, ancestors: bool) -> bool:
+    """Whether a user who owns nothing can read ``path`` and everything under it
+    (directories listed and entered, files read), skipping :data:`STAGE_SKIP`.
+    ``ancestors``: also the directories above it must let that user through (not so
+    under bubblewrap, which recreates them 0755)."""
+    real = os.path.realpath(path)
+    if ancestors and not path_reachable_by_others(real):
+        return False
+    stack = [real]
+    while stack:
+        current = stack.pop()
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:
+            return False
+        if stat.S_ISDIR(mode):
+            if mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
+                return False
+            try:
+                with os.scandir(current) as entries:
+                    stack += [e.path for e in entries if e.name not in STAGE_SKIP]
+            except OSError:
+                return False
+        elif stat.S_ISREG(mode) and not mode & stat.S_IROTH:
+            return False
+    return True
+
+
+def stage_copy(source: str, target: str, uid: int, limit_mb: int = STAGE_LIMIT_MB) -> None:
+    """Copy ``source`` to ``target`` for ``uid`` to read (owned by it, user-readable),
+    without :data:`STAGE_SKIP` and refusing more than ``limit_mb``."""
+    budget = [limit_mb * 1024 * 1024]
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n in STAGE_SKIP}
+        for name in names:
+            if name in skipped:
+                continue
+            try:
+                info = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                budget[0] -= info.st_size
+            elif not (stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                skipped.add(name)  # sockets, fifos, devices
+        if budget[0] < 0:
+            raise StageError(f"{source} is over {limit_mb} MB; make it readable by others "
+                             f"(chmod -R o+rX) so that the sandbox can mount it instead")
+        return skipped
+
+    try:
+        shutil.copytree(source, target, symlinks=True, ignore=ignore)
+    except shutil.Error as error:
+        raise StageError(f"cannot copy {source} for the sandbox: {error}") from None
+    except OSError as error:
+        raise StageError(f"cannot copy {source} for the sandbox: {error}") from None
+    for parent, dirs, names in os.walk(target):
+        for name in [*dirs, *names]:
+            entry = os.path.join(parent, name)
+            os.chown(entry, uid, uid, follow_symlinks=False)
+            if not os.path.islink(entry):
+                os.chmod(entry, os.lstat(entry).st_mode | stat.S_IRUSR
+                         | (stat.S_IXUSR if os.path.isdir(entry) else 0))
+    os.chown(target, uid, uid)
+    os.chmod(target, 0o755)
 
 
 def _under(path: str, parent: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.sandbox import SandboxLimits, SandboxResult, isolation_available, run_python
+from lsp_server.sandbox import SandboxLimits, SandboxResult, isolation_available, memory, run_python
 from lsp_server.sandbox import isolation as iso
 from lsp_server.sandbox.runner import classify
 
@@ -44,7 +45,7 @@ def _isolated_writes(kind: str) -> bool:
     """Whether this isolation keeps the run from writing files our user can write."""
     if kind == "bubblewrap":
         return True
-    return iso.is_root() and iso.path_reachable_by_others(os.sys.executable)
+    return iso.is_root() and iso.path_reachable_by_others(sys.executable)
 
 
 @pytest.mark.parametrize("kind", ISOLATIONS)
@@ -186,7 +187,7 @@ def test_daemon_left_behind_is_killed(kind: str) -> None:
             "print('parent done')\n")
     result = run_python(code, argv=[marker], isolation_kind=kind)
     assert result.status == "passed"
-    if kind == "rlimits" and not (iso.is_root() and iso.path_reachable_by_others(os.sys.executable)):
+    if kind == "rlimits" and not (iso.is_root() and iso.path_reachable_by_others(sys.executable)):
         pytest.skip("a child that leaves the session is only reachable by uid or PID namespace")
     deadline = time.monotonic() + 3
     while _processes_with(marker) and time.monotonic() < deadline:
@@ -249,8 +250,10 @@ def test_bad_arguments_raise_value_error(kwargs: dict[str, object], message: str
     [
         pytest.param(0, "exit", "", "passed", "", id="ok"),
         pytest.param(1, "exit", "AssertionError\n", "failed", "", id="assertion"),
-        pytest.param(1, "exit", "Traceback\nMemoryError\n", "failed", "memory limit (1024 MB)",
-                     id="memory"),
+        pytest.param(1, "exit", "Traceback\nMemoryError\n", "failed",
+                     "memory limit (1024 MB per process)", id="memory-error"),
+        pytest.param(-9, "memory", "", "killed", "memory limit (1024 MB for the whole run)",
+                     id="whole-run-memory"),
         pytest.param(-9, "timeout", "", "timeout", "timeout after 10 s", id="timeout"),
         pytest.param(-9, "cancelled", "", "killed", "cancelled", id="cancelled"),
         pytest.param(-9, "exit", "", "killed", "killed by SIGKILL", id="signal"),
@@ -265,6 +268,22 @@ def test_classify(returncode: int, ended_by: str, stderr: str, status: str, reas
     assert classify(returncode, ended_by, stderr, SandboxLimits()) == (status, reason)
 
 
+@pytest.mark.parametrize(
+    ("ended_by", "stderr", "reason"),
+    [
+        pytest.param("exit", "Traceback\nMemoryError\n", "memory limit (256 MB per process)",
+                     id="memory-error"),
+        pytest.param("processes", "", "process limit (4)", id="processes"),
+        pytest.param("exit", "BlockingIOError: [Errno 11] Resource temporarily unavailable\n"
+                     "  in fork", "process limit (4)", id="fork-refused"),
+    ],
+)
+def test_classify_names_the_fallback_split(ended_by: str, stderr: str, reason: str) -> None:
+    """Without a cgroup the reasons name what the run really had, not the asked-for limits."""
+    plan = memory.plan(1024, None, 64, "processes")
+    assert classify(1, ended_by, stderr, SandboxLimits(), plan)[1] == reason
+
+
 def test_private_uids_are_distinct_and_unprivileged() -> None:
     uids = {iso.next_private_uid() for _ in range(100)}
     assert len(uids) == 100
@@ -274,3 +293,78 @@ def test_private_uids_are_distinct_and_unprivileged() -> None:
 def test_result_type() -> None:
     result = SandboxResult("passed", 0, "", "", 0.1, "rlimits")
     assert result.passed and result.reason == ""
+
+
+@pytest.fixture
+def private_workspace(tmp_path: Path) -> Path:
+    """A workspace only its owner can read: 0700 directories and 0600 files, in a 0700
+    parent (as anything under /root, or pytest's own temporary directories)."""
+    workspace = tmp_path / "ws"
+    (workspace / "pkg").mkdir(parents=True)
+    (workspace / "pkg" / "data.txt").write_text("private-ok")
+    (workspace / ".git").mkdir()
+    (workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    for path in [*workspace.rglob("*"), workspace, tmp_path]:
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    return workspace
+
+
+@pytest.mark.parametrize("kind", ISOLATIONS)
+def test_workspace_in_0700_directory_is_readable(kind: str, private_workspace: Path) -> None:
+    code = ("import os\nprint(open('pkg/data.txt').read())\n"
+            "try:\n    open('pkg/new.txt', 'w')\nexcept OSError as e:\n    print('write', type(e).__name__)\n")
+    result = run_python(code, workdir_ro_mounts=[str(private_workspace)],
+                        cwd=str(private_workspace), isolation_kind=kind)
+    assert result.status == "passed", result
+    assert result.stdout.splitlines()[0] == "private-ok"
+    if kind == "bubblewrap" and iso.is_root():
+        # Copied for the run's private uid and bound read-only at the same path.
+        assert result.details["staged"] == [str(private_workspace.resolve())]
+        assert result.stdout.splitlines()[1] == "write OSError"
+        assert not (private_workspace / "pkg" / "new.txt").exists()
+    assert (private_workspace / "pkg" / "data.txt").read_text() == "private-ok"
+
+
+@pytest.mark.parametrize(
+    ("modes", "readable"),
+    [
+        pytest.param({"": 0o755, "a": 0o755, "a/f": 0o644}, True, id="open"),
+        pytest.param({"": 0o700, "a": 0o755, "a/f": 0o644}, False, id="top-0700"),
+        pytest.param({"": 0o755, "a": 0o711, "a/f": 0o644}, False, id="dir-not-listable"),
+        pytest.param({"": 0o755, "a": 0o755, "a/f": 0o600}, False, id="file-0600"),
+        pytest.param({"": 0o755, ".git": 0o700, ".git/f": 0o600}, True, id="skipped-dir-ignored"),
+    ],
+)
+def test_tree_readable_by_others(tmp_path: Path, modes: dict[str, int], readable: bool) -> None:
+    top = tmp_path / "top"
+    top.mkdir()
+    for relative in sorted(modes, key=len):
+        path = top / relative if relative else top
+        if relative.rsplit("/", 1)[-1] == "f":
+            path.write_text("x")
+        elif relative:
+            path.mkdir()
+    for relative in sorted(modes, key=len, reverse=True):
+        (top / relative if relative else top).chmod(modes[relative])
+    assert iso.tree_readable_by_others(str(top), ancestors=False) is readable
+    tmp_path.chmod(0o700)
+    assert iso.tree_readable_by_others(str(top), ancestors=True) is False
+
+
+def test_stage_copy_skips_caches_and_refuses_too_much(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    for name in ("pkg/mod.py", ".git/HEAD", ".venv/bin/python", "pkg/__pycache__/mod.pyc"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text("x")
+    uid = os.getuid()
+    if iso.is_root():  # root reads a 0000 file; the copy must be readable by its owner
+        (source / "pkg" / "mod.py").chmod(0o000)
+        uid = iso.next_private_uid()
+    iso.stage_copy(str(source), str(tmp_path / "copy"), uid)
+    copied = sorted(p.relative_to(tmp_path / "copy").as_posix() for p in (tmp_path / "copy").rglob("*"))
+    assert copied == ["pkg", "pkg/mod.py"]
+    assert (tmp_path / "copy" / "pkg" / "mod.py").stat().st_uid == uid
+    assert (tmp_path / "copy" / "pkg" / "mod.py").stat().st_mode & 0o400
+    (source / "big.bin").write_bytes(b"\0" * (2 * 1024 * 1024))
+    with pytest.raises(iso.StageError, match="over 1 MB"):
+        iso.stage_copy(str(source), str(tmp_path / "copy2"), uid, limit_mb=1)
