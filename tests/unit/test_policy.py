@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
 
 from lsp_server.config import Settings
-from lsp_server.policy import Verdict, gitignored, may_complete, uri_to_path
+from lsp_server.policy import (
+    Verdict,
+    default_excludes_file,
+    gitignored,
+    ignored_by,
+    may_complete,
+    uri_path,
+    uri_to_path,
+)
 
 SETTINGS = Settings(n_threads=1)
 
@@ -137,3 +146,153 @@ def test_uri_to_path(uri: str, expected: Path | None) -> None:
 
 def test_untitled_buffer_allowed() -> None:
     assert may_complete("untitled:Untitled-1", "python", SETTINGS) == Verdict(True)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        pytest.param("untitled:.env", ".env", id="untitled-name"),
+        pytest.param("untitled:Untitled-1", "Untitled-1", id="untitled-default"),
+        pytest.param("vscode-vfs://github/owner/repo/.env", "/owner/repo/.env", id="vscode-vfs"),
+        pytest.param("untitled:secrets%2Fid.key", "secrets/id.key", id="encoded-slash"),
+        pytest.param("untitled:C:%5Cproj%5C.env", "C:/proj/.env", id="backslashes"),
+        pytest.param("git:/repo/.env?%7B%22ref%22%3A%22HEAD%22%7D", "/repo/.env", id="git-query"),
+        pytest.param("untitled:", None, id="no-path"),
+        pytest.param("vscode-vfs://github/", None, id="root-only"),
+    ],
+)
+def test_uri_path(uri: str, expected: str | None) -> None:
+    path = uri_path(uri)
+    assert (None if path is None else str(path)) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        pytest.param("untitled:.env", ".env matches neverReadGlobs pattern '.env'", id="untitled"),
+        pytest.param("untitled:/home/u/app/.env.local",
+                     ".env.local matches neverReadGlobs pattern '.env.*'", id="untitled-path"),
+        pytest.param("vscode-vfs://github/owner/repo/.env",
+                     ".env matches neverReadGlobs pattern '.env'", id="vscode-vfs"),
+        pytest.param("vscode-vfs://github/owner/repo/certs/server.pem",
+                     "server.pem matches neverReadGlobs pattern '*.pem'", id="vscode-vfs-pem"),
+        pytest.param("vscode-remote://ssh-remote%2Bhost/home/u/app/.env",
+                     ".env matches neverReadGlobs pattern '.env'", id="remote"),
+        pytest.param("git:/repo/id.key?%7B%7D", "id.key matches neverReadGlobs pattern '*.key'",
+                     id="git-scheme"),
+        pytest.param("untitled:secrets%2Fid.key", "id.key matches neverReadGlobs pattern '*.key'",
+                     id="encoded-slash"),
+        pytest.param("file:///home/u/app/.env", ".env matches neverReadGlobs pattern '.env'",
+                     id="file"),
+    ],
+)
+def test_never_read_on_every_scheme(uri: str, reason: str) -> None:
+    assert may_complete(uri, "python", SETTINGS) == Verdict(False, reason)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("untitled:Untitled-1", id="untitled"),
+        pytest.param("vscode-vfs://github/owner/repo/main.py", id="vscode-vfs"),
+        pytest.param("vscode-vfs://github/owner/repo/environment.py", id="env-prefix"),
+        pytest.param("untitled:", id="no-path"),
+    ],
+)
+def test_other_schemes_allowed(uri: str) -> None:
+    assert may_complete(uri, "python", SETTINGS) == Verdict(True)
+
+
+def test_exclude_globs_on_other_schemes() -> None:
+    settings = dataclasses.replace(SETTINGS, exclude_globs=("*/vendor/*",))
+    verdict = may_complete("vscode-vfs://github/o/r/vendor/lib.py", "python", settings)
+    assert verdict == Verdict(False, "lib.py matches excludeGlobs pattern '*/vendor/*'")
+
+
+@pytest.fixture
+def git_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty home: no global git config, no global excludes file, unless a test writes one."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    return home
+
+
+@pytest.fixture
+def excluded_repo(tmp_path: Path, git_home: Path) -> Path:
+    root = tmp_path / "work"
+    (root / ".git" / "info").mkdir(parents=True)
+    (root / ".git" / "info" / "exclude").write_text("# local only\nscratch_*.py\n/notes/\n")
+    (git_home / ".config" / "git").mkdir(parents=True)
+    (git_home / ".config" / "git" / "ignore").write_text("*.log\n*_local.py\n")
+    (root / ".gitignore").write_text("build/\n!build/keep.py\n!keep_local.py\n*.generated.py\n")
+    (root / "pkg").mkdir()
+    (root / "pkg" / ".gitignore").write_text("!kept.generated.py\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("relative", "source"),
+    [
+        pytest.param("main.py", None, id="plain"),
+        pytest.param("scratch_1.py", ".git/info/exclude", id="info-exclude"),
+        pytest.param("pkg/scratch_2.py", ".git/info/exclude", id="info-exclude-any-depth"),
+        pytest.param("notes/todo.py", ".git/info/exclude", id="info-exclude-directory"),
+        pytest.param("pkg/notes/todo.py", None, id="info-exclude-anchored"),
+        pytest.param("settings_local.py", "the global excludes file (core.excludesFile)",
+                     id="global-excludes"),
+        pytest.param("keep_local.py", None, id="gitignore-negates-global"),
+        pytest.param("build/out.py", ".gitignore", id="ignored-directory"),
+        pytest.param("build/keep.py", ".gitignore", id="no-reinclude-inside-ignored-dir"),
+        pytest.param("x.generated.py", ".gitignore", id="root-gitignore"),
+        pytest.param("pkg/kept.generated.py", None, id="deeper-gitignore-negates"),
+        pytest.param("pkg/other.generated.py", ".gitignore", id="deeper-does-not-negate-others"),
+    ],
+)
+def test_git_ignore_sources(excluded_repo: Path, relative: str, source: str | None) -> None:
+    path = excluded_repo / relative
+    assert ignored_by(path) == source
+    expected = Verdict(True) if source is None else Verdict(False, f"{path.name} is ignored by {source}")
+    assert may_complete(path.as_uri(), "python", SETTINGS) == expected
+
+
+def test_xdg_config_home_excludes_file(excluded_repo: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    xdg = tmp_path / "xdg"
+    (xdg / "git").mkdir(parents=True)
+    (xdg / "git" / "ignore").write_text("*.draft.py\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    assert default_excludes_file() == xdg / "git" / "ignore"
+    assert ignored_by(excluded_repo / "a.draft.py") == "the global excludes file (core.excludesFile)"
+    assert ignored_by(excluded_repo / "settings_local.py") is None  # ~/.config no longer counts
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_core_excludes_file_setting(excluded_repo: Path, git_home: Path) -> None:
+    (git_home / "my-ignores").write_text("*.secret.py\n")
+    (git_home / ".gitconfig").write_text("[core]\n\texcludesFile = ~/my-ignores\n")
+    assert ignored_by(excluded_repo / "db.secret.py") == "the global excludes file (core.excludesFile)"
+    assert ignored_by(excluded_repo / "settings_local.py") is None
+
+
+def test_linked_worktree_reads_the_common_info_exclude(tmp_path: Path, git_home: Path) -> None:
+    main = tmp_path / "main"
+    (main / ".git" / "info").mkdir(parents=True)
+    (main / ".git" / "info" / "exclude").write_text("private_*.py\n")
+    (main / ".git" / "worktrees" / "feature").mkdir(parents=True)
+    (main / ".git" / "worktrees" / "feature" / "commondir").write_text("../..\n")
+    tree = tmp_path / "feature"
+    tree.mkdir()
+    (tree / ".git").write_text(f"gitdir: {main / '.git' / 'worktrees' / 'feature'}\n")
+    assert ignored_by(tree / "private_notes.py") == ".git/info/exclude"
+    assert ignored_by(tree / "public.py") is None
+
+
+def test_global_excludes_need_a_repository(tmp_path: Path, git_home: Path) -> None:
+    (git_home / ".config" / "git").mkdir(parents=True)
+    (git_home / ".config" / "git" / "ignore").write_text("*.py\n")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    assert ignored_by(loose / "a.py", root=loose) is None
