@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsp_server.reliance.settings import RelianceSettings
+from lsp_server.reliance.settings import parse as parse_reliance
+from lsp_server.reliance.settings import to_camel as reliance_to_camel
+
 DEFAULT_MODEL = "gemma3-270m"
 NEVER_READ_DEFAULT = (".env", ".env.*", "*.pem", "*.key")
 
@@ -50,7 +54,7 @@ class Settings:
     respect_gitignore: bool = True
     completion_fallback: str = "auto"  # "auto" | "always" | "never"
     docstring_style: str = "auto"  # "auto" | "google" | "numpy" | "sphinx"
-    reliance: Mapping[str, Any] = field(default_factory=dict)
+    reliance: RelianceSettings = field(default_factory=RelianceSettings)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -111,10 +115,6 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"expected a list of strings, got {value!r}")
         return tuple(value)
-    elif isinstance(default, Mapping):
-        if not isinstance(value, Mapping):
-            raise ValueError(f"expected an object, got {value!r}")
-        return dict(value)
     if name in _RANGES:
         low, high = _RANGES[name]
         if not low <= value <= high:
@@ -144,6 +144,10 @@ def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
         if name not in _FIELDS:
             problems.append(f"unknown setting {key!r}")
             continue
+        if name == "reliance":  # an object whose keys are checked one by one
+            changes[name], nested = parse_reliance(value)
+            problems.extend(nested)
+            continue
         if value is None:
             changes[name] = getattr(defaults, name)
             continue
@@ -159,6 +163,8 @@ def to_camel(settings: Settings) -> dict[str, Any]:
     """The settings as an editor would write them (for ``ghostpilot doctor`` and logs)."""
     result = {}
     for name, value in dataclasses.asdict(settings).items():
+        if name == "reliance":
+            value = reliance_to_camel(settings.reliance)
         parts = name.split("_")
         result[parts[0] + "".join(p.title() for p in parts[1:])] = value
     return result

@@ -275,6 +275,17 @@ class Tracker:
             file.shadow = text
         return lost
 
+    def close(self, path: str) -> bool:
+        """The buffer of ``path`` closed: the text last seen becomes the offsets' basis.
+
+        Returns whether a live buffer was let go of.
+        """
+        file = self.files.get(path)
+        if file is None or file.shadow is None:
+            return False
+        self.detach(path, file.shadow)
+        return True
+
     def detach(self, path: str, text: str) -> None:
         """The buffer for ``path`` closed; remember ``text`` as the offsets' basis."""
         file = self.files.get(path)

@@ -18,6 +18,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,16 @@ class Target:
     tests: tuple[str, ...]  # node ids or whole test-file paths that reference it
 
 
+class RunOutcome(Enum):
+    """How a test run ended (``RunOutput.message`` says it in words)."""
+
+    FINISHED = "finished"  # pytest ran the tests and reported (some may have failed)
+    ERROR = "error"  # the driver or pytest failed before reporting any test
+    STOPPED = "stopped"  # killed: a limit (time, memory) or a crash
+    CANCELLED = "cancelled"  # the user cancelled it; nothing is recorded
+    NOT_RUN = "not-run"  # nothing to run: no test references the functions, or no workspace
+
+
 @dataclass
 class RunOutput:
     """What came back from one sandboxed run, parsed."""
@@ -127,6 +138,7 @@ class RunOutput:
     lines: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     collect_errors: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
+    outcome: RunOutcome = RunOutcome.FINISHED
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "skipped": 0}
@@ -160,7 +172,7 @@ def run_tests(
     """Run the tests of ``targets`` in the sandbox and parse what came back."""
     args = selection(targets)
     if not args:
-        return RunOutput(False, "no test references these functions")
+        return RunOutput(False, "no test references these functions", outcome=RunOutcome.NOT_RUN)
     if execute is None:
         from lsp_server.sandbox import SandboxLimits, run_python
 
@@ -203,13 +215,17 @@ def parse_output(result: Any, marker: str) -> RunOutput:
     if result.status in ("timeout", "killed") or payload is None:
         reason = getattr(result, "reason", "") or result.status
         if reason == "cancelled":
-            message = "the test run was cancelled"
+            outcome, message = RunOutcome.CANCELLED, "the test run was cancelled"
         else:
             tail = _tail(result.stderr)
+            outcome = RunOutcome.STOPPED
             message = f"the test run was stopped: {reason}" + (f" ({tail})" if tail else "")
-        return RunOutput(False, message, isolation, result.returncode, duration_s=duration)
+        return RunOutput(False, message, isolation, result.returncode, duration_s=duration, outcome=outcome)
     if "error" in payload:
-        return RunOutput(False, str(payload["error"]), isolation, result.returncode, duration_s=duration)
+        return RunOutput(
+            False, str(payload["error"]), isolation, result.returncode, duration_s=duration,
+            outcome=RunOutcome.ERROR,
+        )
     output = RunOutput(
         True,
         "",
@@ -228,6 +244,7 @@ def parse_output(result: Any, marker: str) -> RunOutput:
     )
     if output.exit_code not in (0, 1) and not output.outcomes:
         output.ok = False
+        output.outcome = RunOutcome.ERROR
         output.message = f"pytest exited with {output.exit_code}: " + (
             _tail(output.collect_errors[0]["message"]) if output.collect_errors else "no tests ran"
         )
@@ -304,7 +321,7 @@ def function_runs(
 
 
 def _stopped(output: RunOutput) -> bool:
-    return output.message.startswith("the test run was stopped")
+    return output.outcome is RunOutcome.STOPPED
 
 
 def _selected(target: Target, output: RunOutput) -> list[str]:

@@ -8,16 +8,19 @@ compute statuses the same way. Texts of files open in an editor are passed in
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from tree_sitter import Tree
 
+from lsp_server.parsing.document import TextChange
 from lsp_server.reliance import functions as fn
 from lsp_server.reliance import spans as sp
 from lsp_server.reliance import state as st
-from lsp_server.reliance.records import Tracker
-from lsp_server.reliance.runner import RunOutput, Target, function_runs, run_tests
+from lsp_server.reliance import testgen
+from lsp_server.reliance.records import AIRecord, Tracker
+from lsp_server.reliance.runner import RunOutcome, RunOutput, Target, function_runs, run_tests
 from lsp_server.reliance.status import (
     Entry,
     Report,
@@ -26,9 +29,17 @@ from lsp_server.reliance.status import (
     untested_chars,
     valid_run,
 )
-from lsp_server.reliance.testindex import TestIndex
+from lsp_server.reliance.testindex import TestIndex, is_test_file
 
 MAX_SOURCE_BYTES = 2_000_000
+
+
+class Effect(NamedTuple):
+    """What an editor or file event changed in a workspace."""
+
+    records: bool = False  # the records moved or went: the state needs saving
+    tests: bool = False  # the test index changed: every open document's statuses may have
+    lost: int = 0  # records set aside because their code changed outside the editor
 
 
 def module_names(path: str) -> frozenset[str]:
@@ -136,6 +147,76 @@ class RelianceWorkspace:
         if self.root is None:
             return False
         return self.index.scan(self.root)
+
+    def index_to_rescan(self) -> TestIndex:
+        """A copy of the test index to rescan off the event loop (see :meth:`rescanned`)."""
+        return self.index.copy()
+
+    def rescanned(self, fresh: TestIndex) -> None:
+        """Serve ``fresh`` (from :meth:`index_to_rescan`); buffers edited meanwhile win."""
+        fresh.adopt_open(self.index)
+        self.index = fresh
+
+    def test_file_for(self, key: str) -> str:
+        """Where a new test of ``key``'s functions goes (an existing test file if one fits)."""
+        has_tests_dir = self.root is not None and (self.root / "tests").is_dir()
+        return testgen.choose_test_file(key, self.index.files, has_tests_dir)
+
+    # -- records and editor buffers ------------------------------------------------------
+    def has_records(self, key: str | None = None) -> bool:
+        """Whether ``key`` (any file if None) holds AI-written code."""
+        return bool(self.tracker.records(key) if key is not None else self.tracker.paths())
+
+    def add_record(self, key: str, record: AIRecord, text: str) -> None:
+        """Track an accepted suggestion in the open buffer of ``key`` (``text``: its content)."""
+        self.tracker.add(key, record, text)
+
+    def opened(self, key: str, text: str) -> Effect:
+        """An editor buffer with ``text`` drives ``key`` from now on."""
+        lost = self.tracker.attach(key, text) if self.has_records(key) else []
+        return Effect(records=bool(lost), tests=self.index.update(key, text, from_editor=True), lost=len(lost))
+
+    def edited(self, key: str, text: str, changes: Sequence[TextChange]) -> Effect:
+        """The buffer of ``key`` changed (``changes`` in order; ``text``: the result)."""
+        moved = False
+        if self.has_records(key):
+            if not self.tracker.is_live(key):
+                self.tracker.attach(key, text)
+            else:
+                moved = self.tracker.apply(key, changes)
+        tests = is_test_file(key) and self.index.update(key, text, from_editor=True)
+        return Effect(records=moved, tests=tests)
+
+    def closed(self, key: str) -> Effect:
+        """The buffer of ``key`` closed: records keep its last text, tests come from disk."""
+        released = self.tracker.close(key)
+        self.index.closed(key)
+        tests = self.root is not None and is_test_file(key) and self.index.refresh_file(self.root, key)
+        return Effect(records=released, tests=tests)
+
+    def changed_on_disk(self, key: str, *, deleted: bool) -> Effect:
+        """A file watcher saw ``key`` change (or go, if ``deleted``)."""
+        if self.root is None:
+            return Effect()
+        tests = is_test_file(key) and self.index.refresh_file(self.root, key)
+        gone = (
+            deleted
+            and not self.tracker.is_live(key)
+            and self.has_records(key)
+            and not self.full_path(key).exists()
+        )
+        if gone:
+            self.tracker.remove(key)
+        return Effect(records=gone, tests=tests)
+
+    def renamed(self, old: str, new: str, live: Mapping[str, str]) -> list[str]:
+        """Records of ``old`` (a file or a folder) move to ``new``; returns the keys that
+        received records. Those open in an editor (``live``) follow their buffers."""
+        moved = self.tracker.rename(old, new)
+        for key in moved:
+            if key in live:
+                self.tracker.attach(key, live[key])
+        return moved
 
     # -- statuses ----------------------------------------------------------------------
     def entries(self, key: str, text: str, tree: Tree | None = None) -> list[Entry]:
@@ -252,20 +333,16 @@ class RelianceWorkspace:
     def execute(self, targets: list[Target], **kwargs: object) -> RunOutput:
         """Run the tests of ``targets`` in the sandbox; touches no state (thread-safe)."""
         if self.root is None:
-            return RunOutput(False, "tests can only run inside a workspace folder")
+            return RunOutput(False, "tests can only run inside a workspace folder", outcome=RunOutcome.NOT_RUN)
         runnable = [t for t in targets if t.tests]
         if not runnable:
-            return RunOutput(False, "no test references these functions")
+            return RunOutput(False, "no test references these functions", outcome=RunOutcome.NOT_RUN)
         return run_tests(self.root, runnable, **kwargs)  # type: ignore[arg-type]
 
     def record(self, targets: list[Target], output: RunOutput) -> None:
         """Keep what a run found for each target (a cancelled run records nothing)."""
         runnable = [t for t in targets if t.tests]
-        if not runnable or output.message in (
-            "the test run was cancelled",
-            "tests can only run inside a workspace folder",
-            "no test references these functions",
-        ):
+        if not runnable or output.outcome in (RunOutcome.CANCELLED, RunOutcome.NOT_RUN):
             return
         names = {test.nodeid: test.names for f in self.index.files.values() for test in f.tests}
         digests = {path: f.digest for path, f in self.index.files.items()}

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from lsp_server.config import Settings, merge, needs_reload, snake_case, to_camel
+from lsp_server.reliance.settings import RelianceSettings
 
 BASE = Settings(n_threads=2)
 
@@ -52,7 +53,9 @@ def test_snake_case(key: str, expected: str) -> None:
         pytest.param({"nGpuLayers": -1}, {"n_gpu_layers": -1}, id="range-low-edge"),
         pytest.param({"timeBudgetMs": 60000}, {"time_budget_ms": 60000}, id="range-high-edge"),
         pytest.param(
-            {"reliance": {"warn": True}}, {"reliance": {"warn": True}}, id="nested-object"
+            {"reliance": {"minShare": 0.5}},
+            {"reliance": RelianceSettings(min_share=0.5)},
+            id="nested-object",
         ),
         pytest.param(
             {"ghostpilot": {"maxTokens": 10}}, {"max_tokens": 10}, id="ghostpilot-section"
@@ -134,16 +137,13 @@ def test_merge_accepts(raw: dict[str, Any], changes: dict[str, Any]) -> None:
             "enabledLanguages: expected a list of strings, got ['python', 3]",
             id="bad-list",
         ),
-        pytest.param(
-            {"reliance": [1]}, "reliance", "reliance: expected an object, got [1]", id="bad-object"
-        ),
     ],
 )
 def test_merge_rejects_with_problem_and_default(
     raw: dict[str, Any], name: str, problem: str
 ) -> None:
     base = Settings(n_threads=3, n_ctx=4096, temperature=0.7, top_p=0.5, enable=False, model="/x.gguf",
-                    completion_fallback="never", enabled_languages=("go",), reliance={"a": 1})  # fmt: skip
+                    completion_fallback="never", enabled_languages=("go",))  # fmt: skip
     settings, problems = merge(base, raw)
     assert len(problems) == 1
     assert problems[0].startswith(problem)

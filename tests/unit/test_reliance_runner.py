@@ -12,7 +12,14 @@ import uuid
 import pytest
 
 from lsp_server.reliance.records import new_record
-from lsp_server.reliance.runner import RunOutput, Target, function_runs, parse_output, selection
+from lsp_server.reliance.runner import (
+    RunOutcome,
+    RunOutput,
+    Target,
+    function_runs,
+    parse_output,
+    selection,
+)
 from lsp_server.reliance.workspace import RelianceWorkspace
 from lsp_server.sandbox import SandboxResult, isolation_available
 
@@ -212,3 +219,39 @@ def test_cancel_stops_a_run(tmp_path):
     # A cancelled run records nothing.
     assert workspace.state.runs == {}
     assert os.path.exists(workspace.root / "calc.py")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "stdout", "outcome"),
+    [
+        pytest.param("timeout", "timeout after 5 s", "", RunOutcome.STOPPED, id="timeout"),
+        pytest.param("killed", "cancelled", "", RunOutcome.CANCELLED, id="cancelled"),
+        pytest.param("failed", "", "garbage only", RunOutcome.STOPPED, id="no-marker"),
+        pytest.param("failed", "", 'M{"error": "cannot import coverage"}', RunOutcome.ERROR, id="driver-error"),
+        pytest.param("ok", "", 'M{"exit_code": 4, "outcomes": {}}', RunOutcome.ERROR, id="pytest-usage-error"),
+        pytest.param("ok", "", 'M{"exit_code": 1, "outcomes": {"t.py::a": {"outcome": "failed"}}}',
+                     RunOutcome.FINISHED, id="tests-failed"),
+    ],
+)  # fmt: skip
+def test_parse_output_outcome(status, reason, stdout, outcome):
+    output = parse_output(SandboxResult(status, 1, stdout, "", 0.1, "rlimits", reason=reason), "M")
+    assert output.outcome is outcome
+    assert output.ok is (outcome is RunOutcome.FINISHED)
+
+
+@pytest.mark.parametrize(
+    ("output", "recorded"),
+    [
+        pytest.param(RunOutput(False, "the test run was cancelled", outcome=RunOutcome.CANCELLED), None, id="cancelled"),
+        pytest.param(RunOutput(False, "no test references these functions", outcome=RunOutcome.NOT_RUN), None, id="not-run"),
+        pytest.param(RunOutput(False, "the test run was stopped: timeout", outcome=RunOutcome.STOPPED), "failing", id="stopped"),
+        pytest.param(RunOutput(False, "cannot import pytest", outcome=RunOutcome.ERROR), "error", id="error"),
+    ],
+)  # fmt: skip
+def test_record_keeps_runs_by_outcome_not_by_message(tmp_path, output, recorded):
+    """What a run records follows its outcome; the message is only for people."""
+    workspace = make_workspace(tmp_path, {"test_calc.py": "from calc import add\n\ndef test_add():\n    add(1, 2)\n"})
+    targets = workspace.targets(qualname="add")
+    workspace.record(targets, output)
+    runs = {key: run.outcome for key, run in workspace.state.runs.items()}
+    assert runs == ({} if recorded is None else {"calc.py::add": recorded})
