@@ -134,9 +134,9 @@ class RelianceDiagnostics:
 
     # -- publishing ----------------------------------------------------------------------
     def changed(self, uri: str) -> None:
-        """The session's callback: republish what was published and documents with AI code."""
-        if uri in self._published or self.session.tracks(uri):
-            self.schedule(uri)
+        """The session's callback: ``uri``'s status may have changed. Publishing (after the
+        debounce) sends only diagnostics that exist or replace published ones."""
+        self.schedule(uri)
 
     def schedule(self, uri: str) -> None:
         """Publish ``uri``'s diagnostics after the debounce delay (restarted by each call)."""

@@ -6,7 +6,7 @@ generated tests. It knows nothing of LSP: it reads open documents from the
 ``DocumentStore`` and tells the LSP layer through callbacks:
 
 - ``changed(uri)``: the reliance status of that open document may have changed (the
-  LSP layer republishes, debounced, what it published before and documents with AI code);
+  LSP layer recomputes its diagnostics after a debounce);
 - ``notify(notice)``: something to log, or to show the user once per key.
 
 ``lsp_server/features/reliance_diagnostics.py`` and ``reliance_commands.py`` are the

@@ -322,3 +322,14 @@ async def test_generate_test_offers_the_model_test_as_an_edit(server: Ghostpilot
     assert key == f"testgen:{uri}" and request.prompt.endswith("def test_add():\n    ")
     (applied,) = caught.edits
     assert applied.label == "Ghostpilot: test for add"
+
+
+async def test_deleting_the_ai_code_clears_its_diagnostic(server: GhostpilotServer, tmp_path: Path) -> None:
+    caught = Caught(server)
+    uri = open_and_accept(server, tmp_path / "calc.py")
+    await asyncio.sleep(0.3)
+    assert len(caught.last(uri)) == 1
+    server.documents.change(uri, 2, [RangeEdit(((1, 4), (1, 16)), "pass")])  # the AI line goes
+    await asyncio.sleep(0.3)
+    assert caught.last(uri) == []
+    assert caught.published[-1].version == 2
