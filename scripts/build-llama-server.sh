@@ -26,14 +26,10 @@ for tool in cmake c++; do
   command -v "$tool" >/dev/null || { echo "build-llama-server: needs $tool (apt-get install cmake g++)" >&2; exit 1; }
 done
 
+sdist="$(LLAMA_CPP_PYTHON_VERSION="$VERSION" PYTHON="$PYTHON" bash "$ROOT/scripts/fetch-llama-sdist.sh")"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ghostpilot-llama-build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-echo "build-llama-server: fetching the llama-cpp-python==$VERSION sdist" >&2
-"$PYTHON" -m pip download --quiet --no-binary :all: --no-deps --no-build-isolation \
-  "llama-cpp-python==$VERSION" -d "$work/sdist" >&2 \
-  || "$PYTHON" -m pip download --quiet --no-binary :all: --no-deps \
-       "llama-cpp-python==$VERSION" -d "$work/sdist" >&2
-tar -xzf "$work"/sdist/llama_cpp_python-*.tar.gz -C "$work"
+tar -xzf "$sdist" -C "$work"
 src="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
 [ -f "$src/CMakeLists.txt" ] || { echo "build-llama-server: no vendored llama.cpp in the sdist" >&2; exit 1; }
 

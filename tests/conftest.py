@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("GHOSTPILOT_SHARED", ROOT.parent / "shared"))
-VOCAB_DIR = SHARED / "data" / "vocab"
+# Vocab-only GGUFs from the llama-cpp-python sdist, extracted by FETCH_VOCAB on first use.
+VOCAB_DIR = ROOT / ".cache" / "vocab"
+FETCH_VOCAB = ROOT / "scripts" / "fetch-test-vocab.py"
 SERVER_COMMAND = [sys.executable, "-m", "lsp_server", "serve"]
 
 
@@ -21,11 +24,25 @@ def embedded_model_path() -> Path:
     return embedded_model_path()
 
 
+@functools.lru_cache(maxsize=1)
+def fetch_vocab() -> str:
+    """Run FETCH_VOCAB once per session (a download of the sdist the first time on a
+    machine, then a few seconds); what it said on failure, or "" when it worked."""
+    result = subprocess.run([sys.executable, str(FETCH_VOCAB), str(VOCAB_DIR)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return ""
+    return result.stderr.strip()[-3000:] or f"{FETCH_VOCAB.name} exited {result.returncode}"
+
+
 def require_vocab(path: Path) -> Path:
-    """A vocab-only GGUF from shared/data/vocab: skip when absent, but fail under CI=true,
-    where shared/ is always beside the clone and a skip would hide the FIM tests."""
+    """A vocab-only GGUF in VOCAB_DIR, fetched (or refreshed for a new pinned version) on
+    first use. Where it cannot be fetched (offline, say), skip with the reason, but fail
+    under CI=true, where a skip would hide the tokenizer and FIM tests."""
+    error = fetch_vocab()
     if not path.exists():
-        message = f"vocab GGUF not available: {path} (set GHOSTPILOT_SHARED to the shared/ folder)"
+        message = (f"vocab GGUF not available: {path}\n{error}" if error else
+                   f"vocab GGUF not available: {path} ({FETCH_VOCAB.name} does not extract it)")
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

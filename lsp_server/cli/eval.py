@@ -2,7 +2,7 @@
 
 - ``ghostpilot eval humaneval``: HumanEval pass@k (Codex protocol), optionally with
   samples ranked by mean log-probability or by the docstring's own examples;
-- ``ghostpilot eval infilling --benchmark single-line|multi-line --data DIR``:
+- ``ghostpilot eval infilling --benchmark single-line|multi-line [--data DIR]``:
   HumanEval-Infilling.
 
 Every sample runs in the sandbox; the output directory gets ``samples.jsonl``
@@ -18,7 +18,9 @@ import signal
 import sys
 from pathlib import Path
 
-DEFAULT_INFILLING_DATA = "../shared/data/humaneval-infilling"
+# In the source checkout, with its MIT licence (an editable install finds it from here).
+DEFAULT_INFILLING_DATA = (
+    Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "humaneval-infilling")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,8 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     infilling = benchmarks.add_parser("infilling", help="HumanEval-Infilling")
     infilling.add_argument("--benchmark", dest="infill", choices=("single-line", "multi-line"),
                            default="single-line")
-    infilling.add_argument("--data", type=Path, default=Path(DEFAULT_INFILLING_DATA),
-                           help="directory with HumanEval-*Infilling.jsonl.gz")
+    infilling.add_argument("--data", type=Path, default=DEFAULT_INFILLING_DATA,
+                           help="directory with HumanEval-*Infilling.jsonl.gz "
+                                "(default: benchmarks/data/humaneval-infilling)")
     _common(infilling)
     infilling.set_defaults(func=run, rank="none")
     __import__("lsp_server.cli.eval_docstring", fromlist=["_"]).add_subparser(benchmarks)

@@ -162,10 +162,32 @@ def test_infilling_document_has_blank_line_at_cursor() -> None:
     assert filled == task.prompt + task.canonical_solution + task.suffix
 
 
+def default_infilling_data() -> Path:
+    """The ``--data`` that ``ghostpilot eval infilling`` uses when none is given."""
+    from lsp_server.cli import build_parser
+
+    data = build_parser().parse_args(["eval", "infilling"]).data
+    assert isinstance(data, Path)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "count"),
+    [pytest.param("single-line", 1033, id="single-line"),
+     pytest.param("multi-line", 5815, id="multi-line")],
+)
+def test_infilling_data_ships_in_the_repo(benchmark: str, count: int) -> None:
+    data = default_infilling_data()
+    root = Path(__file__).resolve().parents[2]
+    assert data == root / "benchmarks" / "data" / "humaneval-infilling"
+    assert "MIT License" in (data / "LICENSE").read_text(encoding="utf-8")
+    tasks = load_infilling(data, benchmark)
+    assert len(tasks) == count
+    assert len({task.task_id for task in tasks}) == count
+
+
 def test_real_infilling_canonical_solutions_fill_the_blank_line() -> None:
-    data = Path(__file__).resolve().parents[3] / "shared" / "data" / "humaneval-infilling"
-    if not data.is_dir():
-        pytest.skip("HumanEval-Infilling data is not on this machine")
+    data = default_infilling_data()
     tasks = load_infilling(data, "single-line")
     for task in tasks[:50]:
         fill = task.canonical_solution.rstrip("\n")

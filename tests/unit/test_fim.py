@@ -1,5 +1,5 @@
 """FIM templates: detection from GGUF metadata + vocabulary, and prompts built as token ids,
-checked against the real vocab-only GGUFs in ``shared/data/vocab``."""
+checked against the real vocab-only GGUFs of llama.cpp (``tests.conftest.VOCAB_DIR``)."""
 
 from __future__ import annotations
 
