@@ -2,7 +2,7 @@
 
 A ``model`` setting is either a path to a ``.gguf`` file or a registry name. Names
 resolve to the embedded package (Gemma 3 270M) or to a file in the models directory;
-nothing is ever downloaded.
+loading never downloads anything (``ghostpilot models pull`` does, see ``download.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ def models_dir() -> Path:
     return Path(base) / "ghostpilot" / "models"
 
 
+# Licences that ask for nothing before a download; any other is shown and must be accepted.
+PERMISSIVE_LICENSES = frozenset({"Apache-2.0", "MIT"})
+# Bits per weight of GGUF quantisations, for size estimates (Q8_0: 34 bytes per 32 weights).
+BITS_PER_WEIGHT = {"Q8_0": 8.5, "Q6_K": 6.5625, "Q5_K_M": 5.5, "Q4_K_M": 4.85, "F16": 16.0}
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
@@ -39,6 +45,33 @@ class ModelEntry:
     license: str
     embedded: bool = False
     size_bytes: int | None = None
+    title: str = ""
+    # The Hugging Face repository ``file`` is pulled from (None: nothing to pull).
+    repo: str | None = None
+    params_b: float | None = None
+    quant: str | None = None
+    # Published HumanEval pass@1 in percent, and where it is published.
+    humaneval: float | None = None
+    humaneval_source: str | None = None
+    license_url: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
+
+    @property
+    def approx_size_bytes(self) -> int | None:
+        """The exact size where the registry has it, else an estimate from parameters x quant."""
+        if self.size_bytes is not None:
+            return self.size_bytes
+        bits = BITS_PER_WEIGHT.get(self.quant or "")
+        if self.params_b is None or bits is None:
+            return None
+        return int(self.params_b * 1e9 * bits / 8)
+
+    @property
+    def needs_license_acceptance(self) -> bool:
+        return self.license not in PERMISSIVE_LICENSES
 
 
 def load_registry(path: Path | None = None) -> list[ModelEntry]:
@@ -66,6 +99,25 @@ def entry_for_file(path: str | Path, entries: list[ModelEntry] | None = None) ->
 
 class ModelNotFound(ValueError):
     pass
+
+
+def installed_path(entry: ModelEntry) -> Path | None:
+    """Where ``entry``'s file is, if it is installed (the embedded one when its package is)."""
+    if entry.embedded:
+        try:
+            return embedded_model_path()
+        except ModelNotFound:
+            return None
+    path = models_dir() / entry.file
+    return path if path.is_file() else None
+
+
+def missing_download(model: str, entries: list[ModelEntry] | None = None) -> ModelEntry | None:
+    """The registry entry a ``model`` setting names when it can be pulled but is not installed."""
+    entry = find_entry(model, entries)
+    if entry is None or entry.embedded or entry.repo is None:
+        return None
+    return None if installed_path(entry) is not None else entry
 
 
 def embedded_model_path() -> Path:
@@ -102,9 +154,11 @@ def resolve(model: str) -> ResolvedModel:
         return ResolvedModel(entry.name, embedded_model_path(), entry)
     path = models_dir() / entry.file
     if not path.exists():
+        how = (f"run `ghostpilot models pull {entry.name}`" if entry.repo
+               else f"fetch {entry.file} from {entry.source} into {models_dir()}")
         raise ModelNotFound(
-            f"model {entry.name!r} is not downloaded: fetch {entry.file} from {entry.source} "
-            f"into {models_dir()} (or set the model setting to the file's path)"
+            f"model {entry.name!r} is not downloaded: {how} "
+            "(or set the model setting to the file's path)"
         )
     return ResolvedModel(entry.name, path, entry)
 
