@@ -174,6 +174,10 @@ class StableHeaders:
         self._headers.move_to_end(key)
         return replace(context, scope_header=known)
 
+    def forget(self, uri: str) -> None:
+        for key in [key for key in self._headers if key[0] == uri]:
+            del self._headers[key]
+
 
 class CompletionEngine:
     def __init__(self, worker: ModelWorker, settings: Callable[[], Settings]) -> None:
@@ -246,6 +250,12 @@ class CompletionEngine:
             else:
                 results.append(Suggestion("", cursor, cursor, "block", uri=snapshot.uri))
         return results
+
+    def forget(self, uri: str) -> None:
+        """Drop what is kept of a closed document: its last snapshot (text, bytes, tree)
+        and suggestion, and its class headers."""
+        self._recent.pop(uri, None)
+        self._headers.forget(uri)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from lsp_server.parsing.document import Document, UnknownDocument
+from lsp_server.parsing.document import Document, DocumentStore, UnknownDocument, follow_range
 from lsp_server.parsing.positions import PositionOutOfRange
+
+if TYPE_CHECKING:
+    from lsp_server.engine import Suggestion
+
+log = logging.getLogger(__name__)
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
 def document_at(
@@ -15,17 +28,50 @@ def document_at(
     """The open document and the code-point offset of ``position``.
 
     Bad input (a URI that is not open, a position past the end) becomes a JSON-RPC
-    InvalidParams error with a message that says what was wrong.
+    InvalidParams error with a message that says what was wrong. The error is raised
+    with no document in its frames or context, so an error answer keeps none alive.
     """
     try:
         document: Document = documents.get(uri)
     except UnknownDocument as error:
-        raise JsonRpcInvalidParams(str(error)) from None
-    try:
-        offset = document.offset_at(position.line, position.character, strict=True)
-    except PositionOutOfRange as error:
-        raise JsonRpcInvalidParams(f"{uri}: {error}") from None
-    return document, offset
+        problem = str(error)
+    else:
+        try:
+            return document, document.offset_at(position.line, position.character, strict=True)
+        except PositionOutOfRange as error:
+            problem = f"{uri}: {error}"
+        del document
+    raise JsonRpcInvalidParams(problem)
+
+
+def _clear_frames(error: BaseException) -> None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+
+
+def releasing_frames(handler: Handler) -> Handler:
+    """Wrap an async request handler so that its error answers keep nothing alive.
+
+    pygls runs the handler in an asyncio task, and a task that failed refers to its
+    exception, whose traceback refers to the task again: a cycle that only the cyclic
+    collector frees, holding every frame's locals (documents, snapshots with their
+    trees) until it runs. The frames below this wrapper are cleared before the error
+    goes on to pygls, which still answers with it.
+    """
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(*args, **kwargs)
+        except Exception as error:
+            _clear_frames(error)
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 def to_range(document: Document, start: int, end: int) -> types.Range:
@@ -37,19 +83,60 @@ def to_range(document: Document, start: int, end: int) -> types.Range:
     )
 
 
+def follow_edits(
+    documents: DocumentStore,
+    document: Document,
+    revision: int,
+    line_start: int,
+    suggestion: Suggestion,
+) -> Suggestion | None:
+    """``suggestion`` (computed on ``document`` at ``revision``, on the line that starts
+    at ``line_start``) against the document's current text: its range mapped through
+    the edits that landed while it was being generated.
+
+    None when an edit touched the cursor's line up to the cursor (the suggestion was
+    made for that text), or the document was closed, reopened or lost its sync
+    meanwhile: a stale answer is dropped, never misplaced."""
+    uri = document.uri
+    try:
+        if documents.get(uri) is not document or documents.out_of_sync(uri):
+            return None
+    except UnknownDocument:
+        return None
+    if document.revision == revision:
+        return suggestion
+    changes = document.changes_since(revision)
+    guard = min(line_start, suggestion.start)
+    mapped = None if changes is None else follow_range(guard, suggestion.end, changes)
+    if mapped is None:
+        log.debug("dropped a suggestion for %s: the text at its range changed", uri)
+        return None
+    shift = mapped[0] - guard
+    return replace(
+        suggestion, start=suggestion.start + shift, end=mapped[1], version=document.version
+    )
+
+
 async def suggestion_at(ls, uri: str, position: types.Position, *, explicit: bool):  # type: ignore[no-untyped-def]
     """The model's suggestion at a position, or None; shared by inline and fallback completion.
 
-    Superseded requests and an unavailable model give None (the latter reported once).
+    Superseded requests and an unavailable model give None (the latter reported once), and
+    so do documents above ``maxFileSizeKb`` or out of sync with the client (both reported
+    when they became so). The suggestion's range is in the document's current text.
     """
     from lsp_server.backends.base import Cancelled, ModelUnavailable
     from lsp_server.policy import may_complete
 
     document, offset = document_at(ls.documents, uri, position)
+    if document.oversized or ls.documents.out_of_sync(uri):
+        log.debug("no completion for %s: too large or out of sync", uri)
+        return document, None
     verdict = may_complete(uri, document.language_id, ls.settings)
     if not verdict.allowed:
         return document, None
     ls.send_status("generating")
+    revision = document.revision
+    line_start = int(document.index.char_starts[document.index.line_of_offset(offset)])
     try:
         suggestion = await ls.engine.complete(document, offset, explicit=explicit, key=uri)
     except Cancelled:
@@ -59,6 +146,8 @@ async def suggestion_at(ls, uri: str, position: types.Position, *, explicit: boo
         ls.report_error(f"model:{error}", str(error))
         ls.send_status("error", message=str(error))
         return document, None
+    if suggestion is not None:
+        suggestion = follow_edits(ls.documents, document, revision, line_start, suggestion)
     if suggestion is None:
         ls.send_status("ready")
         return document, None

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from lsp_server.features._common import accept_command, suggestion_at, to_range
+from lsp_server.features._common import (
+    accept_command,
+    releasing_frames,
+    suggestion_at,
+    to_range,
+)
 
 LABEL_PREFIX = "Ghostpilot AI: "
 
@@ -57,6 +62,7 @@ def item_for(document, suggestion, markdown: bool = True) -> types.CompletionIte
 
 def setup(server) -> None:  # type: ignore[no-untyped-def]
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[]))
+    @releasing_frames
     async def completion(ls, params: types.CompletionParams):  # type: ignore[no-untyped-def]
         if not wants_fallback(ls.settings.completion_fallback, ls.client_capabilities):
             return types.CompletionList(is_incomplete=False, items=[])

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from lsp_server.features._common import accept_command, suggestion_at, to_range
+from lsp_server.features._common import (
+    accept_command,
+    releasing_frames,
+    suggestion_at,
+    to_range,
+)
 
 
 def setup(server) -> None:  # type: ignore[no-untyped-def]
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    @releasing_frames
     async def inline_completion(ls, params: types.InlineCompletionParams):  # type: ignore[no-untyped-def]
         explicit = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
         document, suggestion = await suggestion_at(

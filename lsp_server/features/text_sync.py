@@ -1,11 +1,29 @@
 """textDocument/didOpen, didChange, didClose: keep every open buffer and its
-incrementally reparsed tree-sitter tree. Handlers are quick and never wait on the model."""
+incrementally reparsed tree-sitter tree. Handlers are quick and never wait on the model.
+
+The :class:`~lsp_server.parsing.document.DocumentStore` is the one copy of each buffer;
+the handlers read the params as the client sent them (positions are clamped by the
+store, by LSP's rules) and never change them. Whatever the store cannot keep as sent is
+said once per document: lone surrogates stored as U+FFFD, a document above
+``maxFileSizeKb`` (kept in sync, not parsed or completed), a change that could not be
+applied (the document is then out of sync until the client sends its full text again).
+
+``ghostpilot/document`` (request, params ``{"uri": ...}``) answers the server's copy of
+an open document: ``uri``, ``version``, ``languageId``, ``text``, ``lineCount``,
+``outOfSync`` (the reason, or null), ``oversized``. Tests and bug reports compare it
+with the editor's buffer.
+"""
 
 from __future__ import annotations
 
-from lsprotocol import types
+from typing import Any
 
-from lsp_server.parsing.document import RangeEdit, UnknownDocument
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+
+from lsp_server.parsing.document import ChangeFailed, Document, RangeEdit, UnknownDocument
+
+DOCUMENT_REQUEST = "ghostpilot/document"
 
 
 def _edit(change: types.TextDocumentContentChangeEvent) -> RangeEdit:
@@ -15,20 +33,71 @@ def _edit(change: types.TextDocumentContentChangeEvent) -> RangeEdit:
     return RangeEdit(None, change.text)
 
 
+def max_bytes(settings: Any) -> int:
+    return int(settings.max_file_size_kb) * 1024
+
+
+def notices(document: Document, *, was_oversized: bool, replaced_before: int) -> list[tuple[str, str]]:
+    """(key, message) for what changed about ``document`` that the user must hear of."""
+    found: list[tuple[str, str]] = []
+    if document.oversized and not was_oversized:
+        found.append((
+            f"oversized:{document.uri}",
+            f"{document.uri} is {len(document.source) / 1e6:.1f} MB, above maxFileSizeKb "
+            f"({document.max_bytes // 1024} KB): Ghostpilot does not parse or complete it",
+        ))  # fmt: skip
+    if document.replaced_surrogates > replaced_before:
+        found.append((
+            f"surrogates:{document.uri}",
+            f"{document.uri}: {document.replaced_surrogates} lone UTF-16 surrogate(s) in the "
+            "text are kept as U+FFFD (same length, so positions stay right)",
+        ))  # fmt: skip
+    return found
+
+
+def document_state(document: Document, out_of_sync: str | None) -> dict[str, Any]:
+    return {
+        "uri": document.uri,
+        "version": document.version,
+        "languageId": document.language_id,
+        "text": document.text,
+        "lineCount": document.line_count,
+        "outOfSync": out_of_sync,
+        "oversized": document.oversized,
+    }
+
+
+def _tell(ls, found: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
+    for key, message in found:
+        ls.report_error(key, message, types.MessageType.Warning)
+
+
 def setup(server) -> None:  # type: ignore[no-untyped-def]
+    server.documents.add_close_listener(server.engine.forget)
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls, params: types.DidOpenTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
         item = params.text_document
-        ls.documents.open(item.uri, item.text, item.version, item.language_id)
+        ls.documents.max_bytes = max_bytes(ls.settings)
+        document = ls.documents.open(item.uri, item.text, item.version, item.language_id)
+        _tell(ls, notices(document, was_oversized=False, replaced_before=0))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls, params: types.DidChangeTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
         uri = params.text_document.uri
         try:
-            ls.documents.change(uri, params.text_document.version, map(_edit, params.content_changes))
+            document = ls.documents.get(uri)
         except UnknownDocument as error:
-            ls.report_error(f"unknown:{uri}", f"didChange for a document that is not open: {error}",
+            ls.report_error("didChange:unknown", f"didChange for a document that is not open: {error}",
                             types.MessageType.Warning)
+            return
+        was_oversized, replaced_before = document.oversized, document.replaced_surrogates
+        ls.documents.max_bytes = max_bytes(ls.settings)
+        try:
+            ls.documents.change(uri, params.text_document.version, [_edit(c) for c in params.content_changes])
+        except ChangeFailed as failure:
+            ls.report_error(f"out-of-sync:{uri}", f"{failure}; close and reopen the file to resync")
+        _tell(ls, notices(document, was_oversized=was_oversized, replaced_before=replaced_before))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     async def did_save(ls, params: types.DidSaveTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
@@ -37,3 +106,16 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
         ls.documents.close(params.text_document.uri)
+
+    @server.feature(DOCUMENT_REQUEST)
+    def document(ls, params: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
+        if not isinstance(uri, str):
+            raise JsonRpcInvalidParams(f"{DOCUMENT_REQUEST} expects {{\"uri\": string}}, got {params!r}")
+        try:
+            found = ls.documents.get(uri)
+        except UnknownDocument as error:
+            message = str(error)
+        else:
+            return document_state(found, ls.documents.out_of_sync(uri))
+        raise JsonRpcInvalidParams(message)

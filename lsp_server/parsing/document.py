@@ -1,8 +1,19 @@
 """Open documents: text, line index and an incrementally reparsed tree-sitter tree.
 
-Each content change from ``textDocument/didChange`` is applied in order. For Python
-documents the old tree is told about the edit (``tree.edit``) and the new tree is
-parsed with the old one, so tree-sitter reuses every unchanged subtree.
+The :class:`DocumentStore` is the server's one copy of every open buffer. Each content
+change from ``textDocument/didChange`` is applied in order, with LSP's rules: lines end
+at ``\n``, ``\r\n`` or ``\r``; a position past its line's end means the line's end; a
+line past the last means the document's end. For Python documents the old tree is told
+about the edit (``tree.edit``) and the new tree is parsed with the old one, so
+tree-sitter reuses every unchanged subtree.
+
+Lone UTF-16 surrogates (``"\\ud83d"`` in the JSON) cannot be stored as UTF-8; each is
+kept as U+FFFD, which has the same length in UTF-16, UTF-8 (3 bytes, as a WTF-8
+surrogate) and code points, so every later position still lands where the client
+means it. ``Document.replaced_surrogates`` counts them.
+
+Documents larger than the store's ``max_bytes`` are kept (text and line index, so edits
+still land) but not parsed; the server does not complete them.
 
 Listeners receive every change as a :class:`TextChange` in code-point offsets of the
 text *before* the change; the over-reliance tracker follows its ranges with them.
@@ -11,8 +22,11 @@ text *before* the change; the over-reliance tracker follows its ranges with them
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlparse
 
 from tree_sitter import Tree
 
@@ -28,6 +42,43 @@ from lsp_server.parsing.positions import (
 )
 
 PARSED_LANGUAGES = frozenset({"python"})
+# Language ids by file extension, for clients that send no languageId (Neovim without
+# filetype detection, some untitled buffers).
+LANGUAGES_BY_EXTENSION = {
+    ".py": "python", ".pyi": "python", ".pyw": "python",
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascriptreact",
+    ".ts": "typescript", ".tsx": "typescriptreact", ".rs": "rust", ".go": "go",
+    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".java": "java",
+    ".rb": "ruby", ".lua": "lua", ".sh": "shellscript", ".md": "markdown",
+    ".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml",
+}  # fmt: skip
+# How many past changes each document keeps (as offsets only) for mapping ranges
+# computed on an older text, such as a suggestion's.
+HISTORY = 256
+
+
+def language_of(uri: str, language_id: str | None) -> str:
+    """The client's languageId, or one from the file extension when it sent none."""
+    if language_id and language_id.strip():
+        return language_id
+    path = PurePosixPath(unquote(urlparse(uri).path))
+    return LANGUAGES_BY_EXTENSION.get(path.suffix.lower(), "plaintext")
+
+
+def clean_text(text: str) -> tuple[str, int]:
+    """``text`` with every lone surrogate replaced by U+FFFD, and how many there were.
+
+    JSON decoding leaves a surrogate in a string only where the JSON had a lone
+    ``\\udXXX`` escape. A high and a low surrogate side by side (from elsewhere) are
+    joined into their character, as UTF-16 reads them."""
+    if text.isascii():
+        return text, 0
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        cleaned = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return cleaned, cleaned.count("\ufffd") - text.count("\ufffd")
+    return text, 0
 
 
 class UnknownDocument(KeyError):
@@ -63,25 +114,45 @@ class Document:
     tree: Tree | None = None
     # The negotiated LSP position encoding: "utf-16" (the default), "utf-8" or "utf-32".
     encoding: str = "utf-16"
+    # Above this many UTF-8 bytes the document is not parsed (0: no limit).
+    max_bytes: int = 0
     index: LineIndex = field(init=False)
     source: bytes = field(init=False)
+    # Changes applied since opening; the last HISTORY of them as (start, end, new length).
+    revision: int = field(init=False, default=0)
+    replaced_surrogates: int = field(init=False, default=0)
+    _history: deque[tuple[int, int, int]] = field(
+        init=False, repr=False, default_factory=lambda: deque(maxlen=HISTORY)
+    )
 
     def __post_init__(self) -> None:
-        self.index = LineIndex.build(self.text)
+        self.text, self.replaced_surrogates = clean_text(self.text)
         self.source = self.text.encode("utf-8")
-        if self.tree is None and self.parsed:
-            self.tree = syntax.parse(self.source)
+        self.index = LineIndex.build(self.text, self.source)
+        self.sync_tree()
+
+    @property
+    def oversized(self) -> bool:
+        return 0 < self.max_bytes < len(self.source)
 
     @property
     def parsed(self) -> bool:
-        return self.language_id in PARSED_LANGUAGES
+        return self.language_id in PARSED_LANGUAGES and not self.oversized
+
+    def sync_tree(self) -> None:
+        """Parse when the document should have a tree and has none; drop it when not."""
+        if not self.parsed:
+            self.tree = None
+        elif self.tree is None:
+            self.tree = syntax.parse(self.source)
 
     @property
     def line_count(self) -> int:
         return self.index.line_count
 
     def line(self, number: int) -> str:
-        start, end = self.index.line_span(number)
+        """Line ``number`` without its line end."""
+        start, end = self.index.line_span(number, self.text)
         return self.text[start:end]
 
     def offset_at(self, line: int, character: int, *, strict: bool = True) -> int:
@@ -98,48 +169,113 @@ class Document:
     def char_offset_of_byte(self, byte_offset: int) -> int:
         return char_of_byte(self.source, self.index, byte_offset)
 
+    def changes_since(self, revision: int) -> list[tuple[int, int, int]] | None:
+        """(start, end, new length) of every change after ``revision``, oldest first;
+        None when the history no longer reaches back that far."""
+        missing = self.revision - revision
+        if missing < 0 or missing > len(self._history):
+            return None
+        return list(self._history)[len(self._history) - missing :]
+
     def apply(self, edit: RangeEdit) -> TextChange:
-        """Apply one content change; returns it in code-point offsets of the old text."""
+        """Apply one content change; returns it in code-point offsets of the old text.
+
+        Everything is computed before the document is touched, so a change that fails
+        leaves the document as it was."""
+        new_text, replaced = clean_text(edit.text)
         if edit.range is None:
-            change = TextChange(0, len(self.text), edit.text)
-            self.text = edit.text
-            self.index = LineIndex.build(self.text)
-            self.source = self.text.encode("utf-8")
-            self.tree = syntax.parse(self.source) if self.parsed else None
-            return change
-        (start_line, start_char), (end_line, end_char) = edit.range
-        start = self.offset_at(start_line, start_char, strict=False)
-        end = self.offset_at(end_line, end_char, strict=False)
-        if end < start:
-            start, end = end, start
-        start_byte, start_point = byte_point(self.text, self.index, start)
-        old_end_byte, old_end_point = byte_point(self.text, self.index, end)
-        new_source_piece = edit.text.encode("utf-8")
-        self.text = self.text[:start] + edit.text + self.text[end:]
-        self.source = self.source[:start_byte] + new_source_piece + self.source[old_end_byte:]
-        self.index = LineIndex.build(self.text)
-        if self.tree is not None:
-            self.tree.edit(
-                start_byte=start_byte,
-                old_end_byte=old_end_byte,
-                new_end_byte=start_byte + len(new_source_piece),
-                start_point=start_point,
-                old_end_point=old_end_point,
-                new_end_point=end_point(start_point, edit.text),
+            change = TextChange(0, len(self.text), new_text)
+            source = new_text.encode("utf-8")
+            index = LineIndex.build(new_text, source)
+            self.text, self.source, self.index, self.tree = new_text, source, index, None
+        else:
+            (start_line, start_char), (end_line, end_char) = edit.range
+            start = self.offset_at(start_line, start_char, strict=False)
+            end = self.offset_at(end_line, end_char, strict=False)
+            if end < start:
+                start, end = end, start
+            start_byte, start_point = byte_point(self.text, self.index, start)
+            old_end_byte, old_end_point = byte_point(self.text, self.index, end)
+            piece = new_text.encode("utf-8")
+            text = self.text[:start] + new_text + self.text[end:]
+            source = self.source[:start_byte] + piece + self.source[old_end_byte:]
+            index = self.index.edited(
+                text, start, end, new_text, start_byte, old_end_byte, len(piece)
             )
-            self.tree = syntax.parse(self.source, self.tree)
-        return TextChange(start, end, edit.text)
+            tree = self.tree
+            if tree is not None and 0 < self.max_bytes < len(source):
+                tree = None
+            if tree is not None:
+                tree.edit(
+                    start_byte=start_byte,
+                    old_end_byte=old_end_byte,
+                    new_end_byte=start_byte + len(piece),
+                    start_point=start_point,
+                    old_end_point=old_end_point,
+                    new_end_point=end_point(start_point, new_text),
+                )
+            self.text, self.source, self.index, self.tree = text, source, index, tree
+            change = TextChange(start, end, new_text)
+            if tree is not None:
+                self.tree = syntax.parse(self.source, tree)
+        self.replaced_surrogates += replaced
+        self.revision += 1
+        self._history.append((change.start, change.end, len(new_text)))
+        self.sync_tree()
+        return change
+
+
+def follow_range(
+    start: int, end: int, changes: Iterable[tuple[int, int, int]]
+) -> tuple[int, int] | None:
+    """Map the code-point range ``[start, end]`` of an older text through ``changes``
+    ((start, end, new length), as :meth:`Document.changes_since` gives them).
+
+    Changes wholly before the range shift it; changes after it leave it alone; a change
+    that overlaps or touches it (typing at the cursor) makes it stale: None."""
+    for change_start, change_end, new_length in changes:
+        if change_start == change_end and not new_length:
+            continue  # an empty change changes nothing
+        if change_end < start:
+            shift = new_length - (change_end - change_start)
+            start, end = start + shift, end + shift
+        elif change_start > end:
+            continue
+        else:
+            return None
+    return start, end
 
 
 ChangeListener = Callable[[Document, list[TextChange]], None]
 
 
-class DocumentStore:
-    """Every open document by URI. Safe to read from worker threads via :meth:`snapshot`."""
+class ChangeFailed(Exception):
+    """A change of a notification could not be applied: the document no longer matches
+    the client's. The changes before it landed; the document is marked out of sync."""
 
-    def __init__(self, encoding: str = "utf-16") -> None:
+    def __init__(self, uri: str, applied: int, total: int, cause: str) -> None:
+        # The cause as text only: its traceback would keep the document alive.
+        super().__init__(uri, applied, total, cause)
+        self.uri, self.applied, self.total, self.cause = uri, applied, total, cause
+
+    def __str__(self) -> str:
+        return (
+            f"change {self.applied + 1} of {self.total} to {self.uri} could not be applied "
+            f"({self.cause}); the server's copy no longer matches the editor's"
+        )
+
+
+class DocumentStore:
+    """Every open document by URI: the server's one copy of each buffer."""
+
+    def __init__(self, encoding: str = "utf-16", max_bytes: int = 0) -> None:
         self.encoding = encoding
+        # Documents larger than this (UTF-8 bytes) are kept but not parsed; 0: no limit.
+        self.max_bytes = max_bytes
         self._documents: dict[str, Document] = {}
+        # Why a document no longer matches the client's copy, by URI (until a full
+        # text arrives: a whole-document change or a new didOpen).
+        self._out_of_sync: dict[str, str] = {}
         self._lock = threading.Lock()
         self._listeners: list[ChangeListener] = []
         self._close_listeners: list[Callable[[str], None]] = []
@@ -154,27 +290,69 @@ class DocumentStore:
     def add_close_listener(self, listener: Callable[[str], None]) -> None:
         self._close_listeners.append(listener)
 
-    def open(self, uri: str, text: str, version: int = 0, language_id: str = "python") -> Document:
+    def open(
+        self, uri: str, text: str, version: int = 0, language_id: str | None = "python"
+    ) -> Document:
         document = Document(
-            uri=uri, text=text, version=version, language_id=language_id, encoding=self.encoding
+            uri=uri,
+            text=text,
+            version=version,
+            language_id=language_of(uri, language_id),
+            encoding=self.encoding,
+            max_bytes=self.max_bytes,
         )
         with self._lock:
             self._documents[uri] = document
+            self._out_of_sync.pop(uri, None)
         for listener in self._open_listeners:
             listener(document)
         return document
 
     def change(self, uri: str, version: int, edits: Iterable[RangeEdit]) -> Document:
+        """Apply every edit in order. If one fails, the ones before it stay applied, the
+        document is marked out of sync and :class:`ChangeFailed` is raised (after the
+        listeners heard of what landed)."""
+        edits = list(edits)
+        failure: ChangeFailed | None = None
         with self._lock:
             document = self._get(uri)
-            changes = [document.apply(edit) for edit in edits]
+            if document.max_bytes != self.max_bytes:
+                document.max_bytes = self.max_bytes
+                document.sync_tree()
+            changes: list[TextChange] = []
+            for number, edit in enumerate(edits):
+                try:
+                    changes.append(document.apply(edit))
+                except Exception as error:
+                    failure = ChangeFailed(uri, number, len(edits), f"{type(error).__name__}: {error}")
+                    break
+                if edit.range is None:
+                    self._out_of_sync.pop(uri, None)
             document.version = version
+            if failure is not None:
+                self._out_of_sync[uri] = str(failure)
         self._notify(document, changes)
+        if failure is not None:
+            raise failure
         return document
+
+    def mark_out_of_sync(self, uri: str, reason: str) -> bool:
+        """Record that a change to ``uri`` was lost (a didChange that failed validation,
+        say); False if the document is not open."""
+        with self._lock:
+            if uri not in self._documents:
+                return False
+            self._out_of_sync[uri] = reason
+            return True
+
+    def out_of_sync(self, uri: str) -> str | None:
+        """Why ``uri`` no longer matches the client's copy, or None while it does."""
+        return self._out_of_sync.get(uri)
 
     def close(self, uri: str) -> None:
         with self._lock:
             self._documents.pop(uri, None)
+            self._out_of_sync.pop(uri, None)
         for listener in self._close_listeners:
             listener(uri)
 
@@ -203,10 +381,14 @@ class DocumentStore:
 
 
 __all__ = [
+    "ChangeFailed",
     "Document",
     "DocumentStore",
     "PositionOutOfRange",
     "RangeEdit",
     "TextChange",
     "UnknownDocument",
+    "clean_text",
+    "follow_range",
+    "language_of",
 ]

@@ -8,12 +8,17 @@ from hypothesis import strategies as st
 
 from lsp_server.parsing import syntax
 from lsp_server.parsing.document import (
+    HISTORY,
+    ChangeFailed,
     Document,
     DocumentStore,
     PositionOutOfRange,
     RangeEdit,
     TextChange,
     UnknownDocument,
+    clean_text,
+    follow_range,
+    language_of,
 )
 
 EMOJI = "\U0001f600"
@@ -285,10 +290,101 @@ def test_incremental_tree_equals_fresh_parse(case: tuple[str, list[RangeEdit]]) 
     assert replay == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LSP counts a lone CR as a line ending; LineIndex splits on LF only",
-)
 def test_lone_cr_is_a_line_ending() -> None:
     document = Document(URI, "a = 1\rb = 2\r")
     assert document.offset_at(1, 1) == 7
+    assert document.line_count == 3
+    assert document.line(0) == "a = 1"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "replaced"),
+    [
+        pytest.param("s = '\ud83d'", "s = '\ufffd'", 1, id="lone-high"),
+        pytest.param("\ude00x\ud800", "\ufffdx\ufffd", 2, id="lone-low-and-high"),
+        pytest.param("\ud83d\ude00", EMOJI, 0, id="pair-joined"),
+        pytest.param("\ufffd\ud83d", "\ufffd\ufffd", 1, id="existing-fffd-not-counted"),
+        pytest.param("plain", "plain", 0, id="ascii"),
+    ],
+)
+def test_lone_surrogates_become_fffd(text: str, expected: str, replaced: int) -> None:
+    assert clean_text(text) == (expected, replaced)
+    document = Document(URI, text)
+    assert (document.text, document.replaced_surrogates) == (expected, replaced)
+    assert document.source == expected.encode("utf-8")
+
+
+def test_fffd_keeps_utf16_columns_of_a_lone_surrogate() -> None:
+    document = Document(URI, "a\ud83db\n")
+    # The client counts the lone surrogate as one UTF-16 unit, as U+FFFD is.
+    document.apply(edit(0, 2, 0, 2, "!"))
+    assert document.text == "a\ufffd!b\n"
+
+
+@pytest.mark.parametrize(
+    ("uri", "language_id", "expected"),
+    [
+        pytest.param("file:///a/b.py", "", "python", id="empty-py"),
+        pytest.param("file:///a/b.PYI", "  ", "python", id="blank-pyi"),
+        pytest.param("file:///a/b.rs", "", "rust", id="empty-rs"),
+        pytest.param("untitled:Untitled-1", "", "plaintext", id="untitled"),
+        pytest.param("file:///a/b.txt", "python", "python", id="client-wins"),
+        pytest.param("file:///a/my%20file.py", None, "python", id="quoted-none"),
+    ],
+)
+def test_language_falls_back_to_extension(uri: str, language_id: str | None, expected: str) -> None:
+    assert language_of(uri, language_id) == expected
+    document = DocumentStore().open(uri, "x = 1\n", language_id=language_id)
+    assert document.language_id == expected
+    assert (document.tree is not None) == (expected == "python")
+
+
+def test_change_history_and_follow_range() -> None:
+    document = Document(URI, "abc\ndef\n")
+    revision = document.revision
+    document.apply(edit(0, 0, 0, 0, "XY"))  # before: shifts by 2
+    document.apply(edit(2, 0, 2, 0, "tail"))  # after: no shift
+    changes = document.changes_since(revision)
+    assert changes == [(0, 0, 2), (10, 10, 4)]
+    assert follow_range(5, 7, changes) == (7, 9)
+    assert follow_range(0, 1, changes) is None  # touched by the insertion at 0
+    assert follow_range(7, 10, changes) is None  # touches the insertion at 10
+    assert document.changes_since(document.revision) == []
+    assert document.changes_since(document.revision + 1) is None
+
+
+def test_history_is_bounded() -> None:
+    document = Document(URI, "")
+    for _ in range(HISTORY + 5):
+        document.apply(edit(0, 0, 0, 0, "x"))
+    assert document.changes_since(0) is None
+    assert len(document.changes_since(5) or []) == HISTORY
+
+
+def test_store_reports_a_failed_change_and_keeps_what_landed() -> None:
+    store = DocumentStore()
+    seen: list[list[TextChange]] = []
+    store.add_listener(lambda document, changes: seen.append(changes))
+    store.open(URI, "ab\n")
+    with pytest.raises(ChangeFailed) as info:
+        store.change(URI, 9, [edit(0, 0, 0, 0, "1"), edit(-1, 0, 0, 0, "2"), edit(0, 0, 0, 0, "3")])
+    assert "change 2 of 3" in str(info.value)
+    assert store.get(URI).text == "1ab\n" and store.get(URI).version == 9
+    assert seen == [[TextChange(0, 0, "1")]]
+    assert store.out_of_sync(URI) == str(info.value)
+    store.open(URI, "new\n")
+    assert store.out_of_sync(URI) is None
+    assert store.mark_out_of_sync(URI, "a didChange failed validation")
+    assert store.out_of_sync(URI) == "a didChange failed validation"
+    assert not store.mark_out_of_sync("file:///not-open.py", "x")
+
+
+def test_max_bytes_turns_parsing_off_and_on() -> None:
+    store = DocumentStore(max_bytes=10)
+    document = store.open(URI, "x = 1\ny = 2\n")  # 12 bytes
+    assert document.oversized and document.tree is None and not document.parsed
+    store.change(URI, 2, [edit(1, 0, 2, 0, "")])
+    assert not document.oversized and document.tree is not None
+    store.max_bytes = 4
+    store.change(URI, 3, [])
+    assert document.oversized and document.tree is None

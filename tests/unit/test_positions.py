@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lsp_server.parsing.positions import (
     LineIndex,
@@ -93,13 +95,81 @@ def test_utf16_to_char(line: str, column: int, expected: int) -> None:
         pytest.param("ab\ncd", (0, 3), (0, 3), id="two-lines"),
         pytest.param("ab\r\ncd\r\n", (0, 4, 8), (0, 4, 8), id="crlf-trailing"),
         pytest.param(EMOJI + "\né\n", (0, 2, 4), (0, 5, 8), id="non-ascii-bytes"),
+        pytest.param("a\rb\r", (0, 2, 4), (0, 2, 4), id="lone-cr"),
+        pytest.param("a\r\rb", (0, 2, 3), (0, 2, 3), id="two-lone-cr"),
+        pytest.param("a\n\rb\r\nc", (0, 2, 3, 6), (0, 2, 3, 6), id="lf-cr-crlf"),
+        pytest.param("é\rx\r\n", (0, 2, 5), (0, 3, 6), id="lone-cr-and-crlf-bytes"),
+        pytest.param(
+            "a\x0cb\x0bc\x1cd\x1de\x1ef\x85g\u2028h\u2029i",
+            (0,),
+            (0,),
+            id="not-lsp-line-ends",
+        ),
     ],
 )
 def test_line_index(text: str, char_starts: tuple[int, ...], byte_starts: tuple[int, ...]) -> None:
     index = LineIndex.build(text)
-    assert index.char_starts == char_starts
-    assert index.byte_starts == byte_starts
+    assert tuple(index.char_starts) == char_starts
+    assert tuple(index.byte_starts) == byte_starts
     assert index.line_count == len(char_starts)
+    assert (index.text_length, index.byte_length) == (len(text), len(text.encode("utf-8")))
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "character", "expected"),
+    [
+        pytest.param("a = 1\rb = 2\r", 1, 1, 7, id="after-lone-cr"),
+        pytest.param("a = 1\rb = 2\r", 0, 9, 5, id="clamped-before-lone-cr"),
+        pytest.param("a = 1\rb = 2\r", 2, 0, 12, id="line-after-trailing-cr"),
+        pytest.param("ab\x0ccd\ne", 0, 4, 4, id="form-feed-in-line"),
+        pytest.param("ab\u2028cd\ne", 0, 9, 5, id="line-separator-in-line"),
+        pytest.param("ab\x85\ncd", 1, 1, 5, id="nel-in-line"),
+    ],
+)
+def test_offset_at_lsp_line_ends(text: str, line: int, character: int, expected: int) -> None:
+    assert offset_at(text, LineIndex.build(text), line, character, strict=False) == expected
+
+
+def _reference_starts(text: str) -> list[int]:
+    starts = [0]
+    for at, char in enumerate(text):
+        if char == "\n" or (char == "\r" and text[at + 1 : at + 2] != "\n"):
+            starts.append(at + 1)
+    return starts
+
+
+PIECES = ["a", "é", EMOJI, "\n", "\r", "\r\n", "\x0c", "\u2028", "\x85", "xyz"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(PIECES), max_size=12).map("".join),
+    st.data(),
+)
+def test_edited_index_equals_a_fresh_one(text: str, data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(text)))
+    end = data.draw(st.integers(start, len(text)))
+    inserted = data.draw(st.lists(st.sampled_from(PIECES), max_size=4).map("".join))
+    old = LineIndex.build(text)
+    new_text = text[:start] + inserted + text[end:]
+    start_byte = len(text[:start].encode("utf-8"))
+    end_byte = len(text[:end].encode("utf-8"))
+    edited = old.edited(
+        new_text, start, end, inserted, start_byte, end_byte, len(inserted.encode("utf-8"))
+    )
+    fresh = LineIndex.build(new_text)
+    assert list(edited.char_starts) == _reference_starts(new_text) == list(fresh.char_starts)
+    assert list(edited.byte_starts) == list(fresh.byte_starts)
+    assert (edited.text_length, edited.byte_length) == (fresh.text_length, fresh.byte_length)
+    # Tree-sitter points count rows at "\n" only, whatever the LSP lines are.
+    for offset in range(len(new_text) + 1):
+        prefix = new_text[:offset]
+        row_start = prefix.rfind("\n") + 1
+        expected = (
+            len(prefix.encode("utf-8")),
+            (prefix.count("\n"), len(prefix[row_start:].encode("utf-8"))),
+        )
+        assert byte_point(new_text, edited, offset) == expected
 
 
 TEXT = "a = 1\r\n" + EMOJI + "b = 2\r\n\nlast"
