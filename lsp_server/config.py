@@ -54,6 +54,9 @@ class Settings:
     respect_gitignore: bool = True
     completion_fallback: str = "auto"  # "auto" | "always" | "never"
     docstring_style: str = "auto"  # "auto" | "google" | "numpy" | "sphinx"
+    # Documents above this size (UTF-8, KiB) are kept in sync but neither parsed nor
+    # completed: a 20 MB file would otherwise cost gigabytes of syntax tree.
+    max_file_size_kb: int = 8192
     reliance: RelianceSettings = field(default_factory=RelianceSettings)
 
 
@@ -72,6 +75,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
     "time_budget_ms": (50, 60000),
+    "max_file_size_kb": (1, 1048576),
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
@@ -130,12 +134,12 @@ def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
     Returns the new settings and one problem string per rejected key; a rejected key
     keeps its *default* value, so a typo never silently keeps a stale setting.
     """
-    if raw is None:
-        return base, []
+    if raw is None or (isinstance(raw, (list, tuple)) and not raw):
+        return base, []  # Neovim sends an empty Lua table as []: no settings
     if not isinstance(raw, Mapping):
         return base, [f"settings must be an object, got {type(raw).__name__}"]
-    if "ghostpilot" in raw and isinstance(raw["ghostpilot"], Mapping):
-        raw = raw["ghostpilot"]
+    if "ghostpilot" in raw and (isinstance(raw["ghostpilot"], Mapping) or raw["ghostpilot"] == []):
+        raw = raw["ghostpilot"] or {}
     defaults = Settings()
     changes: dict[str, Any] = {}
     problems: list[str] = []
