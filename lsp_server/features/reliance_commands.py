@@ -34,9 +34,13 @@ from lsp_server.reliance.runner import RunOutput
 from lsp_server.reliance.session import RelianceError, RunJob, TestDraft, run_failure, summarize
 from lsp_server.reliance.status import Entry, render
 
+# At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
+# (typing.get_type_hints) to convert its arguments. No cycle: server.py imports the
+# feature modules only inside create_server().
+from lsp_server.server import GhostpilotServer
+
 if TYPE_CHECKING:
     from lsp_server.features.reliance_diagnostics import RelianceDiagnostics
-    from lsp_server.server import GhostpilotServer
 
 REPORT = "ghostpilot.relianceReport"
 RUN_TESTS = "ghostpilot.runTestsForAICode"

@@ -5,6 +5,7 @@ where the server would send them)."""
 from __future__ import annotations
 
 import asyncio
+import typing
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -333,3 +334,13 @@ async def test_deleting_the_ai_code_clears_its_diagnostic(server: GhostpilotServ
     await asyncio.sleep(0.3)
     assert caught.last(uri) == []
     assert caught.published[-1].version == 2
+
+
+def test_command_handlers_annotations_resolve(server: GhostpilotServer) -> None:
+    """pygls reads a command handler's type hints to convert its arguments; a name only
+    imported under TYPE_CHECKING made every reliance command fail with InvalidParams."""
+    commands = server.protocol.fm.commands
+    for name in (rc.REPORT, rc.RUN_TESTS, rc.MARK_REVIEWED, rc.GENERATE_TEST):
+        handler = commands[name]
+        hints = typing.get_type_hints(getattr(handler, "func", handler))
+        assert hints["ls"] is GhostpilotServer
