@@ -24,6 +24,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -226,3 +228,26 @@ class _Handler(BaseHTTPRequestHandler):
                 record.sent += len(block)
                 if self.hub.throttle_bytes_per_s:
                     time.sleep(len(block) / self.hub.throttle_bytes_per_s)
+
+
+@contextmanager
+def small_disk(mount: Path, size: str = "12m") -> Iterator[Path]:
+    """A real small file system (tmpfs) at ``mount``; skips the test where mounting is not
+    allowed (no root), and fails instead under CI=true as root, where it must work."""
+    import os
+    import subprocess
+
+    import pytest
+
+    mount.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        message = f"cannot mount a tmpfs here: {done.stderr.strip()}"
+        if os.environ.get("CI") == "true" and os.geteuid() == 0:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
