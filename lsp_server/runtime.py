@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 
+from lsp_server.backends import probe
 from lsp_server.backends.base import ModelUnavailable
+from lsp_server.backends.gguf import GGUFError, read_header
 from lsp_server.backends.llama import LlamaBackend
 from lsp_server.backends.registry import ModelNotFound, resolve
 from lsp_server.backends.worker import ModelWorker
@@ -12,13 +14,28 @@ from lsp_server.config import Settings
 
 
 def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Future[None]:
-    """Queue loading the configured model on the worker; errors end in the worker's state."""
+    """Queue loading the configured model on the worker; errors end in the worker's state.
+
+    The file's header is checked first; a file that is not a registry model with a
+    matching sha256 is then loaded once in a child process (:mod:`.backends.probe`), so
+    that a model that makes llama.cpp abort costs a message, not this process.
+    """
 
     def factory() -> LlamaBackend:
         try:
             resolved = resolve(settings.model)
-        except ModelNotFound as error:
+            header = read_header(resolved.path)
+        except (ModelNotFound, GGUFError) as error:
             raise ModelUnavailable(str(error)) from error
+        vetted = probe.vet(
+            resolved.path,
+            resolved.entry,
+            n_threads=settings.n_threads,
+            n_gpu_layers=settings.n_gpu_layers,
+            flash_attention=settings.flash_attention,
+        )
+        if not vetted.ok:
+            raise ModelUnavailable(vetted.message)
         return LlamaBackend(
             str(resolved.path),
             name=resolved.name,
@@ -27,6 +44,7 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
             n_gpu_layers=settings.n_gpu_layers,
             fim_template="auto",
             flash_attention=settings.flash_attention,
+            header=header,
         )
 
     return worker.load(factory, settings.model)

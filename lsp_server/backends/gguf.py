@@ -299,13 +299,13 @@ def _array(reader: _Reader, key: str, vocab: _Vocab) -> Any:
             vocab.read(reader, count, what)
             return {"type": item_type, "count": count}
         items: list[str] | None = [] if count <= _MAX_KEPT_ARRAY else None
-        for raw in reader.strings(count, what, keep=False):
+        for item in reader.strings(count, what, keep=False):
             if items is None:
                 continue
-            if raw is None or not reader.keep(len(raw)):
+            if item is None or not reader.keep(len(item)):
                 items = None  # too long to keep: summarised
             else:
-                items.append(raw.decode("utf-8", errors="replace"))
+                items.append(item.decode("utf-8", errors="replace"))
         return items if items is not None else {"type": item_type, "count": count}
     raise GGUFError(f"{reader.name}: corrupt header: array {key!r} has item type {item_type}")
 
@@ -317,9 +317,7 @@ def _value(reader: _Reader, type_id: int, key: str, vocab: _Vocab) -> Any:
         return reader.value_string(key)
     if type_id == _ARRAY:
         return _array(reader, key, vocab)
-    raise GGUFError(
-        f"{reader.name}: corrupt header: key {key!r} has unknown value type {type_id}"
-    )
+    raise GGUFError(f"{reader.name}: corrupt header: key {key!r} has unknown value type {type_id}")
 
 
 def _alignment(name: str, metadata: dict[str, Any], types: dict[str, int]) -> int:
@@ -333,9 +331,7 @@ def _alignment(name: str, metadata: dict[str, Any], types: dict[str, int]) -> in
     return int(value)
 
 
-def _tensor_table(
-    reader: _Reader, count: int, alignment: int, summary: TensorSummary
-) -> int:
+def _tensor_table(reader: _Reader, count: int, alignment: int, summary: TensorSummary) -> int:
     """Check every tensor's name, shape, type and offset; returns the data section's size."""
     name_of_file = reader.name
     seen: set[bytes] = set()
@@ -516,9 +512,7 @@ def check_model(header: GGUFHeader) -> None:
         for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
             count = _array_length(metadata.get(key))
             if count is not None and count < header.vocab_size:
-                raise GGUFError(
-                    f"{name}: {key} has {count} entries for {header.vocab_size} tokens"
-                )
+                raise GGUFError(f"{name}: {key} has {count} entries for {header.vocab_size} tokens")
     if header.tensor_count == 0:
         return
     arch = header.architecture

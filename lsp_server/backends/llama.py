@@ -28,7 +28,7 @@ from lsp_server.backends.base import (
     ModelInfo,
     ModelUnavailable,
 )
-from lsp_server.backends.gguf import GGUFError, read_header
+from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header
 from lsp_server.prompts.fim import FimTemplate, FimTokens, detect_template, resolve_tokens
 from lsp_server.prompts.postprocess import complete_line_cut
 
@@ -195,11 +195,15 @@ class LlamaBackend:
         n_gpu_layers: int = 0,
         fim_template: str | None = "auto",
         flash_attention: str = "auto",
+        header: GGUFHeader | None = None,
     ) -> None:
-        try:
-            header = read_header(path)
-        except GGUFError as error:
-            raise ModelUnavailable(str(error)) from error
+        """Load ``path`` (its GGUF header checked first, unless ``header`` is that check's
+        result): llama.cpp aborts the process on some corrupt headers instead of failing."""
+        if header is None:
+            try:
+                header = read_header(path)
+            except GGUFError as error:
+                raise ModelUnavailable(str(error)) from error
         llama_cpp = _import_llama()
 
         def load(flash: bool) -> Any:

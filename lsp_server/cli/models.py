@@ -11,6 +11,7 @@ from typing import Any
 from lsp_server.backends import download
 from lsp_server.backends.gguf import GGUFError
 from lsp_server.backends.registry import load_registry, models_dir, verify
+from lsp_server.config import default_threads
 from lsp_server.prompts.fim import detect_template
 
 
@@ -32,9 +33,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     removing = commands.add_parser("remove", help="delete a downloaded model and its partial download")
     removing.add_argument("model", help="a registry name or a .gguf file name in the models directory")
     removing.set_defaults(func=run_remove)
-    checking = commands.add_parser("verify", help="check a GGUF file's header and sha256")
+    checking = commands.add_parser(
+        "verify", help="check a GGUF file's header, hyperparameters and sha256"
+    )
     checking.add_argument("path")
     checking.add_argument("--no-sha", action="store_true", help="skip hashing the file")
+    checking.add_argument(
+        "--load", action="store_true",
+        help="also load it with llama.cpp in a separate process and evaluate a few tokens",
+    )  # fmt: skip
     checking.set_defaults(func=run_verify)
     parser.set_defaults(func=lambda _: (parser.print_help(sys.stderr), 2)[1])
 
@@ -192,4 +199,12 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"  sha256: {result.sha256} (matches the registry)")
     elif result.expected_sha256 is None:
         print("  sha256: not in the registry (header checked only)")
+    if args.load:
+        from lsp_server.backends.probe import probe
+
+        loaded = probe(args.path, n_threads=default_threads())
+        if not loaded.ok:
+            print(f"ghostpilot models verify: {loaded.message}", file=sys.stderr)
+            return 1
+        print(f"  llama.cpp: loads and evaluates ({loaded.seconds:.1f} s, in a separate process)")
     return 0
