@@ -1,8 +1,9 @@
 """Large files through the real server: memory, didOpen time and keystroke handling.
 
-Starts ``python -m lsp_server serve`` over stdio, waits for the embedded model, then for
-each size opens a generated Python file of that many MB, types ``--keystrokes``
-characters into a function in the middle of it (one ``didChange`` each) and closes it.
+For each size, starts ``python -m lsp_server serve`` over stdio, waits for the embedded
+model, then opens a generated Python file of that many MB, types ``--keystrokes``
+characters into a function in the middle of it (one ``didChange`` each), asks for an
+inline completion there before and after the typing, and closes it.
 The time of a notification is measured as the round trip of the ``ghostpilot/stats``
 request sent right after it (the server handles messages in order) less the round trip of
 that request alone. RSS comes from ``/proc/<pid>/status`` of the server (VmRSS, and
@@ -131,6 +132,16 @@ def timed(client: Client, send: Any) -> float:
     return time.perf_counter() - started
 
 
+def completion(client: Client, uri: str, line: int, character: int) -> float:
+    """Seconds an explicit inline completion at (line, character) takes (it parses the
+    file first where the tree is out of date)."""
+    started = time.perf_counter()
+    client.request("textDocument/inlineCompletion", {
+        "textDocument": {"uri": uri}, "position": {"line": line, "character": character},
+        "context": {"triggerKind": 1}})  # fmt: skip
+    return time.perf_counter() - started
+
+
 def measure(client: Client, size_mb: float, keystrokes: int, baseline: float) -> dict[str, Any]:
     text = generate(int(size_mb * 1024 * 1024))
     uri = f"file:///tmp/ghostpilot-bench/large_{size_mb:g}mb.py"
@@ -141,6 +152,8 @@ def measure(client: Client, size_mb: float, keystrokes: int, baseline: float) ->
     open_s = timed(client, lambda: client.notify("textDocument/didOpen", {
         "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}))  # fmt: skip
     after_open = client.rss_mb()
+    completion_s = completion(client, uri, line, column)
+    after_completion = client.rss_mb()
     times = []
     for number in range(keystrokes):
         position = {"line": line, "character": column + number}
@@ -148,6 +161,7 @@ def measure(client: Client, size_mb: float, keystrokes: int, baseline: float) ->
         times.append(timed(client, lambda change=change, number=number: client.notify(
             "textDocument/didChange",
             {"textDocument": {"uri": uri, "version": number + 2}, "contentChanges": [change]})))  # fmt: skip
+    completion_after_edits_s = completion(client, uri, line, column + keystrokes)
     state = client.request("ghostpilot/document", {"uri": uri})
     expected = "\n".join([*lines[:line], lines[line] + "x" * keystrokes, *lines[line + 1 :]])
     after_edits = client.rss_mb()
@@ -160,6 +174,9 @@ def measure(client: Client, size_mb: float, keystrokes: int, baseline: float) ->
         "oversized": state["oversized"],
         "in_sync": state["text"] == expected,
         "open_s": max(0.0, open_s - baseline),
+        "completion_s": completion_s,
+        "completion_after_edits_s": completion_after_edits_s,
+        "rss_completion_mb": after_completion,
         "keystroke_ms_p50": statistics.median(keystroke_ms),
         "keystroke_ms_p95": keystroke_ms[min(len(keystroke_ms) - 1, int(0.95 * len(keystroke_ms)))],
         "keystroke_ms_max": keystroke_ms[-1],
@@ -169,6 +186,30 @@ def measure(client: Client, size_mb: float, keystrokes: int, baseline: float) ->
         "rss_closed_mb": client.rss_mb(),
         "rss_peak_mb": client.rss_mb("VmHWM"),
     }
+
+
+def run_one(size_mb: float, keystrokes: int, options: dict[str, Any]) -> dict[str, Any]:
+    """One fresh server: load the model, then measure one file size."""
+    client = Client([sys.executable, "-m", "lsp_server", "serve"])
+    try:
+        client.request("initialize", {"processId": os.getpid(), "rootUri": None,
+                                      "capabilities": {}, "initializationOptions": options})  # fmt: skip
+        client.notify("initialized", {})
+        deadline = time.monotonic() + 300
+        while client.request("ghostpilot/stats", None)["modelState"] != "ready":
+            if time.monotonic() > deadline:
+                raise SystemExit("the model did not load in 5 minutes")
+            time.sleep(0.5)
+        baseline = statistics.median(timed(client, lambda: None) for _ in range(20))
+        result = measure(client, size_mb, keystrokes, baseline)
+        client.request("shutdown", None)
+        client.notify("exit", None)
+    finally:
+        try:
+            client.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            client.process.kill()
+    return {**result, "stats_round_trip_ms": baseline * 1000}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,32 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {}
     if args.max_file_size_kb is not None:
         options["maxFileSizeKb"] = args.max_file_size_kb
-    client = Client([sys.executable, "-m", "lsp_server", "serve"])
-    try:
-        client.request("initialize", {"processId": os.getpid(), "rootUri": None,
-                                      "capabilities": {}, "initializationOptions": options})  # fmt: skip
-        client.notify("initialized", {})
-        deadline = time.monotonic() + 300
-        while client.request("ghostpilot/stats", None)["modelState"] != "ready":
-            if time.monotonic() > deadline:
-                raise SystemExit("the model did not load in 5 minutes")
-            time.sleep(0.5)
-        baseline = statistics.median(timed(client, lambda: None) for _ in range(20))
-        results = [measure(client, float(size), args.keystrokes, baseline) for size in args.sizes.split(",")]
-        client.request("shutdown", None)
-        client.notify("exit", None)
-    finally:
-        try:
-            client.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            client.process.kill()
-    print(f"server with the model loaded; stats round trip {baseline * 1000:.2f} ms (subtracted)")
-    print(f"{'size':>7} {'parsed':>6} {'in sync':>7} {'didOpen':>8} {'key p50':>8} {'key p95':>8} "
-          f"{'key max':>8} {'RSS open':>9} {'RSS edits':>9} {'RSS closed':>10} {'RSS peak':>9}")  # fmt: skip
+    results = [run_one(float(size), args.keystrokes, options) for size in args.sizes.split(",")]
+    print("one server per size, with the model loaded; the stats round trip alone is subtracted")
+    print(f"{'size':>7} {'parsed':>6} {'in sync':>7} {'didOpen':>8} {'1st compl':>9} {'key p50':>8} "
+          f"{'key p95':>8} {'key max':>8} {'compl':>7} {'RSS before':>10} {'RSS open':>9} {'RSS compl':>9} "
+          f"{'RSS edits':>9} {'RSS closed':>10} {'RSS peak':>9}")  # fmt: skip
     for r in results:
         print(f"{r['size_mb']:>5g}MB {str(not r['oversized']):>6} {str(r['in_sync']):>7} "
-              f"{r['open_s']:>7.2f}s {r['keystroke_ms_p50']:>6.1f}ms {r['keystroke_ms_p95']:>6.1f}ms "
-              f"{r['keystroke_ms_max']:>6.1f}ms {r['rss_open_mb']:>7.0f}MB {r['rss_edits_mb']:>7.0f}MB "
+              f"{r['open_s']:>7.2f}s {r['completion_s']:>8.2f}s {r['keystroke_ms_p50']:>6.1f}ms "
+              f"{r['keystroke_ms_p95']:>6.1f}ms {r['keystroke_ms_max']:>6.1f}ms "
+              f"{r['completion_after_edits_s']:>6.2f}s {r['rss_before_mb']:>8.0f}MB {r['rss_open_mb']:>7.0f}MB "
+              f"{r['rss_completion_mb']:>7.0f}MB {r['rss_edits_mb']:>7.0f}MB "
               f"{r['rss_closed_mb']:>8.0f}MB {r['rss_peak_mb']:>7.0f}MB")  # fmt: skip
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

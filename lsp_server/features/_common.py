@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import traceback
@@ -117,6 +118,18 @@ def follow_edits(
     )
 
 
+async def parse_off_the_loop(document: Document) -> None:
+    """Bring the document's tree up to date on a thread (tree-sitter lets go of the GIL
+    while it parses), so the edits that arrive meanwhile are not held up: a large file's
+    reparse takes most of a second."""
+    job = document.parse_job()
+    if job is None:
+        return
+    revision, parse = job
+    tree = await asyncio.to_thread(parse)
+    document.adopt_tree(tree, revision)
+
+
 async def suggestion_at(ls, uri: str, position: types.Position, *, explicit: bool):  # type: ignore[no-untyped-def]
     """The model's suggestion at a position, or None; shared by inline and fallback completion.
 
@@ -134,9 +147,17 @@ async def suggestion_at(ls, uri: str, position: types.Position, *, explicit: boo
     verdict = may_complete(uri, document.language_id, ls.settings)
     if not verdict.allowed:
         return document, None
-    ls.send_status("generating")
     revision = document.revision
     line_start = int(document.index.char_starts[document.index.line_of_offset(offset)])
+    ls.send_status("generating")
+    await parse_off_the_loop(document)
+    if document.revision != revision:  # edits landed while it parsed: move the cursor
+        changes = document.changes_since(revision)
+        moved = None if changes is None else follow_range(line_start, offset, changes)
+        if moved is None or uri not in ls.documents or ls.documents.get(uri) is not document:
+            ls.send_status("ready")
+            return document, None
+        (line_start, offset), revision = moved, document.revision
     try:
         suggestion = await ls.engine.complete(document, offset, explicit=explicit, key=uri)
     except Cancelled:

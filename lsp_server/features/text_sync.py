@@ -16,6 +16,9 @@ with the editor's buffer.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
@@ -24,6 +27,8 @@ from pygls.exceptions import JsonRpcInvalidParams
 from lsp_server.parsing.document import ChangeFailed, Document, RangeEdit, UnknownDocument
 
 DOCUMENT_REQUEST = "ghostpilot/document"
+# Closing a document at least this large hands the freed heap back to the system.
+TRIM_AFTER_BYTES = 1 << 20
 
 
 def _edit(change: types.TextDocumentContentChangeEvent) -> RangeEdit:
@@ -53,6 +58,22 @@ def notices(document: Document, *, was_oversized: bool, replaced_before: int) ->
             "text are kept as U+FFFD (same length, so positions stay right)",
         ))  # fmt: skip
     return found
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def release_heap() -> None:
+    """glibc keeps freed memory for reuse; a closed large file's text, bytes and tree
+    would otherwise stay in the server's RSS."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def document_state(document: Document, out_of_sync: str | None) -> dict[str, Any]:
@@ -105,7 +126,11 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
-        ls.documents.close(params.text_document.uri)
+        uri = params.text_document.uri
+        large = uri in ls.documents and len(ls.documents.get(uri).source) >= TRIM_AFTER_BYTES
+        ls.documents.close(uri)
+        if large:
+            release_heap()
 
     @server.feature(DOCUMENT_REQUEST)
     def document(ls, params: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -4,8 +4,9 @@ The :class:`DocumentStore` is the server's one copy of every open buffer. Each c
 change from ``textDocument/didChange`` is applied in order, with LSP's rules: lines end
 at ``\n``, ``\r\n`` or ``\r``; a position past its line's end means the line's end; a
 line past the last means the document's end. For Python documents the old tree is told
-about the edit (``tree.edit``) and the new tree is parsed with the old one, so
-tree-sitter reuses every unchanged subtree.
+about each edit (``tree.edit``), and the new tree is parsed with the old one when it is
+next asked for (``Document.tree``), so tree-sitter reuses every unchanged subtree and a
+keystroke never waits for a parse.
 
 Lone UTF-16 surrogates (``"\\ud83d"`` in the JSON) cannot be stored as UTF-8; each is
 kept as U+FFFD, which has the same length in UTF-16, UTF-8 (3 bytes, as a WTF-8
@@ -26,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from tree_sitter import Tree
@@ -111,25 +113,45 @@ class Document:
     text: str
     version: int = 0
     language_id: str = "python"
-    tree: Tree | None = None
     # The negotiated LSP position encoding: "utf-16" (the default), "utf-8" or "utf-32".
     encoding: str = "utf-16"
     # Above this many UTF-8 bytes the document is not parsed (0: no limit).
     max_bytes: int = 0
     index: LineIndex = field(init=False)
     source: bytes = field(init=False)
-    # Changes applied since opening; the last HISTORY of them as (start, end, new length).
+    # Changes applied since opening; the last HISTORY of them as (start, end, new length)
+    # and the tree-sitter edit of each (None for a whole-document change).
     revision: int = field(init=False, default=0)
     replaced_surrogates: int = field(init=False, default=0)
     _history: deque[tuple[int, int, int]] = field(
         init=False, repr=False, default_factory=lambda: deque(maxlen=HISTORY)
     )
+    _tree_edits: deque[dict[str, Any] | None] = field(
+        init=False, repr=False, default_factory=lambda: deque(maxlen=HISTORY)
+    )
+    _tree: Tree | None = field(init=False, repr=False, default=None)
+    # The tree was told of edits (tree.edit) that it was not parsed with yet.
+    _stale: bool = field(init=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
         self.text, self.replaced_surrogates = clean_text(self.text)
         self.source = self.text.encode("utf-8")
         self.index = LineIndex.build(self.text, self.source)
-        self.sync_tree()
+
+    @property
+    def tree(self) -> Tree | None:
+        """The syntax tree of the current text; None where the document is not parsed.
+
+        Parsed when first asked for after edits, not at every edit: even incrementally,
+        tree-sitter takes most of a second on a 5 MB module, which a keystroke must not
+        wait for. The edits in between are told to the old tree, so one reparse reuses
+        every unchanged subtree."""
+        if not self.parsed:
+            return None
+        if self._tree is None or self._stale:
+            self._tree = syntax.parse(self.source, self._tree)
+            self._stale = False
+        return self._tree
 
     @property
     def oversized(self) -> bool:
@@ -139,12 +161,35 @@ class Document:
     def parsed(self) -> bool:
         return self.language_id in PARSED_LANGUAGES and not self.oversized
 
+    def parse_job(self) -> tuple[int, Callable[[], Tree]] | None:
+        """(revision, parse) where the tree is out of date: ``parse`` makes the tree of
+        this revision's text and may run on another thread (it works on a copy of the
+        old tree); hand its result to :meth:`adopt_tree`. None when the tree is fresh."""
+        if not self.parsed or (self._tree is not None and not self._stale):
+            return None
+        old = self._tree.copy() if self._tree is not None else None
+        source = self.source
+        return self.revision, lambda: syntax.parse(source, old)
+
+    def adopt_tree(self, tree: Tree, revision: int) -> bool:
+        """Take ``tree``, parsed from the text at ``revision``; edits that landed since are
+        told to it (a cheap reparse then follows on first use). False where it cannot be
+        used: a whole-document change came since, or the history does not reach back."""
+        missing = self.revision - revision
+        if not self.parsed or missing < 0 or missing > len(self._tree_edits):
+            return False
+        later = list(self._tree_edits)[len(self._tree_edits) - missing :]
+        if any(edit is None for edit in later):
+            return False
+        for edit in later:
+            tree.edit(**edit)  # type: ignore[arg-type]
+        self._tree, self._stale = tree, bool(later)
+        return True
+
     def sync_tree(self) -> None:
-        """Parse when the document should have a tree and has none; drop it when not."""
+        """Drop the tree of a document that is no longer parsed (it grew too large)."""
         if not self.parsed:
-            self.tree = None
-        elif self.tree is None:
-            self.tree = syntax.parse(self.source)
+            self._tree, self._stale = None, False
 
     @property
     def line_count(self) -> int:
@@ -187,7 +232,9 @@ class Document:
             change = TextChange(0, len(self.text), new_text)
             source = new_text.encode("utf-8")
             index = LineIndex.build(new_text, source)
-            self.text, self.source, self.index, self.tree = new_text, source, index, None
+            self.text, self.source, self.index = new_text, source, index
+            self._tree, self._stale = None, False
+            tree_edit = None
         else:
             (start_line, start_char), (end_line, end_char) = edit.range
             start = self.offset_at(start_line, start_char, strict=False)
@@ -197,30 +244,31 @@ class Document:
             start_byte, start_point = byte_point(self.text, self.index, start)
             old_end_byte, old_end_point = byte_point(self.text, self.index, end)
             piece = new_text.encode("utf-8")
-            text = self.text[:start] + new_text + self.text[end:]
-            source = self.source[:start_byte] + piece + self.source[old_end_byte:]
+            # One new string and one new bytes object: a keystroke in a large file costs
+            # a copy of it, not three (slices of a memoryview are not copied).
+            text = "".join((self.text[:start], new_text, self.text[end:]))
+            whole = memoryview(self.source)
+            source = b"".join((whole[:start_byte], piece, whole[old_end_byte:]))
             index = self.index.edited(
                 text, start, end, new_text, start_byte, old_end_byte, len(piece)
             )
-            tree = self.tree
-            if tree is not None and 0 < self.max_bytes < len(source):
-                tree = None
-            if tree is not None:
-                tree.edit(
-                    start_byte=start_byte,
-                    old_end_byte=old_end_byte,
-                    new_end_byte=start_byte + len(piece),
-                    start_point=start_point,
-                    old_end_point=old_end_point,
-                    new_end_point=end_point(start_point, new_text),
-                )
-            self.text, self.source, self.index, self.tree = text, source, index, tree
+            tree_edit = {
+                "start_byte": start_byte,
+                "old_end_byte": old_end_byte,
+                "new_end_byte": start_byte + len(piece),
+                "start_point": start_point,
+                "old_end_point": old_end_point,
+                "new_end_point": end_point(start_point, new_text),
+            }
+            if self._tree is not None:
+                self._tree.edit(**tree_edit)  # type: ignore[arg-type]
+                self._stale = True
+            self.text, self.source, self.index = text, source, index
             change = TextChange(start, end, new_text)
-            if tree is not None:
-                self.tree = syntax.parse(self.source, tree)
         self.replaced_surrogates += replaced
         self.revision += 1
         self._history.append((change.start, change.end, len(new_text)))
+        self._tree_edits.append(tree_edit)
         self.sync_tree()
         return change
 

@@ -388,3 +388,27 @@ def test_max_bytes_turns_parsing_off_and_on() -> None:
     store.max_bytes = 4
     store.change(URI, 3, [])
     assert document.oversized and document.tree is None
+
+
+def test_tree_is_parsed_on_first_use_and_reuses_edits() -> None:
+    document = Document(URI, SAMPLE)
+    job = document.parse_job()
+    assert job is not None
+    revision, parse = job
+    tree = parse()  # as on a thread, while two edits land
+    document.apply(edit(0, 0, 0, 0, "import os\n"))
+    document.apply(edit(2, 4, 2, 10, "yield"))
+    assert document.adopt_tree(tree, revision)
+    assert str(document.tree.root_node) == fresh(document.text)
+    assert document.parse_job() is None  # fresh now
+    document.apply(edit(0, 0, 0, 0, "#\n"))
+    assert document.parse_job() is not None
+
+
+def test_tree_from_before_a_whole_document_change_is_not_adopted() -> None:
+    document = Document(URI, SAMPLE)
+    job = document.parse_job()
+    assert job is not None
+    document.apply(RangeEdit(None, "x = 1\n"))
+    assert not document.adopt_tree(job[1](), job[0])
+    assert str(document.tree.root_node) == fresh("x = 1\n")

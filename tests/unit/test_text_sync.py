@@ -11,6 +11,7 @@ import asyncio
 import copy
 import gc
 import random
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -413,6 +414,35 @@ async def test_suggestion_range_follows_edits_during_generation(
     assert (item.range.start.line, item.range.start.character) == (line, character)
     assert (item.range.end.line, item.range.end.character) == (line, character)
     assert ls.remembered[-1].start == marked.index("\x00")
+
+
+async def test_edits_during_the_parse_move_the_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tree is brought up to date on a thread; edits that land meanwhile are applied
+    (the loop is free) and the request's cursor follows them."""
+    parsing, resume = threading.Event(), threading.Event()
+    parse = syntax.parse
+
+    def slow_parse(source: bytes, old: Any = None) -> Any:
+        parsing.set()
+        resume.wait(10)
+        return parse(source, old)
+
+    engine = SlowEngine()
+    engine.release.set()
+    ls = server(engine)
+    ls.call(types.TEXT_DOCUMENT_DID_OPEN, did_open(URI, SAMPLE))
+    monkeypatch.setattr(syntax, "parse", slow_parse)
+    request = asyncio.ensure_future(ls.call(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline(5, 4)))
+    while not parsing.is_set():
+        await asyncio.sleep(0.01)
+    ls.call(types.TEXT_DOCUMENT_DID_CHANGE, did_change(URI, 2, [edit(0, 0, 0, 0, "# one\n# two\n")]))
+    resume.set()
+    result = await request
+    (item,) = result.items
+    assert (item.range.start.line, item.range.start.character) == (7, 4)
+    assert ls.remembered[-1].start == model.offset_of("# one\n# two\n" + SAMPLE, 7, 4)
+    monkeypatch.undo()
+    assert str(ls.documents.get(URI).tree.root_node) == str(parse(ls.documents.get(URI).source).root_node)
 
 
 async def test_suggestion_for_a_document_closed_during_generation_is_dropped() -> None:
