@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from lsp_server.features._common import to_range
-from lsp_server.parsing.document import Document, UnknownDocument
+from lsp_server.parsing.document import Document, TextChange, UnknownDocument
 from lsp_server.reliance.session import Accepted, Notice, RelianceSession
 from lsp_server.reliance.settings import RelianceSettings
 from lsp_server.reliance.status import FAILING, Entry
@@ -101,7 +102,8 @@ class RelianceDiagnostics:
             notify=self.notify,
             loop=self.loop,
         )
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Pending publication per URI, with the document version it is for.
+        self._timers: dict[str, tuple[asyncio.TimerHandle, int]] = {}
         self._published: set[str] = set()
 
     # -- what the session needs of the server --------------------------------------------
@@ -143,15 +145,23 @@ class RelianceDiagnostics:
         loop = self.loop()
         if loop is None:
             return
-        timer = self._timers.pop(uri, None)
-        if timer is not None:
-            timer.cancel()
+        pending = self._timers.pop(uri, None)
+        if pending is not None:
+            pending[0].cancel()
         try:
             version = self.server.documents.get(uri).version
         except UnknownDocument:
             return
         delay = self.session.settings.debounce_ms / 1000
-        self._timers[uri] = loop.call_later(delay, self._publish_guarded, uri, version)
+        self._timers[uri] = (loop.call_later(delay, self._publish_guarded, uri, version), version)
+
+    def edited(self, document: Document, changes: Sequence[TextChange]) -> None:
+        """A document with published diagnostics changed: they are due again, even where
+        the session has nothing to say (its AI code is gone)."""
+        if document.uri in self._published:
+            pending = self._timers.get(document.uri)
+            if pending is None or pending[1] != document.version:
+                self.schedule(document.uri)
 
     def _publish_guarded(self, uri: str, version: int) -> None:
         self._timers.pop(uri, None)
@@ -190,9 +200,9 @@ class RelianceDiagnostics:
 
     def closed(self, uri: str) -> None:
         """A closed document keeps no diagnostics of ours."""
-        timer = self._timers.pop(uri, None)
-        if timer is not None:
-            timer.cancel()
+        pending = self._timers.pop(uri, None)
+        if pending is not None:
+            pending[0].cancel()
         if uri in self._published:
             self._published.discard(uri)
             self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
@@ -247,6 +257,7 @@ def setup(server: GhostpilotServer) -> None:
     server.acceptance_listeners.append(on_accept)
     server.documents.add_open_listener(session.opened)
     server.documents.add_listener(session.edited)
+    server.documents.add_listener(reliance.edited)  # after the session's: see edited()
     server.documents.add_close_listener(session.closed)
     server.documents.add_close_listener(reliance.closed)
     server.save_listeners.append(session.saved)

@@ -6,7 +6,8 @@ generated tests. It knows nothing of LSP: it reads open documents from the
 ``DocumentStore`` and tells the LSP layer through callbacks:
 
 - ``changed(uri)``: the reliance status of that open document may have changed (the
-  LSP layer recomputes its diagnostics after a debounce);
+  LSP layer recomputes its diagnostics after a debounce); edits of a document without
+  AI-written code do not call it;
 - ``notify(notice)``: something to log, or to show the user once per key.
 
 ``lsp_server/features/reliance_diagnostics.py`` and ``reliance_commands.py`` are the
@@ -327,13 +328,15 @@ class RelianceSession:
         if located is None:
             return
         workspace, key = located
+        tracked = workspace.has_records(key)
         if len(self.workspaces) != known:
             # The workspace loaded just now attached its records to the post-change
             # text already: this change must not be applied to them again.
-            effect = Effect(records=workspace.has_records(key))
+            effect = Effect(records=tracked)
         else:
             effect = workspace.edited(key, document.text, changes)
-        self.changed(document.uri)
+        if tracked:
+            self.changed(document.uri)
         self._after(effect)
 
     def closed(self, uri: str) -> None:

@@ -344,3 +344,18 @@ def test_command_handlers_annotations_resolve(server: GhostpilotServer) -> None:
         handler = commands[name]
         hints = typing.get_type_hints(getattr(handler, "func", handler))
         assert hints["ls"] is GhostpilotServer
+
+
+async def test_typing_on_after_deleting_the_ai_code_still_clears_it(server: GhostpilotServer, tmp_path: Path) -> None:
+    """The edit after the one that removed the last record meets a document the session
+    no longer tracks; the diagnostics published before must still be withdrawn."""
+    caught = Caught(server)
+    uri = open_and_accept(server, tmp_path / "calc.py")
+    await asyncio.sleep(0.3)
+    assert len(caught.last(uri)) == 1
+    server.documents.change(uri, 2, [RangeEdit(((1, 0), (2, 0)), "    pass\n")])  # every AI character
+    assert not rd.attach(server).session.tracks(uri)
+    server.documents.change(uri, 3, [RangeEdit(((1, 8), (1, 8)), "  # typed on")])
+    await asyncio.sleep(0.3)
+    assert caught.published[-1].version == 3
+    assert caught.last(uri) == []
