@@ -10,10 +10,12 @@ import asyncio
 import importlib
 import inspect
 import logging
+import re
+import sys
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import FeatureRequestError
@@ -24,6 +26,12 @@ from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings, merge, needs_reload
 from lsp_server.engine import CompletionEngine, Suggestion
 from lsp_server.parsing.document import DocumentStore
+from lsp_server.protocol import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    GhostpilotProtocol,
+    serve_stdio,
+    serve_tcp,
+)
 from lsp_server.runtime import load_model
 
 log = logging.getLogger(__name__)
@@ -49,7 +57,7 @@ MAX_REMEMBERED = 256
 
 class GhostpilotServer(LanguageServer):
     def __init__(self, defaults: Settings | None = None) -> None:
-        super().__init__("ghostpilot", __version__)
+        super().__init__("ghostpilot", __version__, protocol_cls=GhostpilotProtocol)
         self.defaults = defaults or Settings()
         self.settings = self.defaults
         self.documents = DocumentStore()
@@ -65,6 +73,8 @@ class GhostpilotServer(LanguageServer):
         self.code_action_kinds: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.superseded_requests = 0
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
+        self.exit_code = 0  # set when the server stops: 1 for exit without shutdown
         self._reported: set[str] = set()
         self._model_loaded_once = False
         self.worker.add_listener(self._on_model_state)
@@ -97,12 +107,22 @@ class GhostpilotServer(LanguageServer):
 
     def report_server_error(self, error: Exception, source: Any) -> None:  # pygls hook
         """Errors outside a request's reply (a failed notification handler, a broken
-        message) are shown once; a request's error already reached the client in its
-        reply, so it is only logged."""
+        message) are shown once per kind; a request's error already reached the client in
+        its reply, so it is only logged."""
         if source is FeatureRequestError:
             log.warning("request failed: %s", error)
             return
-        self.report_error(f"internal:{type(error).__name__}:{error}", f"internal error: {error}")
+        self.report_error(f"internal:{error_kind(error)}", f"internal error: {error}")
+
+    # -- transports (protocol.py reads the frames) -------------------------------------------
+
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        self.exit_code = serve_stdio(
+            self, stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, self.max_message_bytes
+        )
+
+    def start_tcp(self, host: str, port: int) -> None:
+        self.exit_code = serve_tcp(self, host, port, self.max_message_bytes)
 
     def send_status(self, state: str, **extra: Any) -> None:
         info = self.worker.info
@@ -189,6 +209,13 @@ class GhostpilotServer(LanguageServer):
                     f"n_ctx {info.n_ctx}; threads {info.n_threads}; GPU layers {info.n_gpu_layers})"
                 )
         self.send_status(state, message=message)
+
+
+def error_kind(error: BaseException) -> str:
+    """``error`` without the parts that differ between occurrences (quoted names, numbers),
+    so that the same failure for 300 URIs is one cause, not 300."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "…", str(error))
+    return f"{type(error).__name__}:{text}"
 
 
 def create_server(defaults: Settings | None = None) -> GhostpilotServer:

@@ -2,7 +2,9 @@
 
 Only JSON-RPC reaches stdout: the real stdout is kept for the protocol and file
 descriptor 1 is pointed at stderr, so a stray print (ours, a library's, or llama.cpp's
-C code) can never corrupt the stream.
+C code) can never corrupt the stream. Frames are read by ``lsp_server/protocol.py``;
+a message over ``--max-message-mb`` is dropped with a clear error. The exit code is 0
+after ``shutdown`` then ``exit``, 1 for ``exit`` without ``shutdown``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import sys
 
 from lsp_server.config import Settings, merge
 
+# lsp_server.protocol.DEFAULT_MAX_MESSAGE_BYTES in MiB, written out so that ``ghostpilot
+# --help`` does not import lsprotocol (seconds on a busy machine); a test keeps them equal.
+DEFAULT_MAX_MESSAGE_MB = 64
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("serve", help="run the language server (stdio by default)")
@@ -21,10 +27,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--tcp", metavar="HOST:PORT", help="serve LSP over a TCP socket")
     parser.add_argument("--model", help="GGUF path or registry name (clients may override)")
     parser.add_argument("--n-threads", type=int)
+    parser.add_argument(
+        "--max-message-mb", type=_positive_int, default=DEFAULT_MAX_MESSAGE_MB,
+        help="drop (with an error) any client message larger than this many MiB (default: %(default)s)",
+    )
     parser.add_argument("--log-file", help="also write the log to this file")
     parser.add_argument("--log-level", default=os.environ.get("GHOSTPILOT_LOG", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
 
 
 def configure_logging(level: str, log_file: str | None) -> None:
@@ -56,13 +73,14 @@ def run(args: argparse.Namespace) -> int:
     from lsp_server.server import create_server
 
     server = create_server(defaults)
+    server.max_message_bytes = args.max_message_mb * 2**20
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
         if not host or not port.isdigit():
             print(f"ghostpilot serve: --tcp expects HOST:PORT, got {args.tcp!r}", file=sys.stderr)
             return 2
         server.start_tcp(host, int(port))
-        return 0
+        return server.exit_code
     stdin, stdout = protect_stdout()
     server.start_io(stdin, stdout)  # type: ignore[arg-type]
-    return 0
+    return server.exit_code
