@@ -44,6 +44,7 @@ FEATURES: tuple[str, ...] = (
     "lsp_server.features.completion",
     "lsp_server.features.accept",
     "lsp_server.features.docstring",
+    "lsp_server.features.models",
     "lsp_server.features.reliance_diagnostics",
     "lsp_server.features.reliance_commands",
     "lsp_server.features.code_actions",  # last: it serves the providers the others added
