@@ -130,6 +130,24 @@ async def parse_off_the_loop(document: Document) -> None:
     document.adopt_tree(tree, revision)
 
 
+async def parsed_cursor(
+    documents: DocumentStore, document: Document, offset: int
+) -> tuple[int, int, int] | None:
+    """Parse the document off the loop, then (revision, start of the cursor's line,
+    cursor) in its current text: edits that landed meanwhile move the cursor; None when
+    they touched its line up to the cursor, or the document was closed or reopened."""
+    revision = document.revision
+    line_start = int(document.index.char_starts[document.index.line_of_offset(offset)])
+    await parse_off_the_loop(document)
+    if document.revision == revision:
+        return revision, line_start, offset
+    changes = document.changes_since(revision)
+    moved = None if changes is None else follow_range(line_start, offset, changes)
+    if moved is None or document.uri not in documents or documents.get(document.uri) is not document:
+        return None
+    return document.revision, moved[0], moved[1]
+
+
 async def suggestion_at(ls, uri: str, position: types.Position, *, explicit: bool):  # type: ignore[no-untyped-def]
     """The model's suggestion at a position, or None; shared by inline and fallback completion.
 
@@ -147,17 +165,12 @@ async def suggestion_at(ls, uri: str, position: types.Position, *, explicit: boo
     verdict = may_complete(uri, document.language_id, ls.settings)
     if not verdict.allowed:
         return document, None
-    revision = document.revision
-    line_start = int(document.index.char_starts[document.index.line_of_offset(offset)])
     ls.send_status("generating")
-    await parse_off_the_loop(document)
-    if document.revision != revision:  # edits landed while it parsed: move the cursor
-        changes = document.changes_since(revision)
-        moved = None if changes is None else follow_range(line_start, offset, changes)
-        if moved is None or uri not in ls.documents or ls.documents.get(uri) is not document:
-            ls.send_status("ready")
-            return document, None
-        (line_start, offset), revision = moved, document.revision
+    cursor = await parsed_cursor(ls.documents, document, offset)
+    if cursor is None:
+        ls.send_status("ready")
+        return document, None
+    revision, line_start, offset = cursor
     try:
         suggestion = await ls.engine.complete(document, offset, explicit=explicit, key=uri)
     except Cancelled:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
@@ -203,6 +205,22 @@ def test_edit_storm_of_10000_edits_has_no_divergence() -> None:
     assert divergent == []
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.sampled_from(["utf-16", "utf-8", "utf-32"]))
+def test_random_notifications_match_the_reference(rng: random.Random, encoding: str) -> None:
+    ls = server()
+    ls.documents.encoding = encoding
+    expected = model.stored(model.random_text(rng, rng.randint(0, 10)))
+    ls.call(types.TEXT_DOCUMENT_DID_OPEN, did_open(URI, expected))
+    for version in range(2, 12):
+        sent, changes = expected, []
+        for _ in range(rng.randint(1, 4)):
+            changes.append(model.random_change(rng, expected, encoding))
+            expected = model.apply(expected, changes[-1], encoding)
+        ls.call(types.TEXT_DOCUMENT_DID_CHANGE, did_change(URI, version, changes))
+        assert ls.documents.get(URI).text == expected, (sent, changes)
+
+
 # -- lone surrogates ---------------------------------------------------------------------------
 
 
@@ -253,6 +271,16 @@ def test_a_change_that_cannot_land_marks_the_document_and_says_so(monkeypatch: p
     ls.call(types.TEXT_DOCUMENT_DID_CHANGE, did_change(URI, 4, [model.Change(None, "fresh\n")]))
     assert ls.documents.out_of_sync(URI) is None
     assert document.text == "fresh\n"
+
+
+async def test_document_out_of_sync_gets_no_suggestion() -> None:
+    engine = SlowEngine()
+    engine.release.set()
+    ls = server(engine)
+    ls.call(types.TEXT_DOCUMENT_DID_OPEN, did_open(URI, SAMPLE))
+    assert len((await ls.call(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline(5, 4))).items) == 1
+    ls.documents.mark_out_of_sync(URI, "a didChange failed validation")
+    assert (await ls.call(types.TEXT_DOCUMENT_INLINE_COMPLETION, inline(5, 4))).items == []
 
 
 def test_did_change_for_unknown_documents_is_one_message() -> None:
