@@ -32,6 +32,7 @@ import {
   missingMessage,
   notInstalledMessage,
 } from './serverCommand';
+import { ModelPickItem, modelPickItems, parseListing, pickPlaceholder } from './models';
 import { logLevelOf } from './serverLog';
 import { ServerKey, languagesFrom, needsRestart, serverSettings } from './settings';
 import { ProgressInfo, applyProgress, parseStatus } from './status';
@@ -44,6 +45,7 @@ export const COMMANDS = {
   relianceReport: 'ghostpilot.showRelianceReport',
   restart: 'ghostpilot.restartServer',
   showLog: 'ghostpilot.showLog',
+  selectModel: 'ghostpilot.selectModel',
 } as const;
 
 /** Commands the server executes (workspace/executeCommand). */
@@ -53,6 +55,8 @@ export const SERVER_COMMANDS = {
 } as const;
 
 const STATUS_NOTIFICATION = 'ghostpilot/status';
+/** The server's model catalogue (see src/models.ts). */
+const MODELS_REQUEST = 'ghostpilot/models';
 /** Read-only documents for reports: nothing to save, nothing dirty on close. */
 const REPORT_SCHEME = 'ghostpilot-report';
 const RESTARTS_ALLOWED = 3;
@@ -87,6 +91,15 @@ function importProblem(python: string): Promise<string | undefined> {
   });
 }
 
+/** Write a setting where the user set it (folder, workspace), else in the user settings. */
+function settingTarget(inspected: { workspaceFolderValue?: unknown; workspaceValue?: unknown } | undefined) {
+  return inspected?.workspaceFolderValue !== undefined
+    ? vscode.ConfigurationTarget.WorkspaceFolder
+    : inspected?.workspaceValue !== undefined
+      ? vscode.ConfigurationTarget.Workspace
+      : vscode.ConfigurationTarget.Global;
+}
+
 export class Ghostpilot implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private starting: Promise<void> | undefined;
@@ -115,6 +128,7 @@ export class Ghostpilot implements vscode.Disposable {
       vscode.commands.registerCommand(COMMANDS.relianceReport, () => this.showRelianceReport()),
       vscode.commands.registerCommand(COMMANDS.restart, () => this.restart(true)),
       vscode.commands.registerCommand(COMMANDS.showLog, () => this.log.show(true)),
+      vscode.commands.registerCommand(COMMANDS.selectModel, () => this.selectModel()),
       vscode.workspace.onDidChangeConfiguration((event) => this.onConfigurationChanged(event)),
       this.reportChanged,
       vscode.workspace.registerTextDocumentContentProvider(REPORT_SCHEME, {
@@ -490,17 +504,52 @@ export class Ghostpilot implements vscode.Disposable {
     await vscode.window.showTextDocument(document, { preview: false });
   }
 
+  /**
+   * Installed and downloadable models from the server, with size and recommendation.
+   * Selecting one sets `ghostpilot.model`; for a model that is not installed the server
+   * then offers to download it (a notification with the size and, where needed, the licence).
+   */
+  private async selectModel(): Promise<void> {
+    const client = await this.runningClient();
+    if (!client) {
+      return;
+    }
+    let listing;
+    try {
+      listing = parseListing(await client.sendRequest(MODELS_REQUEST, {}));
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.log.error(`${MODELS_REQUEST} failed: ${message}`);
+      void vscode.window.showErrorMessage(`Ghostpilot: could not list the models: ${message}`);
+      return;
+    }
+    if (!listing) {
+      void vscode.window.showWarningMessage(
+        'Ghostpilot: this server version cannot list models. Update the Ghostpilot server, or set ghostpilot.model by hand.',
+      );
+      return;
+    }
+    const items = modelPickItems(listing).map((pick) =>
+      pick.kind === 'separator' ? { ...pick, kind: vscode.QuickPickItemKind.Separator } : pick,
+    ) as (vscode.QuickPickItem & Partial<ModelPickItem>)[];
+    const chosen = await vscode.window.showQuickPick(items, {
+      title: 'Ghostpilot: Select model',
+      placeHolder: pickPlaceholder(listing),
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
+    if (!chosen?.model || chosen.model === listing.current) {
+      return;
+    }
+    const config = settings(vscode.window.activeTextEditor?.document.uri);
+    await config.update('model', chosen.model, settingTarget(config.inspect<string>('model')));
+    this.log.info(`Model set to ${chosen.model} (Ghostpilot: Select model).`);
+  }
+
   private async toggleSuggestions(): Promise<void> {
     const config = settings(vscode.window.activeTextEditor?.document.uri);
-    const inspected = config.inspect<boolean>('enable');
-    const target =
-      inspected?.workspaceFolderValue !== undefined
-        ? vscode.ConfigurationTarget.WorkspaceFolder
-        : inspected?.workspaceValue !== undefined
-          ? vscode.ConfigurationTarget.Workspace
-          : vscode.ConfigurationTarget.Global;
     const enable = !this.suggestionsEnabled();
-    await config.update('enable', enable, target);
+    await config.update('enable', enable, settingTarget(config.inspect<boolean>('enable')));
     if (!enable) {
       await vscode.commands.executeCommand('editor.action.inlineSuggest.hide');
     }
