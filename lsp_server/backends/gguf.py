@@ -63,6 +63,7 @@ MAX_TENSOR_COUNT = 1 << 18  # real models: a few hundred to ~50k (unmerged MoE e
 MAX_STRING_BYTES = 1 << 24  # one string; chat templates, the longest, are ~100 KB
 MAX_ARRAY_ITEMS = 1 << 24  # numeric arrays (scores, token types, charsmaps)
 MAX_STRING_ARRAY_ITEMS = 1 << 21  # vocabularies and merges (real: up to ~500k)
+MAX_KEY_BYTES = 1 << 12  # real keys: under 100 bytes
 MAX_TENSOR_NAME_BYTES = 63  # GGML_MAX_NAME - 1
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_LAYERS = 512  # LLAMA_MAX_LAYERS
@@ -77,7 +78,7 @@ MAX_EPSILON = 0.1
 _MAX_KEPT_ARRAY = 64  # string arrays
 _MAX_KEPT_NUMBERS = 2 * MAX_LAYERS  # numeric arrays (per-layer values)
 _MAX_KEPT_STRING = 1 << 16
-_MAX_KEPT_TOTAL = 1 << 20  # all kept strings together
+_MAX_KEPT_TOTAL = 1 << 20  # all kept strings and arrays together (8 bytes a number)
 _MAX_SPECIALS = 1 << 14
 
 _TOKENS_KEY = "tokenizer.ggml.tokens"
@@ -281,7 +282,7 @@ def _array(reader: _Reader, key: str, vocab: _Vocab) -> Any:
             )
         if count * width > reader.remaining:
             raise reader.truncated(f"array {key!r} claims {count} items")
-        if count > _MAX_KEPT_NUMBERS:
+        if count > _MAX_KEPT_NUMBERS or not reader.keep(count * 8):
             reader.skip(count * width)
             return {"type": item_type, "count": count}
         raw = reader.read(width * count)
@@ -425,7 +426,10 @@ def read_header(path: str | os.PathLike[str], *, check: bool = True) -> GGUFHead
         types: dict[str, int] = {}
         vocab = _Vocab()
         for index in range(kv_count):
-            key = reader.string(f"name of key {index}")
+            what = f"name of key {index}"
+            key = reader.read(reader.string_length(what, MAX_KEY_BYTES), what).decode(
+                "utf-8", errors="replace"
+            )
             if key in metadata:
                 raise GGUFError(f"{file}: corrupt header (key {key!r} appears twice)")
             type_id = reader.u32()

@@ -141,6 +141,18 @@ def test_long_strings_are_summarised_not_kept(tmp_path: Path) -> None:
     assert metadata["general.basename"] == "kept"
 
 
+def test_kept_metadata_is_bounded_in_total(tmp_path: Path) -> None:
+    """Many small arrays and strings: kept up to a total, then summarised."""
+    kvs = [kv(f"layer.{i}.values", ARRAY, (F32, [0.5] * 1000)) for i in range(200)]
+    kvs += [kv(f"text.{i}", STRING, "y" * 60_000) for i in range(40)]
+    metadata = read_header(write(tmp_path, gguf(kvs))).metadata
+    kept_arrays = [k for k, v in metadata.items() if k.startswith("layer.") and isinstance(v, list)]
+    kept_strings = [k for k, v in metadata.items() if k.startswith("text.") and isinstance(v, str)]
+    assert 0 < len(kept_arrays) < 200 and len(kept_strings) < 40
+    assert metadata["layer.199.values"] == {"type": F32, "count": 1000}
+    assert metadata["text.39"] == {"type": STRING, "bytes": 60_000}
+
+
 @pytest.mark.parametrize(
     ("name", "architecture"),
     [
@@ -239,6 +251,11 @@ BAD_FILES = [
         b"GGUF" + struct.pack("<IQQ", 3, 0, MAX_KV_COUNT + 1),
         rf"tensor or key count out of range: 0 tensors, {MAX_KV_COUNT + 1} keys",
         id="too-many-keys",
+    ),
+    pytest.param(
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + gstr("k" * 5000) + struct.pack("<IB", U8, 1),
+        r"a string claims 5000 bytes \(name of key 0; at most 4096 allowed\)",
+        id="key-name-too-long",
     ),
     pytest.param(
         b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + gstr("k") + struct.pack("<IQ", STRING, 1 << 30),
