@@ -49,6 +49,8 @@ class ProbeResult:
     ok: bool
     message: str = ""  # why the model is refused, when not ok
     seconds: float = 0.0
+    # False where the check itself did not finish (a timeout): worth trying again later.
+    final: bool = True
 
 
 def cache_file() -> Path:
@@ -139,7 +141,9 @@ def matches_registry(path: str | os.PathLike[str], entry: ModelEntry | None) -> 
     return digest == entry.sha256
 
 
-_ABORT_LINE = re.compile(r"(?:^|\s)(?P<file>[^\s:]+\.(?:c|cc|cpp|cu|h|m)):(?P<line>\d+): (?P<what>.+)$")
+_ABORT_LINE = re.compile(
+    r"(?:^|\s)(?P<file>[^\s:]+\.(?:c|cc|cpp|cu|h|m)):(?P<line>\d+): (?P<what>.+)$"
+)
 
 
 def _failure_line(stderr: str) -> str:
@@ -202,7 +206,7 @@ def probe(
             cwd=str(Path(__file__).resolve().parents[2]),
         )
     except OSError as error:
-        return ProbeResult(False, f"could not start the model check process: {error}")
+        return ProbeResult(False, f"could not start the model check process: {error}", final=False)
     try:
         out, err = child.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -213,6 +217,7 @@ def probe(
             f"loading {path} in a check process took longer than {timeout_s:g} s; "
             "the model was not loaded",
             time.perf_counter() - started,
+            final=False,
         )
     seconds = time.perf_counter() - started
     stderr = err[-_STDERR_TAIL:].decode("utf-8", errors="replace")
@@ -257,7 +262,7 @@ def vet(
         "model check of %s in a child process: %s (%.1f s)",
         path, "ok" if result.ok else result.message, result.seconds,
     )  # fmt: skip
-    if result.ok or "took longer than" not in result.message:  # a timeout is no verdict
+    if result.final:
         _store.put(key, {"ok": result.ok, "message": result.message})
     return result
 
