@@ -19,8 +19,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
 
@@ -30,6 +31,7 @@ from lsp_server.backends.registry import ModelEntry, load_registry, missing_down
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 MODELS_REQUEST = "ghostpilot/models"
 DECLINE = "Not now"
 PROGRESS_EVERY_S = 0.5
@@ -72,6 +74,32 @@ def _clock(seconds: float) -> str:
 # -- the offer ----------------------------------------------------------------------------
 
 
+def in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``work`` on a daemon thread: unlike the default executor's threads, a download in
+    progress never keeps the server process alive after ``exit`` (its bytes are kept)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as error:
+            loop.call_soon_threadsafe(settle, None, error)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name="ghostpilot-pull", daemon=True).start()
+    return future
+
+
 @dataclass
 class _Meter:
     """Turns the download thread's byte counts into at most two $/progress reports a second."""
@@ -101,6 +129,12 @@ class ModelOffers:
         self.server = server
         self.busy = False
         self._machine: Machine | None = None
+        self._cancel: threading.Event | None = None  # the running download's
+
+    def stop(self) -> None:
+        """Shutdown: stop a running download (its bytes are kept for the next one)."""
+        if self._cancel is not None:
+            self._cancel.set()
 
     def on_model_state(self, state: str, message: str) -> None:
         """Worker listener (worker thread): a failed load may be a model to download."""
@@ -162,9 +196,10 @@ class ModelOffers:
 
         meter = _Meter(report, self.server.call_soon)
         outcome, ok = "", False
+        self._cancel = cancel
         try:
-            result = await asyncio.to_thread(
-                download.pull, spec, destination, remote=remote, on_progress=meter, cancel=cancel
+            result = await in_daemon_thread(
+                lambda: download.pull(spec, destination, remote=remote, on_progress=meter, cancel=cancel)
             )
             outcome, ok = f"{spec.title} downloaded and verified (sha256 {result.sha256[:12]}…)", True
             self.server.log_message(f"installed {result.path} (sha256 {result.sha256})")
@@ -175,6 +210,7 @@ class ModelOffers:
             outcome = f"downloading {spec.title} failed: {error}"
             self._tell(types.MessageType.Error, outcome)
         finally:
+            self._cancel = None
             if progress:
                 self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome or "stopped"))
         return ok
@@ -227,6 +263,7 @@ class ModelOffers:
 def setup(server) -> None:  # type: ignore[no-untyped-def]
     offers = ModelOffers(server)
     server.worker.add_listener(offers.on_model_state)
+    server.shutdown_listeners.append(offers.stop)
 
     @server.feature(MODELS_REQUEST)
     async def models(ls, *args):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,14 @@ class Editor:
                 return str(token)
         return None
 
+    def bytes_arrived(self) -> bool:
+        """A progress report after the first chunk of the download reached the disk."""
+        token = self.download_token()
+        return token is not None and any(
+            isinstance(v, types.WorkDoneProgressReport) and (v.percentage or 0) > 0
+            for v in self.client.progress_reports[token]
+        )
+
     async def wait(self, predicate: Any, timeout: float = 240) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
@@ -158,14 +167,7 @@ async def test_cancelled_download_keeps_its_bytes(hub: Hub, editors: list[Editor
     editor = await start_editor(hub, "tiny-coder", answer="Download")
     editors.append(editor)
 
-    def bytes_arrived() -> bool:
-        token = editor.download_token()
-        return token is not None and any(
-            isinstance(v, types.WorkDoneProgressReport) and (v.percentage or 0) > 0
-            for v in editor.client.progress_reports[token]
-        )
-
-    await editor.wait(bytes_arrived, timeout=120)
+    await editor.wait(editor.bytes_arrived, timeout=120)
     token = editor.download_token()
     editor.client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token or ""))
     await editor.wait(lambda: isinstance(editor.client.progress_reports[token or ""][-1], types.WorkDoneProgressEnd))
@@ -194,3 +196,19 @@ async def test_declined_offer_downloads_nothing(hub: Hub, editors: list[Editor])
     assert {m["name"]: m["installed"] for m in listing["models"]} == {
         "gemma-standin": False, "tiny-coder": False, "licensed": False,
     }  # fmt: skip
+
+
+async def test_shutdown_during_a_download_exits_at_once_and_keeps_the_bytes(hub: Hub) -> None:
+    hub.standin.throttle_bytes_per_s = 2_000_000  # 40 MB: about 20 s in all
+    editor = await start_editor(hub, "tiny-coder", answer="Download")
+    try:
+        await editor.wait(editor.bytes_arrived, timeout=120)
+        started = time.monotonic()
+        await asyncio.wait_for(editor.client.shutdown_session(), timeout=60)
+        took = time.monotonic() - started
+    finally:
+        await editor.client.stop()
+    assert took < 10, f"the server took {took:.1f} s to exit: the download held it"
+    [partial] = partial_files(hub.models, TINY_FILE)
+    assert 0 < partial.stat().st_size < 40_000_000
+    assert not (hub.models / TINY_FILE).exists()
