@@ -1,0 +1,184 @@
+"""Turn a trained LoRA adapter into a llama.cpp adapter GGUF, and check it.
+
+    .venv-train/bin/python -m training.export ADAPTER_DIR OUT.gguf [--check]
+
+The converter is ``convert_lora_to_gguf.py`` from the llama.cpp sources vendored in the
+llama-cpp-python sdist the product pins (the same llama.cpp that loads the adapter).
+The sdist is fetched once by ``scripts/fetch-llama-sdist.sh`` into the project cache
+(``~/.cache/ghostpilot/sdist``, shared with scripts/build-llama-server.sh); the few
+Python files the converter needs are unpacked beside it.
+
+``--check`` then greedy-decodes one prompt three ways and compares: HF base + LoRA
+(here, torch), llama.cpp base + adapter GGUF (the product's venv, ``Llama(model_path=,
+lora_path=)``), and llama.cpp base alone. The first two must agree token for token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("GHOSTPILOT_CACHE", Path.home() / ".cache" / "ghostpilot"))
+PRODUCT_PYTHON = ROOT / ".venv" / "bin" / "python"
+CHECK_PROMPT = '''def is_palindrome(text: str) -> bool:
+    """Whether text reads the same backwards, ignoring case.
+
+    >>> is_palindrome("Anna")
+    True
+    >>> is_palindrome("abc")
+    False
+    """
+'''
+
+
+def pinned_llama_version() -> str:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    found = re.search(r'"llama-cpp-python==([^"]+)"', text)
+    return found.group(1) if found else "0.3.36"
+
+
+def sdist_tarball(version: str) -> Path:
+    """The cached llama-cpp-python sdist, fetched by the project's script if missing."""
+    cached = CACHE / "sdist" / f"llama_cpp_python-{version}.tar.gz"
+    if cached.exists():
+        return cached
+    script = ROOT / "scripts" / "fetch-llama-sdist.sh"
+    env = {**os.environ, "LLAMA_CPP_PYTHON_VERSION": version}
+    if script.exists():
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env,
+                             check=False)
+        if out.returncode == 0 and Path(out.stdout.strip()).exists():
+            return Path(out.stdout.strip())
+        raise RuntimeError(f"fetch-llama-sdist.sh failed: {out.stderr.strip()[-500:]}")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                    "--no-binary", ":all:", f"llama-cpp-python=={version}", "-d",
+                    str(cached.parent)], check=True)
+    return cached
+
+
+def converter(version: str | None = None) -> Path:
+    """``convert_lora_to_gguf.py`` with the modules it imports, unpacked once."""
+    version = version or pinned_llama_version()
+    dest = CACHE / f"llama.cpp-{version}" / "convert"
+    script = dest / "convert_lora_to_gguf.py"
+    if script.exists():
+        return script
+    tarball = sdist_tarball(version)
+    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+    wanted = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+    tmp = dest.with_name("convert.tmp")
+    with tarfile.open(tarball) as tf:
+        for member in tf.getmembers():
+            if not member.name.startswith(prefix):
+                continue
+            rel = member.name[len(prefix):]
+            if member.isfile() and rel.startswith(wanted):
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                handle = tf.extractfile(member)
+                if handle is not None:
+                    target.write_bytes(handle.read())
+    if not (tmp / "convert_lora_to_gguf.py").exists():
+        raise RuntimeError(f"no convert_lora_to_gguf.py in {tarball}")
+    tmp.rename(dest)
+    return script
+
+
+def export(adapter: Path, base: Path, out: Path, outtype: str = "f16") -> Path:
+    """Run the converter (in this interpreter: it needs torch and transformers)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(converter()), "--base", str(base), "--outtype", outtype,
+           "--outfile", str(out), str(adapter)]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def hf_greedy(base: Path, adapter: Path | None, prompt: str, max_tokens: int) -> list[int]:
+    """Greedy continuation token ids from HF (fp32), with the adapter if given."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, max_new_tokens=max_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id)
+    return [int(t) for t in out[0, ids.shape[1]:]]
+
+
+_LLAMA_PROGRAM = r"""
+import json, sys
+from llama_cpp import Llama
+cfg = json.loads(sys.argv[1])
+kw = {"lora_path": cfg["lora"]} if cfg["lora"] else {}
+llm = Llama(model_path=cfg["model"], n_ctx=1024, n_threads=2, verbose=False, **kw)
+ids = llm.tokenize(cfg["prompt"].encode(), add_bos=True)
+out = []
+for tok in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0):
+    if tok == llm.token_eos() or len(out) >= cfg["max_tokens"]:
+        break
+    out.append(int(tok))
+print(json.dumps({"ids": out, "text": llm.detokenize(out).decode("utf-8", "replace")}))
+"""
+
+
+def llama_greedy(model: Path, lora: Path | None, prompt: str, max_tokens: int,
+                 python: Path = PRODUCT_PYTHON) -> dict[str, object]:
+    """Greedy ids and text from llama-cpp-python in the product's venv."""
+    cfg = json.dumps({"model": str(model), "lora": str(lora) if lora else None,
+                      "prompt": prompt, "max_tokens": max_tokens})
+    done = subprocess.run([str(python), "-c", _LLAMA_PROGRAM, cfg], capture_output=True,
+                          text=True, check=True)
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def check(adapter_dir: Path, adapter_gguf: Path, base: Path, gguf: Path,
+          max_tokens: int = 48) -> dict[str, object]:
+    hf = hf_greedy(base, adapter_dir, CHECK_PROMPT, max_tokens)
+    with_lora = llama_greedy(gguf, adapter_gguf, CHECK_PROMPT, max_tokens)
+    plain = llama_greedy(gguf, None, CHECK_PROMPT, max_tokens)
+    agree = hf[:len(with_lora["ids"])] == with_lora["ids"]  # type: ignore[arg-type]
+    return {"hf_lora_ids": hf, "llama_lora": with_lora, "llama_base": plain,
+            "hf_equals_llama": agree, "adapter_changes_output": with_lora["ids"] != plain["ids"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.train import ARTIFACTS, embedded_gguf, prepare_base
+
+    p = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("adapter", type=Path, help="a checkpoint's adapter/ folder (PEFT)")
+    p.add_argument("out", type=Path, help="the adapter GGUF to write")
+    p.add_argument("--base", type=Path, default=ARTIFACTS / "base")
+    p.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16", "q8_0"])
+    p.add_argument("--check", action="store_true", help="compare HF+LoRA with llama.cpp+adapter")
+    p.add_argument("--max-tokens", type=int, default=48)
+    args = p.parse_args(argv)
+    gguf = embedded_gguf()
+    base = prepare_base(gguf, args.base)
+    export(args.adapter, base, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    if args.check:
+        result = check(args.adapter, args.out, base, gguf, args.max_tokens)
+        print(json.dumps(result, indent=2))
+        return 0 if result["hf_equals_llama"] else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
