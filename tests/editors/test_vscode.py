@@ -23,6 +23,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,9 +211,33 @@ def test_parse_trace(index: int, direction: str, kind: str, method: str,
 
 # -- the one harness run ---------------------------------------------------------------
 
+SELECT_MODEL = "gemma-standin"
+
+
+@contextmanager
+def model_hub(root: Path) -> Iterator[dict[str, str]]:
+    """A loopback Hub serving the embedded GGUF as the registry model ``gemma-standin`` (the
+    real registry plus that entry), for the "Select model" step; the server's environment."""
+    from lsp_server.backends.registry import REGISTRY_PATH, embedded_model_path
+    from tests.e2e.test_models_pull import GEMMA_FILE, GEMMA_REPO, registry_entry
+    from tests.hub_standin import HubStandIn
+
+    with HubStandIn() as hub:
+        served = hub.add(GEMMA_REPO, GEMMA_FILE, embedded_model_path())
+        registry = root / "registry.toml"
+        registry.write_text(REGISTRY_PATH.read_text(encoding="utf-8") + "\n"
+                            + registry_entry(SELECT_MODEL, GEMMA_REPO, GEMMA_FILE, served.sha256),
+                            encoding="utf-8")  # fmt: skip
+        yield {
+            "SELECT_MODEL": SELECT_MODEL, "HF_ENDPOINT": hub.endpoint, "GHOSTPILOT_REGISTRY": str(registry),
+            "GHOSTPILOT_MODELS_DIR": str(root / "models"), "HF_HOME": str(root / "hf-home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }  # fmt: skip
+
+
 
 @pytest.fixture(scope="module")
-def run() -> dict[str, Any]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     paths, problems = prerequisites()
     if problems:
         message = "VS Code editor test not set up: " + "; ".join(problems)
@@ -223,10 +249,12 @@ def run() -> dict[str, Any]:
     result_path.unlink(missing_ok=True)
     env = {**os.environ, **paths, "ARTIFACTS": str(ARTIFACTS), "RESULT_JSON": str(result_path)}
     started = time.monotonic()
-    completed = subprocess.run(
-        [paths["NODE"], str(HARNESS / "run-vscode-test.mjs")],
-        env=env, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_S, check=False,
-    )
+    with model_hub(tmp_path_factory.mktemp("hub")) as hub_env:  # "Ghostpilot: Select model"
+        completed = subprocess.run(
+            [paths["NODE"], str(HARNESS / "run-vscode-test.mjs")],
+            env={**env, **hub_env}, capture_output=True, text=True, timeout=HARNESS_TIMEOUT_S,
+            check=False,
+        )  # fmt: skip
     elapsed = time.monotonic() - started
     (ARTIFACTS / "harness.log").write_text(completed.stdout + completed.stderr)
     if not result_path.exists():
@@ -370,3 +398,26 @@ def test_restart_server(run: dict[str, Any]) -> None:
     initializations = [m for m in run["trace"] if m.kind == "request"
                        and m.direction == "Sending" and m.method == "initialize"]
     assert len(initializations) >= 2, "Restart server did not start a new server"
+
+
+def test_select_model_lists_models_then_downloads_and_switches(run: dict[str, Any]) -> None:
+    """"Ghostpilot: Select model": installed and downloadable models with size and the
+    recommendation; picking one that is not installed writes ghostpilot.model, the server
+    offers the download in a notification, and after "Download" the model serves."""
+    pick = run["selectModel"]
+    assert pick["error"] is None, pick
+    items = pick["items"] or []
+    gemma = next((item for item in items if item.startswith("Gemma 3 270M")), None)
+    assert gemma and "253.1 MB" in gemma and "embedded" in gemma, items
+    standin = next((item for item in items if item.startswith("Gemma-Standin")), None)
+    assert standin and "download" in standin and "HumanEval 4.0 %" in standin, items
+    qwen = next((item for item in items if item.startswith("Qwen2.5-Coder 1.5B")), None)
+    assert qwen and "~1.6 GB" in qwen and "HumanEval 43.9 %" in qwen, items
+    assert any("recommended" in item for item in items), items
+    assert [s.strip() for s in pick["separators"]][:2] == ["Installed", "Download"]
+    assert pick["setting"] == SELECT_MODEL
+    assert pick["offer"].startswith("Ghostpilot: Download Gemma-Standin (253.1 MB)?"), pick["offer"]
+    assert pick["status"].endswith(f"{SELECT_MODEL}: ready") or re.search(rf"{SELECT_MODEL}: \d", pick["status"])
+    ready = [m.body for m in run["trace"] if m.method == "ghostpilot/status" and isinstance(m.body, dict)
+             and m.body.get("model") == SELECT_MODEL and m.body.get("state") == "ready"]  # fmt: skip
+    assert ready, "the server never reported the selected model ready"

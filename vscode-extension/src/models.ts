@@ -129,8 +129,8 @@ export function modelPickItems(listing: ModelListing): ModelPickItem[] {
   return items;
 }
 
-/** The quick pick's placeholder: what is in use and why one is recommended. */
+/** The quick pick's placeholder: the model in use and the one for this machine. */
 export function pickPlaceholder(listing: ModelListing): string {
-  const recommended = listing.recommended ? ` Recommended: ${listing.recommended} (${listing.machine}).` : '';
+  const recommended = listing.recommended ? ` Recommended for this machine: ${listing.recommended}.` : '';
   return `Current model: ${listing.current || 'default'}.${recommended}`;
 }

@@ -61,7 +61,7 @@ describe('modelPickItems', () => {
   it('places the current model and the recommendation in the placeholder', () => {
     assert.equal(
       pickPlaceholder(listing),
-      'Current model: gemma3-270m. Recommended: qwen2.5-coder-1.5b (25 GB RAM, 2 cores, no GPU offload (CPU only)).',
+      'Current model: gemma3-270m. Recommended for this machine: qwen2.5-coder-1.5b.',
     );
   });
 });

@@ -13,6 +13,8 @@
 //   ARTIFACTS         where screenshots and logs go (default <repo>/artifacts/vscode)
 //   RESULT_JSON       where the result goes (default $ARTIFACTS/result.json)
 //   GHOST_TIMEOUT_MS  how long to wait for ghost text (default 120000)
+//   SELECT_MODEL      a registry model that is not installed: pick it in "Ghostpilot: Select
+//                     model" and accept the download (the test serves it from a loopback Hub)
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -78,6 +80,8 @@ const result = {
   toggle: { statusOff: null, settingOff: null, statusOn: null, settingOn: null },
   restart: { statuses: [], ready: null },
   missingServer: { notification: null, status: null },
+  // "Ghostpilot: Select model" (runs only when SELECT_MODEL names a downloadable model).
+  selectModel: { items: null, separators: null, setting: null, offer: null, statuses: [], status: null, error: null },
   extensionLog: null,
   notifications: [],
 };
@@ -495,6 +499,43 @@ async function main() {
       }, 15000, 'the status bar to leave off').catch(() => recordStatus(page));
       result.toggle.settingOn = enableSetting() ?? null;
     }).catch((error) => log(`toggle: ${error.message}`));
+
+    // Ghostpilot: Select model: the quick pick lists installed and downloadable models; picking
+    // one that is not installed writes ghostpilot.model, the server offers the download (a
+    // notification with buttons), and after "Download" the status bar shows the new model.
+    const selectModel = env.SELECT_MODEL;
+    if (selectModel) {
+      await timed('selectModel', async () => {
+        const pick = result.selectModel;
+        await runCommand(page, 'Ghostpilot: Select model');
+        const rows = page.locator('.quick-input-widget .monaco-list-row');
+        await rows.first().waitFor({ state: 'visible', timeout: 30000 });
+        await sleep(500);
+        pick.items = await rows.evaluateAll((nodes) => nodes.map((node) => (node.textContent || '').replace(/\s+/g, ' ').trim()));
+        pick.separators = await page.locator('.quick-input-widget .quick-input-list-separator').allTextContents();
+        await shot(page, '08b-select-model');
+        await page.locator('.quick-input-widget input').fill(selectModel);
+        await page.locator('.quick-input-widget .monaco-list-row', { hasText: selectModel }).first().waitFor({ timeout: 15000 });
+        await page.keyboard.press('Enter');
+        const modelSetting = () => JSON.parse(fs.readFileSync(path.join(userData, 'User/settings.json'), 'utf8'))['ghostpilot.model'];
+        pick.setting = await waitFor(async () => modelSetting() ?? null, 15000, 'ghostpilot.model to be written');
+        const offer = page.locator('.notification-list-item-message', { hasText: /Ghostpilot: Download .+\?/ }).first();
+        await offer.waitFor({ state: 'visible', timeout: 60000 });
+        pick.offer = ((await offer.textContent()) || '').trim();
+        await shot(page, '08c-download-offer');
+        await page.locator('.notification-list-item', { has: offer })
+          .locator('.monaco-button', { hasText: /^Download$/ }).first().click();
+        pick.status = await waitFor(async () => {
+          const text = await recordStatus(page);
+          if (text && pick.statuses[pick.statuses.length - 1] !== text) pick.statuses.push(text);
+          return text && text.includes(`${pick.setting}: `) && /: (ready|\d)/.test(text) ? text : null;
+        }, 180000, 'the downloaded model to be ready', 100);
+        await shot(page, '08d-model-switched');
+      }).catch((error) => {
+        result.selectModel.error = error.message;
+        log(`select model: ${error.message}`);
+      });
+    }
 
     // A server command that does not exist: one actionable message, the editor keeps working.
     await timed('missingServer', async () => {
