@@ -65,7 +65,12 @@ def recommend(entries: list[ModelEntry], machine: Machine) -> Recommendation | N
         and (entry.approx_size_bytes or 0) > 0 and (entry.approx_size_bytes or 0) <= limit
     ]  # fmt: skip
     if not fitting:
-        return None
+        embedded = next((entry for entry in entries if entry.embedded), None)
+        if embedded is None:
+            return None
+        return Recommendation(
+            embedded.name, f"no code model fits this machine ({machine.describe()}): keep the embedded one"
+        )
     best = max(fitting, key=lambda entry: (entry.humaneval or 0.0, -(entry.approx_size_bytes or 0)))
     bound = "half the RAM" if machine.gpu_offload else f"{limit / 1e9:.1f} GB for CPU-only suggestions"
     return Recommendation(
