@@ -34,10 +34,21 @@ MAX_FILE_SIZE_KB = 64
 
 @pytest_lsp.fixture(scope="module", loop_scope="module", config=ClientServerConfig(server_command=SERVER_COMMAND))
 async def client(lsp_client: LanguageClient):
-    lsp_client.set_configuration({"maxTokens": 48, "maxFileSizeKb": MAX_FILE_SIZE_KB}, section="ghostpilot")
+    # Neovim sends an empty Lua table as [] (initializationOptions, and the section's
+    # value in workspace/configuration); the settings come later, with didChangeConfiguration.
+    lsp_client.set_configuration([], section="ghostpilot")
     await lsp_client.initialize_session(
         types.InitializeParams(capabilities=INLINE_CLIENT, initialization_options=[])
     )
+    states: asyncio.Queue[str] = asyncio.Queue()
+
+    @lsp_client.feature("ghostpilot/status")
+    def status(params: Any) -> None:
+        states.put_nowait(params["state"] if isinstance(params, dict) else params.state)
+
+    lsp_client.states = states  # type: ignore[attr-defined]
+    lsp_client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"ghostpilot": {"maxTokens": 48, "timeBudgetMs": 4000, "maxFileSizeKb": MAX_FILE_SIZE_KB}}))  # fmt: skip
     yield
     await lsp_client.shutdown_session()
 
@@ -68,9 +79,16 @@ def messages(client: LanguageClient) -> list[str]:
     return [m.message for m in client.messages] + [m.message for m in client.log_messages]
 
 
-async def test_empty_initialization_options_are_no_settings(client: LanguageClient):
-    await asyncio.sleep(0.2)
-    assert not [m for m in messages(client) if "settings" in m], messages(client)
+async def test_empty_settings_tables_are_no_settings(client: LanguageClient):
+    # The configuration is pulled while the model loads: wait for the model, then for
+    # every message before a request.
+    for _ in range(600):
+        reports = [r for rs in client.progress_reports.values() for r in rs]
+        if any(isinstance(r, types.WorkDoneProgressEnd) for r in reports):
+            break
+        await asyncio.sleep(0.2)
+    await client.protocol.send_request_async("ghostpilot/stats", None)
+    assert not [m for m in messages(client) if "setting" in m], messages(client)
 
 
 async def test_edit_storm_leaves_the_server_copy_equal_to_the_editors(client: LanguageClient):
@@ -122,14 +140,21 @@ async def test_buffer_without_language_id_gets_suggestions(client: LanguageClien
 async def test_suggestion_range_follows_lines_inserted_during_generation(client: LanguageClient):
     uri = "file:///tmp/ghostpilot-e2e/moving.py"
     open_document(client, uri, SAMPLE)
-    # The server reads the change while the model generates (messages are handled in
-    # order: the request takes its snapshot first).
+    first = await client.text_document_inline_completion_async(inline_params(uri, 5, 4))
+    assert first is not None and len(first.items) == 1  # and the tree is parsed now
+    # The change lands while the model generates the same suggestion again: it is sent
+    # once the server said "generating" (the request has taken its snapshot by then).
+    states: asyncio.Queue[str] = client.states  # type: ignore[attr-defined]
+    while not states.empty():
+        states.get_nowait()
     request = asyncio.ensure_future(client.text_document_inline_completion_async(inline_params(uri, 5, 4)))
-    await asyncio.sleep(0)
+    while await asyncio.wait_for(states.get(), 60) != "generating":
+        pass
     send(client, uri, 2, [model.Change(((0, 0), (0, 0)), "# inserted\n" * 30)])
     result = await request
     assert result is not None and len(result.items) == 1
     item = result.items[0]
+    assert item.insert_text == first.items[0].insert_text
     assert item.range is not None
     assert (item.range.end.line, item.range.end.character) == (35, 4)
     assert item.range.start.line == 35 and item.range.start.character in (0, 4)
