@@ -16,67 +16,32 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from tree_sitter import Tree
-
 from lsp_server.backends.base import (
     Backend,
     CancelToken,
+    FimTokens,
     GenerationRequest,
     GenerationResult,
+    TimeBudget,
 )
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.parsing.document import Document
-from lsp_server.parsing.positions import LineIndex, byte_point, char_of_byte
-from lsp_server.parsing.syntax import parse
 from lsp_server.prompts import budget, modes, postprocess
-from lsp_server.prompts.context import (
-    BLOCK_HEADER,
-    PromptContext,
-    build_context,
-    enclosing_definitions,
-    indent_width,
-    leading_ws,
-)
+from lsp_server.prompts.context import PromptContext, build_context, indent_width
 from lsp_server.prompts.fim import assemble
+from lsp_server.prompts.snapshot import Snapshot
 from lsp_server.prompts.tokens import PromptTokenizer
 
 log = logging.getLogger(__name__)
 
 SUFFIX_TOKENS = 256
-_WINDOW_LINES = 60
+# The prompt prefix gets at least this many tokens, however small the context.
+MIN_PREFIX_TOKENS = 64
 # A block written on a fresh line after a header or in an empty body must start with
 # code: a small model otherwise often offers only "# TODO: implement" there.
 CODE_FIRST = ("#",)
 _CODE_FIRST_REASONS = frozenset({"after a block header", "empty function body"})
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a completion needs of a document, frozen at request time."""
-
-    uri: str
-    version: int
-    text: str
-    source: bytes
-    tree: Tree
-    language_id: str
-    index: LineIndex
-
-    @classmethod
-    def of(cls, document: Document) -> Snapshot:
-        tree = document.tree.copy() if document.tree is not None else parse(document.source)
-        return cls(
-            document.uri, document.version, document.text, document.source, tree,
-            document.language_id, document.index,
-        )  # fmt: skip
-
-    def byte_of(self, offset: int) -> int:
-        """UTF-8 byte offset of a code-point offset, through the line index (no O(n) encode)."""
-        return byte_point(self.text, self.index, offset)[0]
-
-    def char_of(self, byte_offset: int) -> int:
-        return char_of_byte(self.source, self.index, byte_offset)
 
 
 @dataclass
@@ -151,9 +116,9 @@ class StableHeaders:
 
     While a bracket is open at the cursor, tree-sitter can swallow the methods after the
     current one into an ERROR node, so they drop out of the class header and come back
-    at the next keystroke; every flip re-evaluates the prompt from the header on (the
-    latency replay: 150-180 tokens a request in textwrap's ``_fix_sentence_endings``).
-    A header built while the document has errors is used only until a clean parse.
+    at the next keystroke; every flip re-evaluates the prompt from the header on (found
+    by the latency replay; benchmarks/RESULTS.md has the figures). A header built while
+    the document has errors is used only until a clean parse.
     """
 
     def __init__(self, size: int = 64) -> None:
@@ -320,6 +285,7 @@ class CompletionEngine:
         explicit: bool,
         overrides: Overrides,
     ) -> Suggestion | None:
+        """The pipeline, on the worker thread: plan, prompt, request, generate, finish."""
         settings = self.settings()
         planned = plan(snapshot, cursor, explicit=explicit)
         mode = (overrides.mode or planned.mode) if planned.mode != "none" else "none"
@@ -328,74 +294,26 @@ class CompletionEngine:
             return None
         clean = not snapshot.tree.root_node.has_error
         context = self._headers.settle(snapshot.uri, planned.context, clean=clean)
-        count = self._tokenizer(backend)
-        max_tokens = overrides.max_tokens or (
-            settings.max_line_tokens if mode == "line" else settings.max_tokens
-        )
-        n_ctx = backend.info.n_ctx
-        fim = getattr(backend, "fim_tokens", None)
-        template = getattr(backend, "template", None)
-        suffix_budget = min(SUFFIX_TOKENS, n_ctx // 4) if fim is not None else 0
-        # The same budget for every mode, so line and block requests share a prompt.
-        prefix_budget = max(
-            64, min(settings.max_prompt_tokens, n_ctx - settings.max_tokens - suffix_budget - 16)
-        )
-        prefix = budget.fit_prefix(context, count, prefix_budget)
-        suffix = budget.fit_suffix(context.suffix, count, suffix_budget) if fim is not None else ""
-
-        bos = backend.bos() if hasattr(backend, "bos") else []
-
-        def prompt_tokens(prefix_text: str) -> tuple[int, ...]:
-            """The prompt as token ids, so the backend does not tokenize it again."""
-            if fim is None or template is None:
-                return (*bos, *count.tokens(prefix_text))
-            return tuple(assemble(template, fim, count.tokens(prefix_text), count.tokens(suffix), bos))
-
-        first_line_is_new = planned.start != cursor or not snapshot.text[
-            snapshot.text.rfind("\n", 0, cursor) + 1 : cursor
-        ].strip()
-        block_width = indent_width(context.block_indent) if context.block_indent else 0
-        if mode == "line":
-            stop_rule = postprocess.line_stop_rule
-        else:
-            stop_rule = postprocess.block_stop_rule(block_width, first_line_is_new)
-        request = GenerationRequest(
-            prompt=prefix,
-            prompt_tokens=prompt_tokens(prefix),
-            stop_token_ids=fim.stops if fim is not None else frozenset(),
-            max_tokens=max_tokens,
-            temperature=settings.temperature if overrides.temperature is None else overrides.temperature,
-            top_p=settings.top_p if overrides.top_p is None else overrides.top_p,
-            seed=overrides.seed,
-            logprobs=overrides.logprobs,
-            stop=postprocess.codex_stop_sequences(context.function_indent),
-            stop_rule=stop_rule,
-            time_budget_s=settings.time_budget_ms / 1000.0,
-            ban_first=CODE_FIRST
-            if mode == "block" and first_line_is_new and planned.reason in _CODE_FIRST_REASONS
-            else (),
-        )
+        prompt = self._prompt(backend, context, settings)
+        line_start = snapshot.text.rfind("\n", 0, cursor) + 1
+        first_line_is_new = planned.start != cursor or not snapshot.text[line_start:cursor].strip()
+        request = _request(
+            prompt, context, mode, settings, overrides,
+            first_line_is_new=first_line_is_new,
+            code_first=mode == "block" and first_line_is_new and planned.reason in _CODE_FIRST_REASONS,
+        )  # fmt: skip
         result = backend.generate(request, token)
         raw = result.text
-        header = _opened_block(snapshot.text, planned.start, cursor, raw) if mode == "line" else None
+        header = (
+            postprocess.opened_block(snapshot.text, planned.start, cursor, raw)
+            if mode == "line"
+            else None
+        )
         if header is not None:
-            # The line opens a block (``if x:``): a header alone would leave the buffer
-            # broken, so go on for its body. The prompt's KV cache is reused.
-            line_text, width = header
-            opened = prefix + line_text + "\n"
-            follow = replace(
-                request,
-                prompt=opened,
-                prompt_tokens=prompt_tokens(opened),
-                max_tokens=settings.max_tokens,
-                stop_rule=postprocess.block_stop_rule(width, True),
-                ban_first=CODE_FIRST,
-            )
-            more = backend.generate(follow, token)
-            raw = line_text + "\n" + more.text
-            result = _combine(result, more, raw)
+            result = _follow_block(backend, token, prompt, request, result, header, settings)
+            raw = result.text
             mode = "block"
-        text = self._postprocess(snapshot, cursor, planned.start, mode, raw)
+        text = postprocess.finish(snapshot, cursor, planned.start, mode, raw)
         if text is None:
             return None
         return Suggestion(
@@ -409,60 +327,94 @@ class CompletionEngine:
             result=result,
         )
 
-    @staticmethod
-    def _postprocess(
-        snapshot: Snapshot, cursor: int, start: int, mode: str, raw: str
-    ) -> str | None:
-        text = snapshot.text
-        line_start = text.rfind("\n", 0, cursor) + 1
-        line_end = text.find("\n", cursor)
-        line_end = len(text) if line_end < 0 else line_end
-        following = tuple(text[line_end + 1 :].split("\n", 40)[:40]) if line_end < len(text) else ()
-        cleaned = postprocess.clean(
-            postprocess.CleanupInput(
-                suggestion=raw,
-                mode=mode,
-                line_before=text[line_start:cursor],
-                line_after=text[cursor:line_end],
-                following=following,
-                indent_unit=postprocess.detect_indent_unit(text[max(0, line_start - 20000) : line_start + 2000]),
-            )
-        )
-        if not cleaned:
-            return None
-        if start != cursor:
-            indented = _keep_user_indent(cleaned, text[start:cursor])
-            if indented is None:
-                return None
-            cleaned = indented
-        window_start, window_end = _parse_window(snapshot, cursor)
-        before = text[window_start:start]
-        after = text[cursor:window_end]
-        line_after = text[cursor:line_end]
-        candidates: list[str] = []
-        for piece in postprocess.line_prefixes(cleaned):
-            for candidate in postprocess.overlap_candidates(piece, line_after):
-                if candidate not in candidates:
-                    candidates.append(candidate)
-        chosen = postprocess.choose_parseable(before, after, candidates)
-        if chosen is None or not chosen.strip():
-            return None
-        if start != cursor and chosen.strip() == "":
-            return None
-        return chosen
+    def _prompt(self, backend: Backend, context: PromptContext, settings: Settings) -> Prompt:
+        """The prompt fitted to the model's budget, with the FIM suffix where it has FIM."""
+        info = backend.info
+        count = self._tokenizer(backend)
+        n_ctx = info.n_ctx
+        suffix_budget = min(SUFFIX_TOKENS, n_ctx // 4) if info.fim is not None else 0
+        # The same budget for every mode, so line and block requests share a prompt.
+        room = budget.prompt_room(n_ctx, settings.max_tokens, suffix_budget)
+        prefix_budget = max(MIN_PREFIX_TOKENS, min(settings.max_prompt_tokens, room))
+        prefix = budget.fit_prefix(context, count, prefix_budget)
+        suffix = budget.fit_suffix(context.suffix, count, suffix_budget) if info.fim else ""
+        return Prompt(prefix, suffix, count, info.bos, info.fim)
 
 
-def _opened_block(text: str, start: int, cursor: int, raw: str) -> tuple[str, int] | None:
-    """(generated part of the line, header indentation) when the suggested line ends a
-    block header such as ``for x in y:``; else None."""
-    generated = raw.split("\n", 1)[0]
-    if not generated.strip():
-        return None
-    line_start = text.rfind("\n", 0, cursor) + 1
-    full = text[line_start:start] + generated if start != cursor else text[line_start:cursor] + generated
-    if not BLOCK_HEADER.match(full) or full.rstrip().endswith(("\\", ",")):
-        return None
-    return generated, indent_width(full)
+@dataclass(frozen=True)
+class Prompt:
+    """A completion prompt: its prefix text, and the FIM suffix and markers if any."""
+
+    prefix: str
+    suffix: str
+    tokenizer: PromptTokenizer
+    bos: tuple[int, ...]
+    fim: FimTokens | None
+
+    def tokens(self, prefix: str) -> tuple[int, ...]:
+        """The prompt for ``prefix`` as token ids, so the backend does not tokenize it again."""
+        tokens = self.tokenizer.tokens
+        if self.fim is None:
+            return (*self.bos, *tokens(prefix))
+        return tuple(assemble(self.fim, tokens(prefix), tokens(self.suffix), self.bos))
+
+
+def _request(
+    prompt: Prompt,
+    context: PromptContext,
+    mode: str,
+    settings: Settings,
+    overrides: Overrides,
+    *,
+    first_line_is_new: bool,
+    code_first: bool,
+) -> GenerationRequest:
+    """What to ask the model for: the mode's length and stop rules, sampling, time budget."""
+    if mode == "line":
+        stop_rule = postprocess.line_stop_rule
+    else:
+        block_width = indent_width(context.block_indent) if context.block_indent else 0
+        stop_rule = postprocess.block_stop_rule(block_width, first_line_is_new)
+    return GenerationRequest(
+        prompt=prompt.prefix,
+        prompt_tokens=prompt.tokens(prompt.prefix),
+        stop_token_ids=prompt.fim.stops if prompt.fim is not None else frozenset(),
+        max_tokens=overrides.max_tokens
+        or (settings.max_line_tokens if mode == "line" else settings.max_tokens),
+        temperature=settings.temperature if overrides.temperature is None else overrides.temperature,
+        top_p=settings.top_p if overrides.top_p is None else overrides.top_p,
+        seed=overrides.seed,
+        logprobs=overrides.logprobs,
+        stop=postprocess.codex_stop_sequences(context.function_indent),
+        stop_rule=stop_rule,
+        time_budget=TimeBudget(settings.time_budget_ms / 1000.0, postprocess.complete_line_cut),
+        ban_first=CODE_FIRST if code_first else (),
+    )
+
+
+def _follow_block(
+    backend: Backend,
+    token: CancelToken,
+    prompt: Prompt,
+    request: GenerationRequest,
+    result: GenerationResult,
+    header: tuple[str, int],
+    settings: Settings,
+) -> GenerationResult:
+    """The suggested line opens a block (``if x:``): a header alone would leave the buffer
+    broken, so go on for its body. The prompt's KV cache is reused."""
+    line_text, width = header
+    opened = prompt.prefix + line_text + "\n"
+    follow = replace(
+        request,
+        prompt=opened,
+        prompt_tokens=prompt.tokens(opened),
+        max_tokens=settings.max_tokens,
+        stop_rule=postprocess.block_stop_rule(width, True),
+        ban_first=CODE_FIRST,
+    )
+    more = backend.generate(follow, token)
+    return _combine(result, more, line_text + "\n" + more.text)
 
 
 def _combine(first: GenerationResult, second: GenerationResult, text: str) -> GenerationResult:
@@ -475,51 +427,3 @@ def _combine(first: GenerationResult, second: GenerationResult, text: str) -> Ge
         total_s=first.total_s + second.total_s,
         stop_reason=second.stop_reason,
     )
-
-
-def _keep_user_indent(suggestion: str, typed_ws: str) -> str | None:
-    """On a blank line the suggestion carries its own indentation and replaces the
-    whitespace typed so far; keep at least what the user typed."""
-    first = suggestion.split("\n", 1)[0]
-    if first.startswith(typed_ws):
-        return suggestion
-    model_ws = leading_ws(first)
-    delta = indent_width(typed_ws) - indent_width(model_ws)
-    if delta <= 0:
-        return None  # the model's indentation conflicts with the user's
-    pad = typed_ws[len(typed_ws) - delta :] if typed_ws.endswith(" " * delta) else " " * delta
-    return "\n".join(pad + line if line.strip() else line for line in suggestion.split("\n"))
-
-
-def _parse_window(snapshot: Snapshot, cursor: int) -> tuple[int, int]:
-    """A code-point span around the cursor to parse-check a suggestion in: the outermost
-    enclosing definition, or some lines around the cursor at module level."""
-    text = snapshot.text
-    cursor_byte = snapshot.byte_of(cursor)
-    chain = enclosing_definitions(snapshot.tree, snapshot.source, cursor_byte)
-    if chain:
-        outer = chain[-1]
-        if outer.parent is not None and outer.parent.type == "decorated_definition":
-            outer = outer.parent
-        start_byte = snapshot.source.rfind(b"\n", 0, outer.start_byte) + 1
-        end_byte = max(outer.end_byte, cursor_byte)
-        if end_byte - start_byte < 400_000:
-            start = snapshot.char_of(start_byte)
-            end = snapshot.char_of(end_byte)
-            line_end = text.find("\n", max(end, cursor))
-            return start, len(text) if line_end < 0 else line_end
-    start = cursor
-    for _ in range(_WINDOW_LINES):
-        found = text.rfind("\n", 0, max(start - 1, 0))
-        if found < 0:
-            start = 0
-            break
-        start = found + 1
-    end = cursor
-    for _ in range(_WINDOW_LINES):
-        found = text.find("\n", end + 1)
-        if found < 0:
-            end = len(text)
-            break
-        end = found
-    return start, max(end, cursor)

@@ -11,6 +11,7 @@ from lsp_server.backends.llama import LlamaBackend
 from lsp_server.backends.registry import ModelNotFound, resolve
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
+from lsp_server.prompts.budget import PromptBudget
 
 
 def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Future[None]:
@@ -62,3 +63,14 @@ def start_worker(settings: Settings) -> ModelWorker:
         worker.shutdown()
         raise ModelUnavailable(worker.message or "the model did not load")
     return worker
+
+
+def prompt_budget(worker: ModelWorker, n_ctx: int) -> PromptBudget:
+    """The loaded model's prompt budget (``n_ctx`` until one is loaded).
+
+    It counts with the model's tokenizer through the worker, so use it from a thread:
+    never on the event loop (it would wait for the model) nor inside a worker job (it
+    would wait for itself). Inside a job, count with the backend's ``tokenize``.
+    """
+    info = worker.info
+    return PromptBudget.counting(info.n_ctx if info is not None else n_ctx, worker.tokenize_blocking)

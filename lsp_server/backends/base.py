@@ -1,7 +1,9 @@
 """What a model backend is asked for and what it answers.
 
 The server, the CLI and the evaluation harness all speak these types; only
-``backends/llama.py`` knows about llama.cpp.
+``backends/llama.py`` knows about llama.cpp. Nothing here knows how prompts are built:
+rules that need prompt knowledge (where to stop, where to cut once time is up) come in
+with the request as plain callables.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ from typing import Protocol
 # A stop rule looks at the text generated so far and returns the index at which to
 # cut it and stop, or None to go on.
 StopRule = Callable[[str], "int | None"]
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """Once ``seconds`` have passed since generation began, ``cut`` (a stop rule the
+    caller builds, such as "after the last complete line") decides where to stop."""
+
+    seconds: float
+    cut: StopRule
 
 
 class Cancelled(Exception):
@@ -54,8 +65,7 @@ class GenerationRequest:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     stop_rule: StopRule | None = None
-    # After this many seconds, stop as soon as one complete line is out.
-    time_budget_s: float | None = None
+    time_budget: TimeBudget | None = None
     # Whether the prompt holds special tokens (FIM templates) to be parsed as such.
     special: bool = False
     # Whether to sum log-probabilities (for ranking samples); greedy editor requests skip it.
@@ -79,7 +89,7 @@ class GenerationResult:
     prompt_eval_s: float = 0.0
     decode_s: float = 0.0
     total_s: float = 0.0
-    stop_reason: str = "length"  # "stop", "length", "eos", "rule", "time"
+    stop_reason: str = "length"  # "stop", "length", "eos", "rule" (stop_rule), "time" (time_budget)
 
     @property
     def mean_logprob(self) -> float:
@@ -91,20 +101,70 @@ class GenerationResult:
 
 
 @dataclass(frozen=True)
+class FimTokens:
+    """A fill-in-the-middle template as the model's token ids."""
+
+    prefix: int
+    suffix: int
+    middle: int
+    # Tokens that end a fill (end of text, file separators, stray markers).
+    stops: frozenset[int]
+    # "psm": prefix, suffix, middle. "spm": suffix, prefix, middle.
+    order: str = "psm"
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     path: str
+    # The FIM template's name (for messages), None where the model has no FIM.
     fim_template: str | None
     n_ctx: int
     n_threads: int
     n_gpu_layers: int
+    # Token ids a prompt starts with (the BOS token, where the model wants one).
+    bos: tuple[int, ...] = ()
+    # The FIM markers as token ids; None for prefix-only prompts.
+    fim: FimTokens | None = None
 
 
 class Backend(Protocol):
-    """A loaded model. Not thread-safe: :class:`~lsp_server.backends.worker.ModelWorker` owns it."""
+    """A loaded model: what the model worker, and through it the engine, needs of one.
+
+    :class:`~lsp_server.backends.llama.LlamaBackend` runs llama.cpp in this process; a
+    backend that talks to a server (llama-server, vLLM, Ollama) implements the same four
+    members. Only the :class:`~lsp_server.backends.worker.ModelWorker`'s thread calls
+    them, one at a time, so a backend needs no locking of its own.
+
+    - ``info``: fixed once loaded. ``n_ctx`` is the context the server really gives (the
+      engine fits every prompt into ``n_ctx - max_tokens``); ``bos`` the ids a prompt
+      starts with; ``fim`` the FIM markers as ids, or None where the model has none or
+      the backend cannot take prompts as token ids (the engine then sends prefix-only
+      prompts). :mod:`~lsp_server.backends.fim` finds the template from GGUF metadata
+      and maps its markers to ids with ``tokenize``. ``path`` is the file or URL;
+      ``n_threads`` and ``n_gpu_layers`` are 0 where the backend does not set them.
+    - ``tokenize(text, special=...)``: the model's own token ids, with no BOS;
+      ``special`` parses control-token text (``<fim_prefix>``) as control tokens. The
+      engine counts prompt budgets with it and caches tokens line by line.
+    - ``generate(request, cancel)``: evaluate ``request.prompt_tokens`` as given (else
+      ``bos`` + the tokens of ``request.prompt``) and sample up to ``max_tokens``. While
+      text streams, apply in order: ``stop`` strings, ``stop_rule``, then past
+      ``time_budget.seconds`` its ``cut``; each returns where to cut the text. End on
+      EOS or a ``stop_token_ids`` token. Check ``cancel`` between tokens and raise
+      :class:`Cancelled` when it is set. Honour ``ban_first``, ``temperature``/``top_p``/
+      ``seed`` and ``logprobs``, or document which ones the server cannot do. Callers fit
+      prompts to the budget; one longer than ``n_ctx - max_tokens`` is a caller's bug
+      (LlamaBackend keeps its newest tokens; a remote backend may raise).
+      Report counts and timings in :class:`GenerationResult`, with ``stop_reason``.
+      Raise :class:`ModelUnavailable` when the model cannot be reached.
+    - ``close()``: free the model (memory, threads, connections); the worker calls it
+      before loading another. Nothing is called after it.
+    """
 
     info: ModelInfo
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
 
     def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult: ...
+
+    def close(self) -> None: ...

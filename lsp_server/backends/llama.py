@@ -4,18 +4,16 @@ Generation is our own token loop over ``Llama.eval`` so that we can:
 - reuse the KV cache for the longest common token prefix with the previous request
   (typing a character re-evaluates only the tokens after it),
 - stop between tokens when a newer request supersedes this one,
-- apply stop strings, a stop rule and a time budget as text streams out,
+- apply stop strings, a stop rule and a time budget's cut as text streams out (the
+  rules come with the request: this module knows nothing of prompts),
 - sum log-probabilities for ranking samples.
 """
 
 from __future__ import annotations
 
 import codecs
-import ctypes
 import logging
-import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,14 +21,16 @@ import numpy as np
 from lsp_server.backends.base import (
     Cancelled,
     CancelToken,
+    FimTokens,
     GenerationRequest,
     GenerationResult,
     ModelInfo,
     ModelUnavailable,
 )
+from lsp_server.backends.fim import FimTemplate, detect_template, resolve_tokens, template_by_name
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header
-from lsp_server.prompts.fim import FimTemplate, FimTokens, detect_template, resolve_tokens
-from lsp_server.prompts.postprocess import complete_line_cut
+from lsp_server.backends.sampler import Sampler
+from lsp_server.backends.threadpool import attach_threadpool
 
 log = logging.getLogger(__name__)
 
@@ -62,66 +62,6 @@ def system_info() -> dict[str, object]:
     }
 
 
-class Threadpool:
-    """A persistent ggml CPU threadpool attached to a llama.cpp context.
-
-    Without one, llama.cpp creates and joins a fresh pool of threads for every graph it
-    computes, i.e. for every generated token; its threads do not poll between tokens.
-    llama-server and llama-bench attach a pool. On 2 cores: decode 0.95 -> 0.99 of
-    llama-bench; beside another llama.cpp process, about 3 -> 22 tokens/s; beside a
-    plain busy loop, no difference. (On macOS/Windows the library names differ and the
-    pool is skipped.)
-
-    The binding needs no struct layout: ``ggml_threadpool_params_init`` fills an opaque
-    buffer that is handed back to ``ggml_threadpool_new`` (default polling, all cores).
-    """
-
-    _PARAMS_BYTES = 4096  # ggml_threadpool_params is ~530 bytes; room for growth
-
-    def __init__(self, llama_cpp: object, ctx: object, n_threads: int) -> None:
-        folder = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")  # type: ignore[attr-defined]
-        base = ctypes.CDLL(os.path.join(folder, "libggml-base.so"))
-        cpu = ctypes.CDLL(os.path.join(folder, "libggml-cpu.so"))
-        lib = llama_cpp.llama_cpp._lib  # type: ignore[attr-defined]
-        base.ggml_threadpool_params_init.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        base.ggml_threadpool_params_init.restype = None
-        cpu.ggml_threadpool_new.argtypes = [ctypes.c_void_p]
-        cpu.ggml_threadpool_new.restype = ctypes.c_void_p
-        cpu.ggml_threadpool_free.argtypes = [ctypes.c_void_p]
-        cpu.ggml_threadpool_free.restype = None
-        lib.llama_attach_threadpool.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-        lib.llama_attach_threadpool.restype = None
-        lib.llama_detach_threadpool.argtypes = [ctypes.c_void_p]
-        lib.llama_detach_threadpool.restype = None
-        params = ctypes.create_string_buffer(self._PARAMS_BYTES)
-        base.ggml_threadpool_params_init(params, n_threads)
-        pool = cpu.ggml_threadpool_new(params)
-        if not pool:
-            raise RuntimeError("ggml_threadpool_new failed")
-        self._cpu, self._lib, self._ctx, self._pool = cpu, lib, ctx, pool
-        lib.llama_attach_threadpool(ctx, pool, pool)
-
-    def close(self) -> None:
-        """Detach (llama.cpp goes back to its own pools) and free the threads."""
-        if self._pool is None:
-            return
-        pool, self._pool = self._pool, None
-        self._lib.llama_detach_threadpool(self._ctx)
-        self._cpu.ggml_threadpool_free(pool)
-
-
-def attach_threadpool(llama_cpp: object, ctx: object, n_threads: int) -> Threadpool | None:
-    """A pool for ``ctx``, or None where this llama.cpp build does not offer one (or
-    ``GHOSTPILOT_THREADPOOL=0`` turns it off, to compare)."""
-    if os.environ.get("GHOSTPILOT_THREADPOOL", "1") == "0":
-        return None
-    try:
-        return Threadpool(llama_cpp, ctx, n_threads)
-    except (OSError, AttributeError, RuntimeError) as error:
-        log.info("no persistent threadpool (%s); llama.cpp makes one per token", error)
-        return None
-
-
 def common_prefix(a: list[int], b: list[int]) -> int:
     limit = min(len(a), len(b))
     if limit == 0:
@@ -130,56 +70,6 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     right = np.asarray(b[:limit], dtype=np.int64)
     diff = np.nonzero(left != right)[0]
     return int(diff[0]) if diff.size else limit
-
-
-# Top-p looks for the nucleus among this many most likely tokens first (a partial sort),
-# and sorts the whole vocabulary only when the nucleus is wider.
-NUCLEUS_CANDIDATES = 2048
-
-
-@dataclass
-class Sampler:
-    temperature: float
-    top_p: float
-    rng: np.random.Generator
-
-    def choose(self, logits: np.ndarray, *, logprob: bool = True) -> tuple[int, float]:
-        """Pick the next token; returns it with its log-probability under the model.
-
-        Greedy decoding without ``logprob`` skips the softmax over the vocabulary and
-        returns 0.0. Everything is O(vocabulary) in float32 with float64 sums: a full
-        sort of Gemma 3's 262k logits per token cost more than decoding the token.
-        """
-        if self.temperature <= 0.0 and not logprob:
-            return int(np.argmax(logits)), 0.0
-        shifted = logits - np.float32(logits.max())
-        log_norm = float(np.log(np.exp(shifted).sum(dtype=np.float64)))
-        if self.temperature <= 0.0:
-            token = int(np.argmax(logits))
-            return token, float(shifted[token]) - log_norm
-        weights = np.exp(shifted / np.float32(self.temperature))
-        total = float(weights.sum(dtype=np.float64))
-        if self.top_p < 1.0:
-            token = self._nucleus(weights, total)
-        else:
-            token = int(self.rng.choice(weights.size, p=weights.astype(np.float64) / total))
-        return token, float(shifted[token]) - log_norm
-
-    def _nucleus(self, weights: np.ndarray, total: float) -> int:
-        """Sample among the fewest most likely tokens whose mass reaches ``top_p``."""
-        size = weights.size
-        if size > NUCLEUS_CANDIDATES:
-            candidates = np.argpartition(weights, size - NUCLEUS_CANDIDATES)[size - NUCLEUS_CANDIDATES :]
-        else:
-            candidates = np.arange(size)
-        order = candidates[np.argsort(-weights[candidates], kind="stable")]
-        cumulative = np.cumsum(weights[order], dtype=np.float64) / total
-        if cumulative[-1] < self.top_p and order.size < size:  # a wider nucleus: sort it all
-            order = np.argsort(-weights, kind="stable")
-            cumulative = np.cumsum(weights[order], dtype=np.float64) / total
-        keep = order[: int(np.searchsorted(cumulative, self.top_p)) + 1]
-        kept = weights[keep].astype(np.float64)
-        return int(keep[self.rng.choice(keep.size, p=kept / kept.sum())])
 
 
 class LlamaBackend:
@@ -234,27 +124,23 @@ class LlamaBackend:
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._llama_cpp = llama_cpp
         self.n_vocab = self.llm.n_vocab()
-        if fim_template == "auto":
-            self.template: FimTemplate | None = detect_template(header.metadata, header.special_tokens)
-        else:
-            from lsp_server.prompts.fim import template_by_name
-
-            self.template = template_by_name(fim_template)
-        self.fim_tokens: FimTokens | None = None
-        if self.template is not None:
-            try:
-                self.fim_tokens = resolve_tokens(self.template, self._tokenize_special)
-            except ValueError as error:
-                log.warning("%s; falling back to prefix-only prompts", error)
-                self.template = None
-        self.add_bos = bool(self.llm._model.add_bos_token()) if hasattr(self.llm, "_model") else True
+        template = (
+            detect_template(header.metadata, header.special_tokens)
+            if fim_template == "auto"
+            else template_by_name(fim_template)
+        )
+        fim = self._resolve_fim(template)
+        add_bos = bool(self.llm._model.add_bos_token()) if hasattr(self.llm, "_model") else True
+        bos_token = self.llm.token_bos()
         self.info = ModelInfo(
             name=name,
             path=str(path),
-            fim_template=self.template.name if self.template else None,
+            fim_template=template.name if fim is not None and template is not None else None,
             n_ctx=self.llm.n_ctx(),
             n_threads=n_threads,
             n_gpu_layers=n_gpu_layers,
+            bos=(bos_token,) if add_bos and bos_token >= 0 else (),
+            fim=fim,
         )
         self._cached: list[int] = []
         self.threadpool = attach_threadpool(llama_cpp, self.llm.ctx, n_threads)
@@ -275,15 +161,20 @@ class LlamaBackend:
 
     # -- tokens -------------------------------------------------------------------------
 
-    def _tokenize_special(self, text: str) -> list[int]:
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    def _resolve_fim(self, template: FimTemplate | None) -> FimTokens | None:
+        if template is None:
+            return None
+        try:
+            return resolve_tokens(template, lambda text: self.tokenize(text, special=True))
+        except ValueError as error:
+            log.warning("%s; falling back to prefix-only prompts", error)
+            return None
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
     def bos(self) -> list[int]:
-        token = self.llm.token_bos()
-        return [token] if self.add_bos and token >= 0 else []
+        return list(self.info.bos)
 
     def is_end(self, token: int) -> bool:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
@@ -347,6 +238,11 @@ class LlamaBackend:
             tokens = self.bos() + self.tokenize(request.prompt, special=request.special)
         room = max(1, self.info.n_ctx - request.max_tokens - 1)
         if len(tokens) > room:
+            log.warning(
+                "a prompt of %d tokens does not fit %d beside %d to generate; its oldest "
+                "tokens are dropped (callers fit prompts with prompts/budget.py)",
+                len(tokens), room, request.max_tokens,
+            )  # fmt: skip
             tokens = self.bos() + tokens[len(tokens) - room + len(self.bos()) :]
         return tokens or self.bos() or [self.llm.token_eos()]
 
@@ -415,9 +311,9 @@ class LlamaBackend:
             ruled = request.stop_rule(text)
             if ruled is not None:
                 return ruled, "rule"
-        if request.time_budget_s is not None and time.perf_counter() - started > request.time_budget_s:
-            # Past the budget: stop once one complete line is out.
-            cut = complete_line_cut(text)
+        budget = request.time_budget
+        if budget is not None and time.perf_counter() - started > budget.seconds:
+            cut = budget.cut(text)
             if cut is not None:
                 return cut, "time"
         return None, ""

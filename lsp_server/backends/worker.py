@@ -84,9 +84,8 @@ class ModelWorker:
 
         def run(_: Backend | None, __: CancelToken) -> None:
             previous, self._backend = self._backend, None
-            close = getattr(previous, "close", None)
-            if close is not None:
-                close()  # free its memory and threads before the new model loads
+            if previous is not None:
+                previous.close()  # free its memory and threads before the new model loads
             try:
                 started = time.perf_counter()
                 self._backend = factory()

@@ -18,7 +18,8 @@ from lsp_server import docstrings
 from lsp_server.backends.base import GenerationRequest, GenerationResult, ModelUnavailable
 from lsp_server.config import Settings, merge
 from lsp_server.parsing import syntax
-from lsp_server.runtime import start_worker
+from lsp_server.prompts.budget import PromptBudget
+from lsp_server.runtime import prompt_budget, start_worker
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -77,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ghostpilot docstring: {problem}", file=sys.stderr)
     style = args.style or settings.docstring_style
     project = docstrings.project_docstrings(docstrings.project_root(path))
-    budget = docstrings.code_budget(settings.n_ctx)
 
     def job_for(current: str, offset: int | None, wanted: str | None) -> docstrings.DocstringJob:
         return docstrings.prepare(
@@ -86,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
             name=wanted,
             style=style,
             project_docstrings=project,
-            max_code_chars=budget,
         )
 
     targets: list[tuple[int | None, str | None]]
@@ -115,16 +114,17 @@ def run(args: argparse.Namespace) -> int:
     except docstrings.DocstringError as error:
         return _fail(f"{path}: {error}")
 
-    model = None if args.skeleton else _load(settings)
-    if model is None and not args.skeleton:
+    loaded = None if args.skeleton else _load(settings)
+    if loaded is None and not args.skeleton:
         return 1
+    model, budget = loaded if loaded is not None else (None, None)
     new_text = text
     for number, (offset, wanted) in enumerate(targets, 1):
         try:
             job = first_job if number == 1 else job_for(new_text, offset, wanted)
             label = f"{job.structure.name} ({number}/{len(targets)}, {job.style.value})"
             print(f"documenting {label}", file=sys.stderr)
-            outcome = docstrings.generate(job, model)
+            outcome = docstrings.generate(job, model, budget=budget)
         except docstrings.DocstringError as error:
             print(f"ghostpilot docstring: {path}: {error}", file=sys.stderr)
             continue
@@ -145,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(settings: Settings) -> Callable[[GenerationRequest], GenerationResult] | None:
-    """The model as a function, or None (with the reason on stderr) if it did not load."""
+def _load(
+    settings: Settings,
+) -> tuple[Callable[[GenerationRequest], GenerationResult], PromptBudget] | None:
+    """The model as a function and its prompt budget, or None (with the reason on
+    stderr) if it did not load."""
     try:
         worker = start_worker(settings)
     except ModelUnavailable as error:
@@ -156,4 +159,4 @@ def _load(settings: Settings) -> Callable[[GenerationRequest], GenerationResult]
     def model(request: GenerationRequest) -> GenerationResult:
         return worker.generate_blocking(request)
 
-    return model
+    return model, prompt_budget(worker, settings.n_ctx)

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from lsp_server.evaluation.progress import Progress
     from lsp_server.evaluation.sampling import load_engine_sampler
     from lsp_server.evaluation.tasks import TaskDataError, load_humaneval
+    from lsp_server.runtime import prompt_budget
 
     def fail(message: str, code: int = 2) -> int:
         print(f"ghostpilot eval docstring: {message}", file=sys.stderr)
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return worker.generate_blocking(request)
 
     settings = de.EvalSettings(
-        style=args.style, timeout_s=args.timeout, signature_baseline=args.signature_baseline
+        style=args.style, timeout_s=args.timeout, signature_baseline=args.signature_baseline,
+        budget=prompt_budget(worker, sampler.engine.settings().n_ctx),
     )
     out = (
         args.out

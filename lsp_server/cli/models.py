@@ -9,10 +9,10 @@ import sys
 from typing import Any
 
 from lsp_server.backends import download
+from lsp_server.backends.fim import detect_template
 from lsp_server.backends.gguf import GGUFError
 from lsp_server.backends.registry import load_registry, models_dir, verify
 from lsp_server.config import default_threads
-from lsp_server.prompts.fim import detect_template
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

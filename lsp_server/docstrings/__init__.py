@@ -23,11 +23,11 @@ from lsp_server.docstrings.errors import (
     SyntaxErrorInCode,
 )
 from lsp_server.docstrings.generation import (
-    MAX_CODE_CHARS,
     DocstringDraft,
     Generate,
     Progress,
     code_context,
+    fit_code,
     generate_prose,
     skeleton,
 )
@@ -56,6 +56,7 @@ from lsp_server.docstrings.styles import (
     resolve_style,
 )
 from lsp_server.parsing import syntax
+from lsp_server.prompts.budget import PromptBudget
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class DocstringJob:
     style: Style
     place: Placement
     pieces: list[Piece]
-    code: str  # the definition's code as the model reads it (old docstring removed)
+    code: str  # the definition's code as the model reads it (old docstring removed, uncut)
     signature: str  # the header re-stated for the prompt, dedented
 
     @property
@@ -99,9 +100,7 @@ def _char(source: bytes, byte_offset: int) -> int:
     return len(source[:byte_offset].decode("utf-8", errors="replace"))
 
 
-def _code_and_signature(
-    text: str, source: bytes, definition: Definition, max_code_chars: int
-) -> tuple[str, str]:
+def _code_and_signature(text: str, source: bytes, definition: Definition) -> tuple[str, str]:
     """The definition's code (decorators in, old docstring out) and its bare header."""
     node = definition.node
     outer_start = _char(source, syntax.definition_node(node).start_byte)
@@ -124,7 +123,7 @@ def _code_and_signature(
     lines = header.split("\n")
     if not prefix.strip():
         lines = [lines[0]] + [line.removeprefix(prefix) for line in lines[1:]]
-    return code_context(code, max_code_chars), "\n".join(lines)
+    return code_context(code), "\n".join(lines)
 
 
 def prepare(
@@ -136,7 +135,6 @@ def prepare(
     style: str | None = "auto",
     project_docstrings: Iterable[str] = (),
     header_only: bool = False,
-    max_code_chars: int = MAX_CODE_CHARS,
 ) -> DocstringJob:
     """Everything needed to document the definition at ``offset`` (code points) or named
     ``name``. Raises a :class:`DocstringError` with a user-facing message."""
@@ -153,7 +151,7 @@ def prepare(
     existing = list(all_docstrings(tree, source))
     chosen = resolve_style(style, existing, project_docstrings)
     place = placement(text, source, definition, existing)
-    code, signature = _code_and_signature(text, source, definition, max_code_chars)
+    code, signature = _code_and_signature(text, source, definition)
     return DocstringJob(
         text=text,
         source=source,
@@ -182,16 +180,29 @@ def generate(
     job: DocstringJob,
     model: Generate | None,
     *,
+    budget: PromptBudget | None = None,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> DocstringOutcome:
-    """Fill the job with the model's prose (a skeleton when ``model`` is None)."""
+    """Fill the job with the model's prose (a skeleton when ``model`` is None).
+
+    ``budget`` is the model's (``runtime.prompt_budget``): the code the model reads is
+    cut to it (:func:`~lsp_server.docstrings.generation.fit_code`). It counts through
+    the model, so it is used here, off the event loop. Without one (stand-in models),
+    the code goes whole.
+    """
     if model is None:
         return finish(job, skeleton(job.structure, job.pieces, job.previous_summary))
+    code = job.code
+    if budget is not None:
+        code = fit_code(
+            code, job.signature, job.pieces, budget, indent=job.place.unit,
+            quote=job.place.quoting.quote,
+        )  # fmt: skip
     draft = generate_prose(
         job.structure,
         job.pieces,
-        job.code,
+        code,
         job.signature,
         model,
         indent=job.place.unit,
@@ -221,11 +232,6 @@ _SKIP_DIRS = frozenset(
         ".pytest_cache",
     }
 )
-
-
-def code_budget(n_ctx: int) -> int:
-    """Characters of code that fit a context of ``n_ctx`` tokens beside the docstring."""
-    return max(1000, (n_ctx - 600) * 3)
 
 
 def project_root(path: Path) -> Path:
@@ -284,7 +290,6 @@ __all__ = [
     "Style",
     "SyntaxErrorInCode",
     "TextEdit",
-    "code_budget",
     "finish",
     "generate",
     "prepare",

@@ -29,11 +29,11 @@ from lsp_server.docstrings.styles import (
     render_body,
     slot_keys,
 )
+from lsp_server.prompts.budget import PromptBudget
 
 Generate = Callable[[GenerationRequest], GenerationResult]
 Progress = Callable[[int, int, str], None]
 
-MAX_CODE_CHARS = 4000
 SUMMARY_TOKENS = 40
 ENTRY_TOKENS = 36
 # The closing quotes end a slot; so does the end of its first line of text (see one_line).
@@ -79,17 +79,32 @@ class DocstringDraft:
         return sum(1 for o in self.origin.values() if o in ("model", "repaired"))
 
 
-def code_context(function_code: str, max_chars: int = MAX_CODE_CHARS) -> str:
-    """The function's code as the model should read it: dedented, without its old
-    docstring, cut to the budget at a line boundary."""
+def code_context(function_code: str) -> str:
+    """The function's code as the model should read it: dedented (the caller has taken
+    its old docstring out); :func:`fit_code` cuts it to the model's budget."""
     lines = function_code.replace("\r\n", "\n").split("\n")
     margin = min((len(line) - len(line.lstrip()) for line in lines if line.strip()), default=0)
-    text = "\n".join(line[margin:] for line in lines).rstrip()
-    if len(text) > max_chars:
-        text = (
-            text[: text.rfind("\n", 0, max_chars)] if "\n" in text[:max_chars] else text[:max_chars]
-        )
-    return text
+    return "\n".join(line[margin:] for line in lines).rstrip()
+
+
+def fit_code(
+    code: str,
+    signature: str,
+    pieces: list[Piece],
+    budget: PromptBudget,
+    *,
+    indent: str = "    ",
+    quote: str = '"""',
+    max_tokens: int = ENTRY_TOKENS,
+) -> str:
+    """``code`` cut to what the model's context holds beside the rest of the largest slot
+    prompt: the signature, the whole docstring laid out (placeholders for the prose) and,
+    as the tokens to generate, what every slot may write. The code keeps its top (the
+    definition's signature and first lines); lines go from its end."""
+    frame = prompt_for("", signature, pieces, {}, "", indent=indent, quote=quote)
+    keys = slot_keys(pieces)
+    written = sum(SUMMARY_TOKENS if key == "summary" else max_tokens for key in keys)
+    return budget.keep_start(code, budget.room(max(written, SUMMARY_TOKENS), beside=frame))
 
 
 def prompt_for(
@@ -336,6 +351,7 @@ __all__ = [
     "clean_slot",
     "code_context",
     "fallback_summary",
+    "fit_code",
     "generate_prose",
     "prompt_for",
     "skeleton",

@@ -31,6 +31,7 @@ from lsp_server import docstrings
 from lsp_server.backends.base import GenerationRequest, GenerationResult
 from lsp_server.docstrings.styles import PLACEHOLDER, ParsedDocstring, parse_docstring
 from lsp_server.evaluation.tasks import Task, check_program, passed
+from lsp_server.prompts.budget import PromptBudget
 from lsp_server.sandbox import SandboxLimits, run_python
 
 Model = Callable[[GenerationRequest], GenerationResult]
@@ -179,6 +180,8 @@ class EvalSettings:
     style: str = "google"
     timeout_s: float = 10.0
     signature_baseline: bool = False
+    # The model's prompt budget, as the editor uses it (None: stand-in models).
+    budget: PromptBudget | None = None
 
 
 @dataclass
@@ -219,7 +222,7 @@ def evaluate_task(task: Task, model: Model, body: Body, settings: EvalSettings) 
         stripped, _original = strip_docstring(full, task.entry_point)
         job = docstrings.prepare(stripped, name=task.entry_point, style=settings.style)
         started = time.perf_counter()
-        outcome = docstrings.generate(job, model)
+        outcome = docstrings.generate(job, model, budget=settings.budget)
         record.docstring_s = round(time.perf_counter() - started, 3)
         record.docstring = outcome.literal
         record.origin = dict(outcome.draft.origin) if outcome.draft else {}

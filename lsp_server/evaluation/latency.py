@@ -222,15 +222,13 @@ class _RecordingBackend:
     def __init__(self, real: Any) -> None:
         self.real = real
         self.info = real.info
-        self.fim_tokens = getattr(real, "fim_tokens", None)
-        self.template = getattr(real, "template", None)
         self.requests: list[Any] = []
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return list(self.real.tokenize(text, special=special))
 
-    def bos(self) -> list[int]:
-        return list(self.real.bos())
+    def close(self) -> None:
+        """The real backend is the caller's to close."""
 
     def prompt_tokens(self, request: Any) -> list[int]:
         """The token list ``LlamaBackend.generate`` would evaluate for ``request``."""

@@ -35,6 +35,7 @@ from lsp_server.docstrings.generation import skeleton
 from lsp_server.docstrings.structure import definition_at
 from lsp_server.docstrings.styles import slot_keys
 from lsp_server.features._common import document_at, to_range
+from lsp_server.runtime import prompt_budget
 
 COMMAND = "ghostpilot.generateDocstring"
 KIND = types.CodeActionKind.RefactorRewrite
@@ -231,7 +232,7 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
     project = await project_docs(ls, uri) if ls.settings.docstring_style == "auto" else []
     document, offset = document_at(ls.documents, uri, position)  # the newest after awaiting
     version = document.version
-    budget = docstrings.code_budget(ls.worker.info.n_ctx if ls.worker.info else ls.settings.n_ctx)
+    budget = prompt_budget(ls.worker, ls.settings.n_ctx)
     try:
         job = docstrings.prepare(
             document.text,
@@ -239,7 +240,6 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
             offset=offset,
             style=ls.settings.docstring_style,
             project_docstrings=project,
-            max_code_chars=budget,
         )
     except docstrings.DocstringError as error:
         raise JsonRpcInvalidParams(str(error)) from None
@@ -257,7 +257,9 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
     try:
         ls.send_status("generating")
         try:
-            outcome = await asyncio.to_thread(docstrings.generate, job, run, progress=report)
+            outcome = await asyncio.to_thread(
+                docstrings.generate, job, run, budget=budget, progress=report
+            )
         except ModelUnavailable as error:
             ls.report_error(f"model:{error}", str(error))
             outcome = docstrings.generate(job, None)  # the structure still helps
@@ -290,7 +292,6 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
                 current.text,
                 name=_qualified_name(job),
                 style=job.style.value,
-                max_code_chars=budget,
             )
             texts = (
                 dict(outcome.draft.texts)

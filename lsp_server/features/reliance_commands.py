@@ -25,7 +25,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
-from lsp_server.backends.base import Cancelled, GenerationRequest, ModelUnavailable
+from lsp_server.backends.base import Cancelled, ModelUnavailable
 from lsp_server.features._common import to_range
 from lsp_server.features.reliance_diagnostics import CODE, SOURCE, attach
 from lsp_server.parsing.document import Document, UnknownDocument
@@ -245,9 +245,8 @@ async def generate_test(reliance: RelianceDiagnostics, uri: str, qualname: str) 
     ls = reliance.server
     with invalid_params():
         draft = reliance.session.draft_test(uri, qualname)
-    request = GenerationRequest(prompt=draft.prompt, max_tokens=160, temperature=0.0, stop=testgen.STOP)
     try:
-        result = await ls.worker.generate(request, key=f"testgen:{uri}")
+        result = await ls.worker.run(testgen.generation(draft.prompt), key=f"testgen:{uri}")
     except Cancelled:
         return {"applied": False, "reason": "cancelled"}
     except ModelUnavailable as error:

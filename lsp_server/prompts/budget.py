@@ -1,10 +1,80 @@
-"""Fitting a prompt into a token budget, counted with the model's own tokenizer."""
+"""Fitting a prompt into a token budget, counted with the model's own tokenizer.
+
+One budget for every prompt the server sends (completions, docstrings, tests): the
+model's context less the tokens to generate, less a margin, counted with the model's
+tokenizer (:class:`PromptBudget`). A prompt has parts kept whole and one part that is
+cut, at whole lines, to the room the others leave:
+
+- completions keep the code nearest the cursor: lines go from the top of the current
+  code, in chunks, and the context above it goes by priority (:func:`fit_prefix`);
+- docstrings and generated tests keep the top of the definition they are about (its
+  signature, docstring and first lines): lines go from its end (:meth:`PromptBudget.keep_start`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from lsp_server.prompts.context import PromptContext
+
+# Tokens kept free beside a prompt and its generation: BOS, FIM markers, and what joining
+# counted pieces can add.
+MARGIN_TOKENS = 16
+
+
+def prompt_room(n_ctx: int, max_tokens: int, reserved: int = 0) -> int:
+    """Tokens a prompt's cut part may take in a context of ``n_ctx``: less ``max_tokens``
+    to generate, the ``reserved`` tokens of its other parts and the margin."""
+    return n_ctx - max_tokens - reserved - MARGIN_TOKENS
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """A loaded model's context size and its tokenizer's counter."""
+
+    n_ctx: int
+    count: Callable[[str], int]
+
+    @classmethod
+    def counting(cls, n_ctx: int, tokenize: Callable[[str], Sequence[int]]) -> PromptBudget:
+        return cls(n_ctx, lambda text: len(tokenize(text)))
+
+    def room(self, max_tokens: int, *, beside: str = "") -> int:
+        """Tokens left for the cut part of a prompt whose other parts are ``beside``,
+        with ``max_tokens`` to generate (0 when nothing is left)."""
+        reserved = self.count(beside) if beside else 0
+        return max(0, prompt_room(self.n_ctx, max_tokens, reserved))
+
+    def keep_start(self, text: str, room: int) -> str:
+        """``text`` cut to ``room`` tokens: whole lines dropped from its end (a single
+        line too long for the room keeps its longest head that fits)."""
+        return _keep_start(text, self.count, room)
+
+
+def _keep_start(text: str, count: Callable[[str], int], budget: int) -> str:
+    if count(text) <= budget:
+        return text
+    lines = text.split("\n")
+    low, high, best = 1, len(lines) - 1, ""
+    while low <= high:  # binary search on the number of lines kept
+        middle = (low + high) // 2
+        candidate = "\n".join(lines[:middle])
+        if count(candidate) <= budget:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    if best:
+        return best
+    first = lines[0]
+    low, high = 1, len(first)
+    while low <= high:  # one enormous first line: its longest head that fits
+        middle = (low + high) // 2
+        if count(first[:middle]) <= budget:
+            best, low = first[:middle], middle + 1
+        else:
+            high = middle - 1
+    return best
 
 
 def _trim_top(text: str, count: Callable[[str], int], budget: int) -> str:

@@ -1,6 +1,7 @@
 """Stop rules applied while tokens stream, and the clean-up of a finished suggestion.
 
-All pure functions of strings (and a tree-sitter parse for the final check).
+All pure functions of strings (and a tree-sitter parse for the final check);
+:func:`finish` takes a raw generation to the text that is suggested.
 """
 
 from __future__ import annotations
@@ -8,7 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lsp_server.parsing.syntax import error_count, parse
-from lsp_server.prompts.context import indent_width, leading_ws
+from lsp_server.prompts.context import (
+    BLOCK_HEADER,
+    enclosing_definitions,
+    indent_width,
+    leading_ws,
+)
+from lsp_server.prompts.snapshot import Snapshot
+
+# At module level, a suggestion is parse-checked within this many lines around the cursor.
+_WINDOW_LINES = 60
 
 CODEX_STOPS = ("class", "def", "#", "if", "print")
 
@@ -216,3 +226,110 @@ def detect_indent_unit(text: str) -> str:
         elif line.startswith("    "):
             spaces += 1
     return "\t" if tabs > spaces else "    "
+
+
+# -- from a raw generation to the suggestion ----------------------------------------------
+
+
+def finish(snapshot: Snapshot, cursor: int, start: int, mode: str, raw: str) -> str | None:
+    """The text to suggest for ``raw`` generated at ``cursor``, replacing ``start..cursor``
+    (the typed indentation on a blank line): cleaned, indented as the user typed, cut to
+    what leaves the code around it parseable; None if nothing useful is left."""
+    text = snapshot.text
+    line_start = text.rfind("\n", 0, cursor) + 1
+    line_end = text.find("\n", cursor)
+    line_end = len(text) if line_end < 0 else line_end
+    following = tuple(text[line_end + 1 :].split("\n", 40)[:40]) if line_end < len(text) else ()
+    cleaned = clean(
+        CleanupInput(
+            suggestion=raw,
+            mode=mode,
+            line_before=text[line_start:cursor],
+            line_after=text[cursor:line_end],
+            following=following,
+            indent_unit=detect_indent_unit(text[max(0, line_start - 20000) : line_start + 2000]),
+        )
+    )
+    if not cleaned:
+        return None
+    if start != cursor:
+        indented = keep_user_indent(cleaned, text[start:cursor])
+        if indented is None:
+            return None
+        cleaned = indented
+    window_start, window_end = parse_window(snapshot, cursor)
+    before = text[window_start:start]
+    after = text[cursor:window_end]
+    line_after = text[cursor:line_end]
+    candidates: list[str] = []
+    for piece in line_prefixes(cleaned):
+        for candidate in overlap_candidates(piece, line_after):
+            if candidate not in candidates:
+                candidates.append(candidate)
+    chosen = choose_parseable(before, after, candidates)
+    if chosen is None or not chosen.strip():
+        return None
+    if start != cursor and chosen.strip() == "":
+        return None
+    return chosen
+
+
+def opened_block(text: str, start: int, cursor: int, raw: str) -> tuple[str, int] | None:
+    """(generated part of the line, header indentation) when the suggested line ends a
+    block header such as ``for x in y:``; else None."""
+    generated = raw.split("\n", 1)[0]
+    if not generated.strip():
+        return None
+    line_start = text.rfind("\n", 0, cursor) + 1
+    full = text[line_start:start] + generated if start != cursor else text[line_start:cursor] + generated
+    if not BLOCK_HEADER.match(full) or full.rstrip().endswith(("\\", ",")):
+        return None
+    return generated, indent_width(full)
+
+
+def keep_user_indent(suggestion: str, typed_ws: str) -> str | None:
+    """On a blank line the suggestion carries its own indentation and replaces the
+    whitespace typed so far; keep at least what the user typed."""
+    first = suggestion.split("\n", 1)[0]
+    if first.startswith(typed_ws):
+        return suggestion
+    model_ws = leading_ws(first)
+    delta = indent_width(typed_ws) - indent_width(model_ws)
+    if delta <= 0:
+        return None  # the model's indentation conflicts with the user's
+    pad = typed_ws[len(typed_ws) - delta :] if typed_ws.endswith(" " * delta) else " " * delta
+    return "\n".join(pad + line if line.strip() else line for line in suggestion.split("\n"))
+
+
+def parse_window(snapshot: Snapshot, cursor: int) -> tuple[int, int]:
+    """A code-point span around the cursor to parse-check a suggestion in: the outermost
+    enclosing definition, or some lines around the cursor at module level."""
+    text = snapshot.text
+    cursor_byte = snapshot.byte_of(cursor)
+    chain = enclosing_definitions(snapshot.tree, snapshot.source, cursor_byte)
+    if chain:
+        outer = chain[-1]
+        if outer.parent is not None and outer.parent.type == "decorated_definition":
+            outer = outer.parent
+        start_byte = snapshot.source.rfind(b"\n", 0, outer.start_byte) + 1
+        end_byte = max(outer.end_byte, cursor_byte)
+        if end_byte - start_byte < 400_000:
+            start = snapshot.char_of(start_byte)
+            end = snapshot.char_of(end_byte)
+            line_end = text.find("\n", max(end, cursor))
+            return start, len(text) if line_end < 0 else line_end
+    start = cursor
+    for _ in range(_WINDOW_LINES):
+        found = text.rfind("\n", 0, max(start - 1, 0))
+        if found < 0:
+            start = 0
+            break
+        start = found + 1
+    end = cursor
+    for _ in range(_WINDOW_LINES):
+        found = text.find("\n", end + 1)
+        if found < 0:
+            end = len(text)
+            break
+        end = found
+    return start, max(end, cursor)

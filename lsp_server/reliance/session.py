@@ -105,7 +105,7 @@ class TestDraft:
     existing: str | None  # the test file's text (None: it does not exist yet)
     imports: str
     name: str
-    prompt: str
+    prompt: testgen.TestPrompt
 
 
 def _ignore(*_args: object) -> None:

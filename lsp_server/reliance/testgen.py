@@ -8,13 +8,17 @@ a prefix: the function under test, then the start of its test file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from lsp_server.backends.base import Backend, CancelToken, GenerationRequest, GenerationResult
 from lsp_server.parsing import syntax
+from lsp_server.prompts.budget import PromptBudget
 
 STOP = ("\ndef ", "\nclass ", "\n# file:", "\nif __name__", "\n@")
+# Tokens the model may write for a test's body.
+MAX_TOKENS = 160
 
 
 def import_module(path: str) -> str:
@@ -53,18 +57,57 @@ def unique_test_name(name: str, existing_text: str) -> str:
     return candidate
 
 
+@dataclass(frozen=True)
+class TestPrompt:
+    """A prefix that ends right where the test's body begins: ``head`` names the module,
+    ``source`` is the function under test, ``tail`` starts its test file."""
+
+    __test__ = False  # not a pytest class
+
+    head: str
+    source: str
+    tail: str
+
+    @property
+    def text(self) -> str:
+        return self.head + self.source + self.tail
+
+    def fitted(self, budget: PromptBudget) -> str:
+        """The prompt within the model's budget beside :data:`MAX_TOKENS`: the function
+        keeps its top (signature, docstring, first lines); lines go from its end."""
+        room = budget.room(MAX_TOKENS, beside=self.head + self.tail)
+        return self.head + budget.keep_start(self.source, room) + self.tail
+
+
 def build_prompt(
     module_path: str, function_source: str, imports: str, test_name: str, existing_tests: str = ""
-) -> str:
-    """A prefix that ends right where the test's body begins."""
+) -> TestPrompt:
+    """The function under test, then the start of its test file."""
     header = existing_tests.strip() or f"import pytest\n\n{imports}"
     if imports not in header:
         header = f"{header}\n{imports}"
-    return (
-        f"# file: {module_path}\n{function_source.rstrip()}\n\n\n"
-        f"# file: tests/test_{PurePosixPath(module_path).stem}.py\n{header}\n\n\n"
-        f"def {test_name}():\n    "
+    return TestPrompt(
+        f"# file: {module_path}\n",
+        function_source.rstrip(),
+        f"\n\n\n# file: tests/test_{PurePosixPath(module_path).stem}.py\n{header}\n\n\n"
+        f"def {test_name}():\n    ",
     )
+
+
+def request(prompt: TestPrompt, budget: PromptBudget) -> GenerationRequest:
+    return GenerationRequest(
+        prompt=prompt.fitted(budget), max_tokens=MAX_TOKENS, temperature=0.0, stop=STOP
+    )
+
+
+def generation(prompt: TestPrompt) -> Callable[[Backend, CancelToken], GenerationResult]:
+    """A model-worker job: fit the prompt with the loaded model's tokenizer, then generate."""
+
+    def job(backend: Backend, cancel: CancelToken) -> GenerationResult:
+        budget = PromptBudget.counting(backend.info.n_ctx, backend.tokenize)
+        return backend.generate(request(prompt, budget), cancel)
+
+    return job
 
 
 def clean_body(generated: str) -> str | None:

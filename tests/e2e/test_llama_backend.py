@@ -1,5 +1,6 @@
-"""The llama.cpp backend with the embedded model: the persistent threadpool is attached,
-changes no output, and is freed with the model."""
+"""The llama.cpp backend with the embedded model (loaded in this process): what it puts
+on ``ModelInfo``, the persistent threadpool (attached, changes no output, freed with the
+model), ``ban_first`` and the flash-attention setting."""
 
 from __future__ import annotations
 
@@ -9,11 +10,30 @@ import pytest
 
 from lsp_server.backends.base import CancelToken, GenerationRequest
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip("llama_cpp")
 
 
+def test_model_info_carries_bos_and_no_fim_for_gemma(embedded_model_path: Path) -> None:
+    """Gemma 3 base has FIM-looking markers but was not trained for FIM; it starts
+    prompts with BOS. The backend's own tokenizing of a prompt starts with ``info.bos``."""
+    from lsp_server.backends.llama import LlamaBackend
+
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=256, n_threads=2)
+    try:
+        info = backend.info
+        assert (info.fim, info.fim_template) == (None, None)
+        assert info.bos == (backend.llm.token_bos(),)
+        request = GenerationRequest(prompt="x = 1", max_tokens=4)
+        assert backend.request_tokens(request) == [*info.bos, *backend.tokenize("x = 1")]
+    finally:
+        backend.close()
+
+
 def test_threadpool_attached_same_output_and_freed(embedded_model_path: Path) -> None:
-    from lsp_server.backends.llama import LlamaBackend, attach_threadpool
+    from lsp_server.backends.llama import LlamaBackend
+    from lsp_server.backends.threadpool import attach_threadpool
 
     backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2)
     assert backend.threadpool is not None

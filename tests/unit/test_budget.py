@@ -1,4 +1,5 @@
-"""Token budget: fit_prefix / fit_suffix with a real tokenizer (vocab-only GGUFs)."""
+"""Token budget: fit_prefix / fit_suffix with a real tokenizer (vocab-only GGUFs), and the
+one budget every prompt is fitted to (``PromptBudget``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from lsp_server.prompts.budget import RESERVE_STEP_TOKENS, fit_prefix, fit_suffix
+from lsp_server.prompts.budget import (
+    MARGIN_TOKENS,
+    RESERVE_STEP_TOKENS,
+    PromptBudget,
+    fit_prefix,
+    fit_suffix,
+    prompt_room,
+)
 from lsp_server.prompts.context import PromptContext
 from lsp_server.prompts.tokens import PromptTokenizer
 from tests.conftest import VOCAB_DIR, require_vocab
@@ -130,3 +138,56 @@ def test_token_counter_caches() -> None:
         2,
     ]
     assert calls == ["ab", "abc", "d", "ab"]
+
+
+# -- the one budget: room beside the generation, and cuts that keep the start ------------
+
+
+@pytest.mark.parametrize(
+    ("n_ctx", "max_tokens", "reserved", "expected"),
+    [
+        pytest.param(2048, 96, 0, 2048 - 96 - MARGIN_TOKENS, id="completion-prefix-only"),
+        pytest.param(2048, 96, 256, 2048 - 96 - 256 - MARGIN_TOKENS, id="completion-fim-suffix"),
+        pytest.param(512, 160, 100, 512 - 160 - 100 - MARGIN_TOKENS, id="test-generation"),
+        pytest.param(64, 96, 0, 64 - 96 - MARGIN_TOKENS, id="overfull-is-negative"),
+    ],
+)
+def test_prompt_room(n_ctx: int, max_tokens: int, reserved: int, expected: int) -> None:
+    assert prompt_room(n_ctx, max_tokens, reserved) == expected
+
+
+def test_room_counts_what_is_beside_and_never_goes_below_zero() -> None:
+    budget = PromptBudget(100, len)  # one token a character
+    assert budget.room(20) == 100 - 20 - MARGIN_TOKENS
+    assert budget.room(20, beside="x" * 10) == 100 - 20 - 10 - MARGIN_TOKENS
+    assert budget.room(200) == 0
+    assert PromptBudget.counting(100, lambda text: text.split()).count("a b c") == 3
+
+
+LINES = "def f(x):\n    a = 1\n    b = 2\n    return a + b"
+
+
+@pytest.mark.parametrize(
+    ("text", "room", "expected"),
+    [
+        pytest.param(LINES, 100, LINES, id="fits-unchanged"),
+        pytest.param(LINES, 19, "def f(x):\n    a = 1", id="whole-lines-from-the-end"),
+        pytest.param(LINES, 9, "def f(x):", id="first-line-only"),
+        pytest.param(LINES, 5, "def f", id="first-line-head"),
+        pytest.param(LINES, 0, "", id="no-room"),
+    ],
+)
+def test_keep_start(text: str, room: int, expected: str) -> None:
+    assert PromptBudget(0, len).keep_start(text, room) == expected
+
+
+@pytest.mark.parametrize("room", [5, 40, 120, 400])
+def test_keep_start_with_a_real_tokenizer(count: Callable[[str], int], room: int) -> None:
+    text = CURRENT
+    kept = PromptBudget(0, count).keep_start(text, room)
+    assert count(kept) <= room
+    assert text.startswith(kept)
+    if kept != text and count("    def mean(self):") <= room:
+        # Whole lines, as many as fit: the next one would not.
+        assert text[len(kept) :].startswith("\n")
+        assert count(text[: text.find("\n", len(kept) + 1)]) > room

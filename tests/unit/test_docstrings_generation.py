@@ -10,13 +10,17 @@ import pytest
 from lsp_server.backends.base import Cancelled, GenerationRequest, GenerationResult
 from lsp_server.docstrings import generate, prepare
 from lsp_server.docstrings.generation import (
+    ENTRY_TOKENS,
+    SUMMARY_TOKENS,
     clean_slot,
     code_context,
+    fit_code,
     fix_default,
     imperative,
     one_line,
 )
 from lsp_server.docstrings.styles import PLACEHOLDER, parse_docstring
+from lsp_server.prompts.budget import MARGIN_TOKENS, PromptBudget
 
 NAMES = {"a", "b", "threshold"}
 
@@ -204,10 +208,43 @@ def test_code_context(code: str, expected: str) -> None:
     assert code_context(code) == expected
 
 
-def test_code_context_is_cut_to_the_budget() -> None:
-    code = "def f():\n" + "    x = 1\n" * 1000
-    cut = code_context(code, max_chars=100)
-    assert len(cut) <= 100 and cut.startswith("def f():") and cut.endswith("x = 1")
+LONG = "def f(a, b):\n" + "".join(f"    x{i} = a + {i}\n" for i in range(400)) + "    return b\n"
+
+
+class Recording(FakeModel):
+    def __init__(self) -> None:
+        super().__init__({})
+        self.requests: list[GenerationRequest] = []
+
+    def __call__(self, request: GenerationRequest) -> GenerationResult:
+        self.requests.append(request)
+        return super().__call__(request)
+
+
+@pytest.mark.parametrize("n_ctx", [512, 2048])
+def test_code_is_cut_to_the_model_budget_keeping_its_top(n_ctx: int) -> None:
+    """One token a character: every slot's prompt, with what it and the slots after it
+    may write, fits the context; the code keeps its first lines, whole."""
+    model = Recording()
+    budget = PromptBudget(n_ctx, len)
+    generate(prepare(LONG, name="f"), model, budget=budget)
+    code = model.prompts[0].split("\n\n\ndef f(a, b):", 1)[0]
+    assert LONG.startswith(code + "\n") and code.count("\n") > 10
+    written = SUMMARY_TOKENS + (len(model.requests) - 1) * ENTRY_TOKENS
+    assert len(model.prompts[-1]) + written + MARGIN_TOKENS <= n_ctx
+    assert all(prompt.startswith(code) for prompt in model.prompts)
+
+
+def test_code_goes_whole_without_a_budget() -> None:
+    model = Recording()
+    generate(prepare(LONG, name="f"), model)
+    assert model.prompts[0].startswith(LONG.rstrip())
+
+
+def test_fit_code_leaves_code_that_fits_alone() -> None:
+    job = prepare(SOURCE, name="add")
+    budget = PromptBudget(2048, len)
+    assert fit_code(job.code, job.signature, job.pieces, budget) == job.code
 
 
 @pytest.mark.parametrize(

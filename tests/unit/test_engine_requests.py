@@ -4,10 +4,13 @@ A stand-in backend records the requests (narrow test; the real model is in e2e).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from lsp_server.backends.base import (
     CancelToken,
+    FimTokens,
     GenerationRequest,
     GenerationResult,
     ModelInfo,
@@ -16,6 +19,7 @@ from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.engine import CODE_FIRST, CompletionEngine
 from lsp_server.parsing.document import Document
+from lsp_server.prompts.postprocess import complete_line_cut
 
 
 class Recorder:
@@ -31,6 +35,9 @@ class Recorder:
     def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
         self.requests.append(request)
         return GenerationResult(text=self.answers[len(self.requests) - 1], token_count=3)
+
+    def close(self) -> None:
+        pass
 
 
 def requests_at(marked: str, answers: list[str]) -> list[GenerationRequest]:
@@ -117,3 +124,58 @@ def test_stable_headers_follow_clean_parses_only() -> None:
     assert headers.settle("u", other, clean=False).scope_header == full
     assert headers.settle("v", context(partial), clean=False).scope_header == partial
     assert headers.settle("u", context(""), clean=False).scope_header == ""
+
+
+FIM = FimTokens(prefix=-1, suffix=-2, middle=-3, stops=frozenset({-4}), order="psm")
+
+
+@pytest.mark.parametrize(
+    ("fim", "bos"),
+    [
+        pytest.param(None, (), id="prefix-only"),
+        pytest.param(None, (-9,), id="prefix-only-with-bos"),
+        pytest.param(FIM, (-9,), id="fim-psm"),
+        pytest.param(replace(FIM, order="spm"), (), id="fim-spm"),
+    ],
+)
+def test_prompt_tokens_come_from_model_info(fim: FimTokens | None, bos: tuple[int, ...]) -> None:
+    """FIM markers and BOS are the model's, read from ``ModelInfo``: nothing else about
+    the backend is looked up."""
+    backend = Recorder(["    return x\n"])
+    backend.info = ModelInfo("stand-in", "-", "psm" if fim else None, 2048, 1, 0, bos=bos, fim=fim)
+    worker = ModelWorker()
+    worker.load(lambda: backend, "stand-in").result(timeout=5)
+    text = "def f(x):\n    \n\nprint(f(1))\n"
+    cursor = text.index("\n    \n") + 5
+    try:
+        engine = CompletionEngine(worker, lambda: Settings())
+        engine.complete_blocking(Document(uri="file:///t.py", text=text), cursor)
+    finally:
+        worker.shutdown()
+    (request,) = backend.requests
+    assert request.prompt_tokens is not None
+    ids = list(request.prompt_tokens)
+    assert ids[: len(bos)] == list(bos)
+    ids = ids[len(bos) :]
+    prefix = [ord(ch) for ch in request.prompt]
+    if fim is None:
+        assert ids == prefix and request.stop_token_ids == frozenset()
+        return
+    assert request.stop_token_ids == fim.stops
+    assert ids[-1] == fim.middle
+    first, second = (fim.prefix, fim.suffix) if fim.order == "psm" else (fim.suffix, fim.prefix)
+    assert ids[0] == first and second in ids
+    split = ids.index(second)
+    prefix_ids, suffix_ids = (ids[1:split], ids[split + 1 : -1])
+    if fim.order == "spm":
+        prefix_ids, suffix_ids = suffix_ids, prefix_ids
+    assert prefix_ids == prefix
+    assert "".join(chr(t) for t in suffix_ids).startswith("\n\nprint(f(1))")
+
+
+def test_time_budget_cut_is_a_stop_rule_from_the_engine() -> None:
+    requests = requests_at("def f(x):\n    y = x\n|", ["    return y\n"])
+    (request,) = requests
+    assert request.time_budget is not None
+    assert request.time_budget.seconds == Settings().time_budget_ms / 1000.0
+    assert request.time_budget.cut is complete_line_cut

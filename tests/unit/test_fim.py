@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from lsp_server.backends.gguf import read_header
-from lsp_server.prompts.fim import (
+from lsp_server.backends.fim import (
     CODEGEMMA,
     CODELLAMA,
     DEEPSEEK,
@@ -18,11 +17,12 @@ from lsp_server.prompts.fim import (
     REFACT,
     STARCODER,
     FimTemplate,
-    assemble,
     detect_template,
     resolve_tokens,
     template_by_name,
 )
+from lsp_server.backends.gguf import read_header
+from lsp_server.prompts.fim import assemble
 from tests.conftest import VOCAB_DIR, require_vocab
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -178,7 +178,8 @@ def test_assembled_prompt_layout(
     tokens = resolve_tokens(template, special_tokenizer(llm))
     add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token") == "true"
     bos = [llm.token_bos()] if add_bos else []
-    ids = assemble(template, tokens, plain_ids(llm, PREFIX), plain_ids(llm, SUFFIX), bos)
+    assert tokens.order == template.order
+    ids = assemble(tokens, plain_ids(llm, PREFIX), plain_ids(llm, SUFFIX), bos)
     assert llm.detokenize(ids, special=True).decode("utf-8") == layout
     markers = [i for i in ids if i in (tokens.prefix, tokens.suffix, tokens.middle)]
     expected_order = (
@@ -195,7 +196,7 @@ def test_marker_text_in_user_code_stays_plain(vocab: Callable[[str], Any]) -> No
     llm = vocab("starcoder")
     tokens = resolve_tokens(STARCODER, special_tokenizer(llm))
     prefix = 'MARK = "<fim_suffix>"\n'
-    ids = assemble(STARCODER, tokens, plain_ids(llm, prefix), plain_ids(llm, ""), [])
+    ids = assemble(tokens, plain_ids(llm, prefix), plain_ids(llm, ""), [])
     assert ids.count(tokens.suffix) == 1
     assert (
         llm.detokenize(ids, special=True).decode("utf-8")

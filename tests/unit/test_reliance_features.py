@@ -14,6 +14,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
+from lsp_server.backends.base import CancelToken, ModelInfo
 from lsp_server.config import merge
 from lsp_server.engine import Suggestion
 from lsp_server.features import reliance_commands as rc
@@ -312,14 +313,24 @@ async def test_generate_test_offers_the_model_test_as_an_edit(server: Ghostpilot
     uri = open_and_accept(server, tmp_path / "calc.py")
     requests: list[Any] = []
 
-    async def generate(request: Any, key: str) -> Any:  # a stand-in for the model
-        requests.append((request, key))
-        return SimpleNamespace(text="assert add(1, 2) == 3\n")
+    class Model:  # a stand-in for the model, one token a character
+        info = ModelInfo("stand-in", "-", None, 2048, 1, 0)
 
-    monkeypatch.setattr(server.worker, "generate", generate)
+        def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+            return [ord(ch) for ch in text]
+
+        def generate(self, request: Any, cancel: Any) -> Any:
+            requests.append(request)
+            return SimpleNamespace(text="assert add(1, 2) == 3\n")
+
+    async def run(job: Any, key: str) -> Any:  # the worker runs the job with the model
+        requests.append(key)
+        return job(Model(), CancelToken())
+
+    monkeypatch.setattr(server.worker, "run", run)
     result = await rc.generate_test(rd.attach(server), uri, "add")
     assert result == {"applied": True, "uri": (tmp_path / "test_calc.py").as_uri(), "test": "test_add"}
-    ((request, key),) = requests
+    key, request = requests
     assert key == f"testgen:{uri}" and request.prompt.endswith("def test_add():\n    ")
     (applied,) = caught.edits
     assert applied.label == "Ghostpilot: test for add"

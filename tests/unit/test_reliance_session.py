@@ -280,7 +280,7 @@ def test_draft_test_names_a_new_test_file_and_the_import(harness: Harness) -> No
     assert (draft.test_key, draft.existing, draft.name) == ("tests/test_calc.py", None, "test_add")
     assert draft.test_uri == harness.uri("tests/test_calc.py")
     assert draft.imports == "from calc import add"
-    assert "def add(a, b):" in draft.prompt and draft.prompt.endswith("def test_add():\n    ")
+    assert "def add(a, b):" in draft.prompt.text and draft.prompt.text.endswith("def test_add():\n    ")
 
 
 def _job(harness: Harness) -> RunJob:

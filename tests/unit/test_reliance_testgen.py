@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from lsp_server.backends.base import CancelToken, GenerationRequest, GenerationResult, ModelInfo
 from lsp_server.parsing.syntax import error_count, parse_text
+from lsp_server.prompts.budget import MARGIN_TOKENS, PromptBudget
 from lsp_server.reliance import testgen
 
 
@@ -50,10 +52,50 @@ def test_clean_body(generated, expected):
 
 
 def test_prompt_ends_where_the_body_begins():
-    prompt = testgen.build_prompt("calc.py", "def add(a, b):\n    return a + b\n", "from calc import add", "test_add")
+    prompt = testgen.build_prompt("calc.py", "def add(a, b):\n    return a + b\n", "from calc import add", "test_add").text
     assert prompt.endswith("def test_add():\n    ")
     assert "# file: calc.py\ndef add(a, b):" in prompt
     assert "from calc import add" in prompt
+
+
+BIG = "def big(x):\n    \"\"\"Doc.\"\"\"\n" + "".join(f"    y{i} = x + {i}\n" for i in range(300)) + "    return x\n"
+
+
+@pytest.mark.parametrize("n_ctx", [400, 1024])
+def test_prompt_is_fitted_to_the_model_keeping_the_function_top(n_ctx: int) -> None:
+    """One token a character: the prompt and the tokens to generate fit the context; the
+    function under test loses lines from its end, never its signature or docstring."""
+    prompt = testgen.build_prompt("calc.py", BIG, "from calc import big", "test_big")
+    fitted = prompt.fitted(PromptBudget(n_ctx, len))
+    assert len(fitted) + testgen.MAX_TOKENS + MARGIN_TOKENS <= n_ctx
+    assert fitted.startswith("# file: calc.py\ndef big(x):\n    \"\"\"Doc.\"\"\"\n    y0 = x + 0")
+    assert fitted.endswith(prompt.tail)
+    assert BIG.startswith(fitted[len(prompt.head) : len(fitted) - len(prompt.tail)] + "\n")
+    assert prompt.fitted(PromptBudget(100_000, len)) == prompt.text
+
+
+def test_generation_job_fits_with_the_backend_tokenizer() -> None:
+    seen: list[GenerationRequest] = []
+
+    class Backend:
+        info = ModelInfo("stand-in", "-", None, 512, 1, 0)
+
+        def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+            return [ord(ch) for ch in text]
+
+        def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+            seen.append(request)
+            return GenerationResult(text="assert big(1) == 1")
+
+        def close(self) -> None:
+            pass
+
+    prompt = testgen.build_prompt("calc.py", BIG, "from calc import big", "test_big")
+    result = testgen.generation(prompt)(Backend(), CancelToken())
+    assert result.text == "assert big(1) == 1"
+    (request,) = seen
+    assert request.prompt == prompt.fitted(PromptBudget(512, len))
+    assert (request.max_tokens, request.stop, request.temperature) == (testgen.MAX_TOKENS, testgen.STOP, 0.0)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lsp_server.backends.llama import NUCLEUS_CANDIDATES, Sampler
+from lsp_server.backends.sampler import NUCLEUS_CANDIDATES, Sampler
 
 
 def reference_logprobs(logits: np.ndarray) -> np.ndarray:

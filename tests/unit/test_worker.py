@@ -29,6 +29,7 @@ class SlowBackend:
     def __init__(self) -> None:
         self.threads: set[str] = set()
         self.started = threading.Event()
+        self.closed = False
 
     def tokenize(self, text: str, *, special: bool = False) -> list[int]:
         return list(range(len(text.split())))
@@ -43,6 +44,10 @@ class SlowBackend:
             time.sleep(0.005)
             text += f"t{index} "
         return GenerationResult(text=text, token_count=request.max_tokens)
+
+    def close(self) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.closed = True
 
 
 def loaded_worker() -> tuple[ModelWorker, SlowBackend]:
@@ -115,3 +120,18 @@ def test_failed_load_reports_error_and_jobs_raise_model_unavailable() -> None:
     assert states[-1] == ("error", "model file not found: /nowhere.gguf")
     with pytest.raises(ModelUnavailable, match="not found"):
         worker.generate_blocking(GenerationRequest(prompt="x"))
+
+
+def test_loading_another_model_closes_the_previous_one_first() -> None:
+    worker, first = loaded_worker()
+    second = SlowBackend()
+    seen_closed: list[bool] = []
+
+    def factory() -> SlowBackend:
+        seen_closed.append(first.closed)  # freed before the next model loads
+        return second
+
+    worker.load(factory, "second").result(timeout=5)
+    assert seen_closed == [True] and first.threads == {"ghostpilot-model"}
+    assert worker.generate_blocking(GenerationRequest(prompt="x", max_tokens=2)).token_count == 2
+    assert not second.closed
