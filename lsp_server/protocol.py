@@ -14,8 +14,10 @@ answered. This module replaces that path:
 - ``check_message``: the JSON-RPC envelope check, a pure function.
 - ``GhostpilotProtocol``: answers every request exactly once (InvalidParams,
   InvalidRequest, ParseError as JSON-RPC says), reports a notification it cannot read,
-  answers InvalidRequest after ``shutdown``, exits with code 1 on ``exit`` without
-  ``shutdown``, and keeps no copy of the documents (``DocumentStore`` is the one copy).
+  answers ServerNotInitialized to a request before ``initialize`` (and drops the
+  notifications but ``exit``, as LSP says), answers InvalidRequest after ``shutdown``,
+  exits with code 1 on ``exit`` without ``shutdown``, and keeps no copy of the documents
+  (``DocumentStore`` is the one copy).
 - ``serve_stdio`` / ``serve_tcp``: the read loops.
 """
 
@@ -60,6 +62,7 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+SERVER_NOT_INITIALIZED = -32002
 
 # The start of a header block. Digits then a raw line break: a valid JSON body can hold
 # neither outside a string nor (unescaped) inside one, so this never matches inside a
@@ -434,6 +437,7 @@ class GhostpilotProtocol(LanguageServerProtocol):
         super().__init__(server, converter)
         self.exit_code: int | None = None  # set by the exit notification
         self.on_exit: Callable[[], None] | None = None
+        self.initialize_received = False  # an ``initialize`` request has been dispatched
 
     def _register_builtin_features(self) -> None:
         super()._register_builtin_features()
@@ -470,6 +474,9 @@ class GhostpilotProtocol(LanguageServerProtocol):
             if checked.answer:
                 self.send_error(checked.id, INVALID_REQUEST, f"Invalid request: {checked.message}")
             return
+        if not self.initialize_received and checked.method not in (types.INITIALIZE, types.EXIT, None):
+            self._before_initialize(checked)
+            return
         if checked.kind == "request" and self._shutdown and checked.method != types.EXIT:
             self.send_error(
                 checked.id, INVALID_REQUEST, f"Invalid request: {checked.method} after shutdown"
@@ -480,7 +487,21 @@ class GhostpilotProtocol(LanguageServerProtocol):
         except Exception as error:
             self._invalid_params(checked, error)
             return
+        if checked.method == types.INITIALIZE:
+            self.initialize_received = True
         self.handle_message(message)
+
+    def _before_initialize(self, envelope: Envelope) -> None:
+        """LSP: a request before ``initialize`` gets ServerNotInitialized; a notification
+        (but ``exit``) is dropped."""
+        if envelope.kind == "request":
+            log.warning("%s (id %r) before initialize: ServerNotInitialized", envelope.method, envelope.id)
+            self.send_error(
+                envelope.id, SERVER_NOT_INITIALIZED,
+                f"Server not initialized: {envelope.method} before the initialize request",
+            )  # fmt: skip
+        else:
+            log.warning("%s before initialize: dropped", envelope.method)
 
     def _structure(self, payload: dict[str, Any], envelope: Envelope) -> Any:
         bad_params = _params_field(payload)

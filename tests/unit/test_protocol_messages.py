@@ -14,6 +14,7 @@ from lsprotocol import types
 from lsp_server.protocol import (
     INVALID_PARAMS,
     INVALID_REQUEST,
+    SERVER_NOT_INITIALIZED,
     Envelope,
     GhostpilotProtocol,
     Rejection,
@@ -38,7 +39,8 @@ class ListWriter:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> GhostpilotServer:
+def fresh(monkeypatch: pytest.MonkeyPatch) -> GhostpilotServer:
+    """A server before ``initialize``."""
     server = create_server()
     server.protocol.set_writer(ListWriter(), include_headers=False)
     server.reports = []  # type: ignore[attr-defined]
@@ -46,6 +48,14 @@ def server(monkeypatch: pytest.MonkeyPatch) -> GhostpilotServer:
         server, "report_error", lambda key, message, level=None: server.reports.append((key, message))  # type: ignore[attr-defined]
     )
     return server
+
+
+@pytest.fixture
+def server(fresh: GhostpilotServer) -> GhostpilotServer:
+    """A server after ``initialize``, with what it sent so far forgotten."""
+    initialize(fresh)
+    sent(fresh).clear()
+    return fresh
 
 
 def protocol(server: GhostpilotServer) -> GhostpilotProtocol:
@@ -165,7 +175,6 @@ def test_custom_method_takes_any_params(server: GhostpilotServer) -> None:
 
 
 def test_requests_after_shutdown_get_invalid_request_and_exit_is_0(server: GhostpilotServer) -> None:
-    initialize(server)
     protocol(server).handle_payload(req(2, "shutdown"))
     assert responses(server)[-1] == {"jsonrpc": "2.0", "id": 2, "result": None}
     protocol(server).handle_payload(req(3, "textDocument/completion", {"textDocument": TD, "position": POS}))
@@ -176,9 +185,49 @@ def test_requests_after_shutdown_get_invalid_request_and_exit_is_0(server: Ghost
 
 
 def test_exit_without_shutdown_is_1(server: GhostpilotServer) -> None:
-    initialize(server)
     protocol(server).handle_payload({"jsonrpc": "2.0", "method": "exit"})
     assert protocol(server).exit_code == 1
+
+
+# -- before initialize: ServerNotInitialized (LSP 3.17, "Initialize Request") -----------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(req(4, "textDocument/completion", {"textDocument": TD, "position": POS}), id="completion"),
+        pytest.param(req(4, "ghostpilot/stats"), id="custom-request"),
+        pytest.param(req(4, "shutdown"), id="shutdown"),
+        pytest.param(req(4, "workspace/executeCommand", {"command": "ghostpilot.accept", "arguments": ["x"]}), id="command"),
+        pytest.param(req(4, "textDocument/completion", None), id="invalid-params-too"),
+    ],
+)
+def test_requests_before_initialize_get_server_not_initialized(fresh: GhostpilotServer, message: dict[str, Any]) -> None:
+    protocol(fresh).handle_payload(message)
+    [answer] = responses(fresh)
+    assert answer["id"] == 4 and answer["error"]["code"] == SERVER_NOT_INITIALIZED == -32002
+    assert message["method"] in answer["error"]["message"]
+    assert not protocol(fresh)._shutdown  # nothing ran
+
+
+def test_notifications_before_initialize_are_dropped_and_exit_still_exits(fresh: GhostpilotServer) -> None:
+    protocol(fresh).handle_payload({
+        "jsonrpc": "2.0", "method": "textDocument/didOpen",
+        "params": {"textDocument": {**TD, "languageId": "python", "version": 1, "text": "x = 1\n"}},
+    })  # fmt: skip
+    assert sent(fresh) == [] and TD["uri"] not in fresh.documents
+    protocol(fresh).handle_payload({"jsonrpc": "2.0", "method": "exit"})
+    assert protocol(fresh).exit_code == 1
+
+
+def test_a_bad_initialize_does_not_initialize_and_a_good_one_does(fresh: GhostpilotServer) -> None:
+    protocol(fresh).handle_payload(req(1, "initialize", {"processId": None, "rootUri": None}))
+    assert responses(fresh)[-1]["error"]["code"] == INVALID_PARAMS
+    protocol(fresh).handle_payload(req(2, "ghostpilot/stats"))
+    assert responses(fresh)[-1]["error"]["code"] == SERVER_NOT_INITIALIZED
+    initialize(fresh)
+    protocol(fresh).handle_payload(req(3, "ghostpilot/stats"))
+    assert "result" in responses(fresh)[-1]
 
 
 # -- notifications: never answered, reported once per cause ------------------------------------
@@ -214,7 +263,6 @@ def test_invalid_response_fails_the_pending_request_instead_of_leaving_it_waitin
 
 def test_document_sync_params_reach_the_feature_as_sent(server: GhostpilotServer) -> None:
     assert not GhostpilotProtocol.NOT_BUILTIN & set(protocol(server).fm.builtin_features)
-    initialize(server)
     seen: list[Any] = []
     features = protocol(server).fm.features
     handler = features[types.TEXT_DOCUMENT_DID_CHANGE]
