@@ -334,7 +334,7 @@ class CompletionEngine:
         n_ctx = info.n_ctx
         suffix_budget = min(SUFFIX_TOKENS, n_ctx // 4) if info.fim is not None else 0
         # The same budget for every mode, so line and block requests share a prompt.
-        room = budget.prompt_room(n_ctx, settings.max_tokens, suffix_budget)
+        room = budget.PromptBudget(n_ctx, count).room(settings.max_tokens, reserved=suffix_budget)
         prefix_budget = max(MIN_PREFIX_TOKENS, min(settings.max_prompt_tokens, room))
         prefix = budget.fit_prefix(context, count, prefix_budget)
         suffix = budget.fit_suffix(context.suffix, count, suffix_budget) if info.fim else ""

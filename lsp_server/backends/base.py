@@ -147,16 +147,17 @@ class Backend(Protocol):
       ``special`` parses control-token text (``<fim_prefix>``) as control tokens. The
       engine counts prompt budgets with it and caches tokens line by line.
     - ``generate(request, cancel)``: evaluate ``request.prompt_tokens`` as given (else
-      ``bos`` + the tokens of ``request.prompt``) and sample up to ``max_tokens``. While
-      text streams, apply in order: ``stop`` strings, ``stop_rule``, then past
-      ``time_budget.seconds`` its ``cut``; each returns where to cut the text. End on
-      EOS or a ``stop_token_ids`` token. Check ``cancel`` between tokens and raise
-      :class:`Cancelled` when it is set. Honour ``ban_first``, ``temperature``/``top_p``/
-      ``seed`` and ``logprobs``, or document which ones the server cannot do. Callers fit
-      prompts to the budget; one longer than ``n_ctx - max_tokens`` is a caller's bug
-      (LlamaBackend keeps its newest tokens; a remote backend may raise).
-      Report counts and timings in :class:`GenerationResult`, with ``stop_reason``.
-      Raise :class:`ModelUnavailable` when the model cannot be reached.
+      ``bos`` + the tokens of ``request.prompt``, control tokens parsed when
+      ``special``) and sample up to ``max_tokens``. After each token, cut the text at
+      the first ``stop`` string, else where ``stop_rule`` says, else, once
+      ``time_budget.seconds`` have passed, where its ``cut`` says; end on EOS or a
+      ``stop_token_ids`` token. Check ``cancel`` between tokens and raise
+      :class:`Cancelled` when it is set. Honour ``ban_first``, ``temperature``,
+      ``top_p``, ``seed`` and ``logprobs``, or document which the server cannot do.
+      Callers fit prompts to the budget; one longer than ``n_ctx - max_tokens`` is a
+      caller's bug (LlamaBackend keeps its newest tokens; a remote backend may raise).
+      Report counts, timings and ``stop_reason`` in :class:`GenerationResult`; raise
+      :class:`ModelUnavailable` when the model cannot be reached.
     - ``close()``: free the model (memory, threads, connections); the worker calls it
       before loading another. Nothing is called after it.
     """

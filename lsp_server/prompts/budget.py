@@ -40,10 +40,10 @@ class PromptBudget:
     def counting(cls, n_ctx: int, tokenize: Callable[[str], Sequence[int]]) -> PromptBudget:
         return cls(n_ctx, lambda text: len(tokenize(text)))
 
-    def room(self, max_tokens: int, *, beside: str = "") -> int:
-        """Tokens left for the cut part of a prompt whose other parts are ``beside``,
-        with ``max_tokens`` to generate (0 when nothing is left)."""
-        reserved = self.count(beside) if beside else 0
+    def room(self, max_tokens: int, *, beside: str = "", reserved: int = 0) -> int:
+        """Tokens left for the cut part of a prompt whose other parts are ``beside`` (or
+        take ``reserved`` tokens), with ``max_tokens`` to generate (0 when none are left)."""
+        reserved += self.count(beside) if beside else 0
         return max(0, prompt_room(self.n_ctx, max_tokens, reserved))
 
     def keep_start(self, text: str, room: int) -> str:

@@ -26,7 +26,9 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(BACKENDS.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(BACKENDS.rglob("*.py")), ids=lambda p: str(p.relative_to(BACKENDS))
+)
 def test_backends_import_nothing_from_prompts(path: Path) -> None:
     assert not {name for name in _imports(path) if name.startswith("lsp_server.prompts")}
 

@@ -160,6 +160,7 @@ def test_room_counts_what_is_beside_and_never_goes_below_zero() -> None:
     budget = PromptBudget(100, len)  # one token a character
     assert budget.room(20) == 100 - 20 - MARGIN_TOKENS
     assert budget.room(20, beside="x" * 10) == 100 - 20 - 10 - MARGIN_TOKENS
+    assert budget.room(20, beside="x" * 10, reserved=5) == 100 - 20 - 15 - MARGIN_TOKENS
     assert budget.room(200) == 0
     assert PromptBudget.counting(100, lambda text: text.split()).count("a b c") == 3
 
