@@ -58,12 +58,24 @@ class Settings:
     # completed: a 20 MB file would otherwise cost gigabytes of syntax tree.
     max_file_size_kb: int = 8192
     reliance: RelianceSettings = field(default_factory=RelianceSettings)
+    # Remote engines (lsp_server/backends/remote/): "local" runs the model in-process.
+    backend: str = "local"  # "local" | "llama-server" | "openai" | "ollama"
+    endpoint: str = ""  # the engine's base URL, e.g. http://127.0.0.1:8080
+    remote_model: str = ""  # the engine's model name (OpenAI model id, Ollama tag)
+    remote_tokenizer: str = ""  # registry name or GGUF path of the engine's model
+    request_timeout_ms: int = 30000
+    tls_verify: bool = True
+    tls_ca_bundle: str = ""
+    tls_client_cert: str = ""
+    tls_client_key: str = ""
+    api_key_env: str = ""  # the environment variable holding the API key (never logged)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "flash_attention": ("auto", "on", "off"),
     "completion_fallback": ("auto", "always", "never"),
     "docstring_style": ("auto", "google", "numpy", "sphinx"),
+    "backend": ("local", "llama-server", "openai", "ollama"),
 }
 _RANGES: dict[str, tuple[float, float]] = {
     "n_ctx": (256, 131072),
@@ -76,7 +88,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "top_p": (0.0, 1.0),
     "time_budget_ms": (50, 60000),
     "max_file_size_kb": (1, 1048576),
+    "request_timeout_ms": (100, 600000),
 }
+# Optional strings: "" means unset.
+_MAY_BE_EMPTY = frozenset(
+    {"endpoint", "remote_model", "remote_tokenizer", "tls_ca_bundle", "tls_client_cert",
+     "tls_client_key", "api_key_env"}
+)  # fmt: skip
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
@@ -111,6 +129,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             raise ValueError(f"expected a number, got {value!r}")
         value = float(value)
     elif isinstance(default, str):
+        if isinstance(value, str) and name in _MAY_BE_EMPTY:
+            return value.strip()
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"expected a non-empty string, got {value!r}")
     elif isinstance(default, tuple):
@@ -175,7 +195,11 @@ def to_camel(settings: Settings) -> dict[str, Any]:
 
 
 # Settings whose change needs the model to be loaded again.
-MODEL_KEYS = ("model", "n_ctx", "n_threads", "n_gpu_layers", "flash_attention")
+MODEL_KEYS = (
+    "model", "n_ctx", "n_threads", "n_gpu_layers", "flash_attention",
+    "backend", "endpoint", "remote_model", "remote_tokenizer", "request_timeout_ms",
+    "tls_verify", "tls_ca_bundle", "tls_client_cert", "tls_client_key", "api_key_env",
+)  # fmt: skip
 
 
 def needs_reload(old: Settings, new: Settings) -> bool:

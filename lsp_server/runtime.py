@@ -5,10 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 
 from lsp_server.backends import probe
-from lsp_server.backends.base import ModelUnavailable
+from lsp_server.backends.base import Backend, ModelUnavailable
 from lsp_server.backends.gguf import GGUFError, read_header
 from lsp_server.backends.llama import LlamaBackend
 from lsp_server.backends.registry import ModelNotFound, resolve
+from lsp_server.backends.remote.settings import remote_backend
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.prompts.budget import PromptBudget
@@ -22,7 +23,9 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
     that a model that makes llama.cpp abort costs a message, not this process.
     """
 
-    def factory() -> LlamaBackend:
+    def factory() -> Backend:
+        if settings.backend != "local":
+            return remote_backend(settings)  # no silent fallback to the local model
         try:
             resolved = resolve(settings.model)
             header = read_header(resolved.path)
@@ -48,7 +51,8 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
             header=header,
         )
 
-    return worker.load(factory, settings.model)
+    description = settings.model if settings.backend == "local" else settings.endpoint
+    return worker.load(factory, description)
 
 
 def start_worker(settings: Settings) -> ModelWorker:

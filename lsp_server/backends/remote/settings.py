@@ -1,0 +1,56 @@
+"""From settings to a :class:`RemoteBackend`: the endpoint checked, TLS options, the API
+key read from the environment variable that ``apiKeyEnv`` names (never from settings, so
+it is never in a config file nor a log)."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from lsp_server.backends.base import ModelUnavailable
+from lsp_server.backends.remote.backend import RemoteBackend, RemoteConfig
+from lsp_server.backends.remote.http import HttpOptions
+
+if TYPE_CHECKING:
+    from lsp_server.config import Settings
+
+
+def remote_config(settings: Settings, environ: Mapping[str, str] | None = None) -> RemoteConfig:
+    """The remote engine's configuration; raises ModelUnavailable saying what is missing."""
+    environ = os.environ if environ is None else environ
+    endpoint = settings.endpoint.strip()
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModelUnavailable(
+            f"backend {settings.backend} needs endpoint, the engine's http:// or https:// URL "
+            f"(got {endpoint!r})"
+        )
+    api_key = ""
+    if settings.api_key_env:
+        api_key = environ.get(settings.api_key_env, "")
+        if not api_key:
+            raise ModelUnavailable(
+                f"apiKeyEnv names {settings.api_key_env}, which is not set in the server's environment"
+            )
+    return RemoteConfig(
+        engine=settings.backend,
+        endpoint=endpoint,
+        model=settings.remote_model,
+        tokenizer=settings.remote_tokenizer,
+        n_ctx=settings.n_ctx,
+        http=HttpOptions(
+            timeout_s=settings.request_timeout_ms / 1000.0,
+            verify=settings.tls_verify,
+            ca_bundle=settings.tls_ca_bundle,
+            client_cert=settings.tls_client_cert,
+            client_key=settings.tls_client_key,
+            api_key=api_key,
+            api_key_source=settings.api_key_env,
+        ),
+    )
+
+
+def remote_backend(settings: Settings) -> RemoteBackend:
+    return RemoteBackend(remote_config(settings))

@@ -1,0 +1,264 @@
+"""The remote engines' HTTP client, stream formats and error messages, against loopback
+stand-ins (tests/remote_standin.py); the real engines are in tests/e2e/test_remote_*.py."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from lsp_server.backends.base import Cancelled, CancelToken, GenerationRequest, TimeBudget
+from lsp_server.backends.remote import apis, http
+from lsp_server.backends.remote.backend import plain_http_warning
+from lsp_server.backends.remote.http import HttpOptions, RemoteError
+from lsp_server.backends.remote.settings import remote_config
+from lsp_server.backends.remote.stops import check_stops
+from lsp_server.config import Settings
+from tests.remote_standin import StandIn, ndjson, sse
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        pytest.param([b"data: {}\n", b"\n"], ["{}"], id="one-event"),
+        pytest.param([b"data: a\r\n", b"data: b\r\n", b"\r\n"], ["a\nb"], id="multi-line-crlf"),
+        pytest.param([b": keep-alive\n", b"\n", b"data:x\n", b"\n"], ["x"], id="comment-no-space"),
+        pytest.param([b"event: x\n", b"data: [DONE]"], ["[DONE]"], id="no-final-blank"),
+    ],
+)
+def test_sse_data(lines: list[bytes], expected: list[str]) -> None:
+    assert list(apis.sse_data(lines)) == expected
+
+
+def test_llama_server_stream_reads_text_tokens_and_timings() -> None:
+    lines = b"".join(
+        sse(
+            [
+                {"content": "x = ", "tokens": [5, 6], "stop": False, "timings": {"prompt_n": 3, "cache_n": 40}},
+                {"content": "", "tokens": [], "stop": True, "stop_type": "limit", "tokens_predicted": 2,
+                 "tokens_evaluated": 43, "timings": {"prompt_n": 3, "cache_n": 40, "prompt_ms": 9.0, "predicted_ms": 4.0}},
+            ]
+        )
+    ).split(b"\n")  # fmt: skip
+    pieces = list(apis.llama_server_pieces(lines, "engine"))
+    assert [p.text for p in pieces] == ["x = ", ""]
+    assert pieces[0].tokens == (5, 6) and (pieces[0].evaluated, pieces[0].reused) == (3, 40)
+    assert pieces[-1].done and pieces[-1].finish == "length" and pieces[-1].prompt_tokens == 43
+
+
+def test_openai_stream_needs_done_and_reads_usage() -> None:
+    events = [
+        {"choices": [{"text": "ab", "finish_reason": None}]},
+        {"choices": [{"text": "c", "finish_reason": "length"}]},
+        {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2,
+                                  "prompt_tokens_details": {"cached_tokens": 8}}},
+    ]  # fmt: skip
+    pieces = list(apis.openai_pieces(b"".join(sse([*events, b"[DONE]"])).split(b"\n"), "e"))
+    assert "".join(p.text for p in pieces) == "abc"
+    assert (pieces[-2].reused, pieces[-2].evaluated) == (8, 2)
+    assert pieces[-1].done and pieces[-1].finish == "length"
+    with pytest.raises(RemoteError, match="without \\[DONE\\]") as caught:
+        list(apis.openai_pieces(b"".join(sse(events)).split(b"\n"), "e"))
+    assert caught.value.kind == "dropped"
+
+
+def test_stream_error_event_is_a_clear_error() -> None:
+    with pytest.raises(RemoteError, match="stopped the answer with an error: boom"):
+        list(apis.ollama_pieces([b'{"error": "boom"}\n'], "ollama"))
+
+
+def test_check_stops_order_strings_then_rule_then_time() -> None:
+    request = GenerationRequest(
+        prompt="",
+        stop=("\ndef",),
+        stop_rule=lambda text: text.find("!") if "!" in text else None,
+        time_budget=TimeBudget(1.0, lambda text: len(text)),
+    )
+    assert check_stops("a!b\ndef", request, started=0.0, now=0.5) == (3, "stop")
+    assert check_stops("a!b", request, started=0.0, now=0.5) == (1, "rule")
+    assert check_stops("ab", request, started=0.0, now=0.5) == (None, "")
+    assert check_stops("ab", request, started=0.0, now=2.0) == (2, "time")
+
+
+@pytest.fixture
+def stand_in_factory():  # type: ignore[no-untyped-def]
+    made: list[StandIn] = []
+
+    def make(*args, **kwargs) -> StandIn:  # type: ignore[no-untyped-def]
+        made.append(StandIn(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for stand_in in made:
+        stand_in.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_says_so() -> None:
+    with pytest.raises(RemoteError, match="connection refused") as caught:
+        http.request("GET", f"http://127.0.0.1:{_free_port()}/health", HttpOptions(timeout_s=2))
+    assert caught.value.kind == "refused"
+
+
+def test_no_answer_is_a_timeout() -> None:
+    with socket.socket() as listener:  # accepts (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/props"
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match="no answer within 0.3 s") as caught:
+            http.request("GET", url, HttpOptions(timeout_s=0.3))
+    assert caught.value.kind == "timeout" and time.monotonic() - started < 3
+
+
+def test_401_names_the_variable_never_the_key(stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = stand_in_factory(
+        lambda *_: (401, "application/json", [b'{"error": {"message": "Invalid API Key"}}'])
+    )
+    options = HttpOptions(api_key="s3cret-key", api_key_source="TEAM_LLM_KEY")
+    with pytest.raises(RemoteError) as caught:
+        http.request("POST", engine.url + "/completion", options, body={})
+    assert caught.value.kind == "auth" and caught.value.status == 401
+    assert "TEAM_LLM_KEY was rejected" in str(caught.value) and "Invalid API Key" in str(
+        caught.value
+    )
+    assert "s3cret" not in str(caught.value) and "s3cret" not in repr(options)
+    assert engine.seen[0].headers["authorization"] == "Bearer s3cret-key"
+
+
+def test_404_points_at_the_model(stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = stand_in_factory(
+        lambda *_: (404, "application/json", [b'{"error": "model \'x\' not found"}'])
+    )
+    with pytest.raises(
+        RemoteError, match="unknown model or endpoint.*model 'x' not found"
+    ) as caught:
+        http.request("POST", engine.url + "/api/generate", HttpOptions(), body={})
+    assert caught.value.kind == "not-found"
+
+
+def test_https_to_a_plain_http_engine_is_a_tls_failure(stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = stand_in_factory(lambda *_: (200, "application/json", [b"{}"]))
+    with pytest.raises(RemoteError, match="TLS") as caught:
+        http.request("GET", engine.url.replace("http:", "https:") + "/", HttpOptions(timeout_s=2))
+    assert caught.value.kind == "tls"
+
+
+def test_dropped_stream_says_so(stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    events = sse([{"content": "a", "stop": False}])
+    engine = stand_in_factory(lambda *_: (200, "text/event-stream", events))
+    with http.request("POST", engine.url + "/completion", HttpOptions(), body={}) as response:
+        with pytest.raises(RemoteError, match="ended before its last event") as caught:
+            list(apis.llama_server_pieces(response.lines(), "llama-server"))
+    assert caught.value.kind == "dropped"
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_body_framings(stand_in_factory, chunked: bool) -> None:  # type: ignore[no-untyped-def]
+    engine = stand_in_factory(
+        lambda *_: (200, "application/x-ndjson", ndjson([{"a": 1}, {"b": 2}])), chunked=chunked
+    )
+    with http.request("GET", engine.url + "/x", HttpOptions()) as response:
+        assert list(response.lines()) == [b'{"a": 1}', b'{"b": 2}']
+
+
+def test_cancel_closes_the_stream_so_the_engine_stops(stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    events = sse([{"content": str(i), "stop": False} for i in range(200)])
+    engine = stand_in_factory(lambda *_: (200, "text/event-stream", events), delay_s=0.02)
+    cancel = CancelToken()
+    threading.Timer(0.3, cancel.cancel, args=("superseded",)).start()
+    received = 0
+    with pytest.raises(Cancelled):
+        with http.request(
+            "POST", engine.url + "/completion", HttpOptions(), body={}, cancel=cancel
+        ) as response:
+            for _ in response.lines():
+                received += 1
+    assert engine.seen[0].done.wait(5)
+    assert engine.seen[0].closed_early and engine.seen[0].sent < 100
+
+
+@pytest.mark.parametrize(
+    ("url", "environ", "expected"),
+    [
+        pytest.param(
+            "http://gpu.example.com:8080",
+            {"HTTP_PROXY": "http://proxy:3128"},
+            "http://proxy:3128",
+            id="http",
+        ),
+        pytest.param(
+            "https://gpu.example.com", {"https_proxy": "http://p:1"}, "http://p:1", id="https-lower"
+        ),
+        pytest.param(
+            "https://gpu.example.com", {"HTTP_PROXY": "http://p:1"}, None, id="scheme-mismatch"
+        ),
+        pytest.param(
+            "http://gpu.corp.lan",
+            {"HTTP_PROXY": "http://p:1", "NO_PROXY": ".corp.lan"},
+            None,
+            id="no-proxy",
+        ),
+        pytest.param("http://127.0.0.1:8080", {"HTTP_PROXY": "http://p:1"}, None, id="loopback"),
+        pytest.param("http://localhost:8080", {"ALL_PROXY": "http://p:1"}, None, id="localhost"),
+    ],
+)
+def test_proxy_from_environment(url: str, environ: dict[str, str], expected: str | None) -> None:
+    import urllib.parse
+
+    assert http.proxy_for(urllib.parse.urlsplit(url), environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "warns"),
+    [
+        pytest.param("http://10.0.0.5:8080", True, id="lan-http"),
+        pytest.param("https://10.0.0.5:8080", False, id="lan-https"),
+        pytest.param("http://127.0.0.1:8080", False, id="loopback"),
+        pytest.param("http://[::1]:8080", False, id="loopback-v6"),
+        pytest.param("http://localhost:11434", False, id="localhost"),
+    ],
+)
+def test_plain_http_warning(endpoint: str, warns: bool) -> None:
+    assert (plain_http_warning(endpoint) is not None) == warns
+
+
+def test_remote_config_reads_the_key_from_the_named_variable() -> None:
+    settings = Settings(backend="llama-server", endpoint="https://gpu:8080", api_key_env="TEAM_KEY",
+                        request_timeout_ms=1500, tls_verify=False)  # fmt: skip
+    config = remote_config(settings, {"TEAM_KEY": "k-123"})
+    assert (
+        config.http.api_key == "k-123" and config.http.timeout_s == 1.5 and not config.http.verify
+    )
+    assert "k-123" not in repr(config)
+    with pytest.raises(Exception, match="TEAM_KEY, which is not set"):
+        remote_config(settings, {})
+    with pytest.raises(Exception, match="needs endpoint"):
+        remote_config(Settings(backend="openai"), {})
+
+
+def test_remote_settings_merge_and_reload() -> None:
+    from lsp_server.config import merge, needs_reload
+
+    merged, problems = merge(
+        Settings(), {"backend": "ollama", "endpoint": "http://h:11434", "apiKeyEnv": ""}
+    )
+    assert (merged.backend, merged.endpoint, merged.api_key_env, problems) == (
+        "ollama",
+        "http://h:11434",
+        "",
+        [],
+    )
+    assert needs_reload(Settings(), merged)
+    bad, problems = merge(Settings(), {"backend": "vllm-magic"})
+    assert (
+        bad.backend == "local"
+        and "expected one of local, llama-server, openai, ollama" in problems[0]
+    )
