@@ -260,6 +260,22 @@ class Verdict:
     reason: str = ""
 
 
+def _secret(path: PurePosixPath, settings: Settings) -> Verdict | None:
+    pattern = _matches(path, settings.never_read_globs)
+    if pattern:
+        return Verdict(False, f"{path.name} matches neverReadGlobs pattern {pattern!r}")
+    return None
+
+
+def _git_ignored(uri: str, settings: Settings) -> Verdict | None:
+    on_disk = uri_to_path(uri)
+    if settings.respect_gitignore and on_disk is not None and on_disk.is_absolute():
+        source = ignored_by(on_disk)
+        if source is not None:
+            return Verdict(False, f"{on_disk.name} is ignored by {source}")
+    return None
+
+
 def may_complete(uri: str, language_id: str, settings: Settings) -> Verdict:
     """Whether this document gets suggestions (and may be read for prompts)."""
     if not settings.enable:
@@ -269,15 +285,21 @@ def may_complete(uri: str, language_id: str, settings: Settings) -> Verdict:
     path = uri_path(uri)
     if path is None:
         return Verdict(True)
-    secret = _matches(path, settings.never_read_globs)
+    secret = _secret(path, settings)
     if secret:
-        return Verdict(False, f"{path.name} matches neverReadGlobs pattern {secret!r}")
+        return secret
     excluded = _matches(path, settings.exclude_globs)
     if excluded:
         return Verdict(False, f"{path.name} matches excludeGlobs pattern {excluded!r}")
-    on_disk = uri_to_path(uri)
-    if settings.respect_gitignore and on_disk is not None and on_disk.is_absolute():
-        source = ignored_by(on_disk)
-        if source is not None:
-            return Verdict(False, f"{on_disk.name} is ignored by {source}")
-    return Verdict(True)
+    return _git_ignored(uri, settings) or Verdict(True)
+
+
+def may_read(uri: str, settings: Settings) -> Verdict:
+    """Whether the text of ``uri`` may reach the model at all: the never-read rules
+    (``neverReadGlobs``; git's ignore rules while ``respectGitignore`` is on). For what
+    the user asks of one file (a docstring) and for files read for context (the
+    project's docstring style); suggestions as you type also need :func:`may_complete`."""
+    path = uri_path(uri)
+    if path is None:
+        return Verdict(True)
+    return _secret(path, settings) or _git_ignored(uri, settings) or Verdict(True)

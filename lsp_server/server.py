@@ -1,7 +1,8 @@
 """The Ghostpilot language server: state, and the one list of its features.
 
 Handlers live in ``lsp_server/features/``, one module per LSP method or feature, each
-with a ``setup(server)`` entry. This module holds what they share.
+with a ``setup(server)`` entry. This module holds what they share: the server's state,
+messages to the user, ``ghostpilot/status``, the listener loop and ``$/progress``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import re
 import sys
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Literal, TypeGuard, get_args
 
 from lsprotocol import types
 from pygls.exceptions import FeatureRequestError
@@ -51,9 +52,83 @@ FEATURES: tuple[str, ...] = (
 )
 
 STATUS_NOTIFICATION = "ghostpilot/status"
+# The states ``ghostpilot/status`` reports (editors' status bars show them).
+StatusState = Literal["loading", "ready", "generating", "error", "disabled"]
+STATUS_STATES: frozenset[str] = frozenset(get_args(StatusState))
 # Called with (server, params); returns code actions (or an awaitable of them).
-CodeActionProvider = Callable[[Any, types.CodeActionParams], Any]
+CodeActionProvider = Callable[["GhostpilotServer", types.CodeActionParams], Any]
 MAX_REMEMBERED = 256
+
+
+def is_status_state(value: str) -> TypeGuard[StatusState]:
+    return value in STATUS_STATES
+
+
+class Progress:
+    """One piece of work's server-initiated ``$/progress``, where the client supports it.
+
+    ``begin`` asks the client for the token (``window/workDoneProgress/create``); a client
+    without the capability, or one that refuses, gets the work without progress. When
+    ``cancellable``, the client's cancel button calls ``on_cancel`` (once). The one copy
+    of this dance for every feature (model load and download, docstrings, test runs).
+    """
+
+    def __init__(
+        self,
+        server: GhostpilotServer,
+        title: str,
+        *,
+        kind: str,
+        cancellable: bool = False,
+        on_cancel: Callable[[], object] | None = None,
+    ) -> None:
+        self.server = server
+        self.title = title
+        self.cancellable = cancellable
+        self.on_cancel = on_cancel
+        self.token = f"ghostpilot-{kind}-{uuid.uuid4().hex[:8]}"
+        self.enabled = progress_supported(server.client_capabilities)
+
+    async def begin(self, message: str, percentage: int | None = None) -> bool:
+        """Show the progress; whether the client shows it."""
+        if not self.enabled:
+            return False
+        progress = self.server.work_done_progress
+        try:
+            await progress.create_async(self.token)
+        except Exception as error:  # the client refused: the work goes on without progress
+            log.info("window/workDoneProgress/create failed: %s", error)
+            self.enabled = False
+            return False
+        marker = progress.tokens.get(self.token)
+        if marker is not None and self.on_cancel is not None:  # cancelled by the client
+            on_cancel = self.on_cancel
+            marker.add_done_callback(lambda future: future.cancelled() and on_cancel())
+        progress.begin(
+            self.token,
+            types.WorkDoneProgressBegin(
+                title=self.title, message=message, cancellable=self.cancellable, percentage=percentage
+            ),
+        )
+        return True
+
+    def report(self, message: str, percentage: int | None = None, cancellable: bool | None = None) -> None:
+        if self.enabled:
+            self.server.work_done_progress.report(
+                self.token,
+                types.WorkDoneProgressReport(message=message, percentage=percentage, cancellable=cancellable),
+            )
+
+    def end(self, message: str) -> None:
+        if self.enabled:
+            self.enabled = False
+            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+            self.server.work_done_progress.tokens.pop(self.token, None)
+
+
+def progress_supported(capabilities: types.ClientCapabilities | None) -> bool:
+    window = capabilities.window if capabilities else None
+    return bool(window and window.work_done_progress)
 
 
 class GhostpilotServer(LanguageServer):
@@ -69,7 +144,7 @@ class GhostpilotServer(LanguageServer):
         # Hooks for features that share an LSP method (pygls takes one handler per method).
         self.initialized_listeners: list[Callable[[GhostpilotServer], Any]] = []
         self.save_listeners: list[Callable[[str], Any]] = []
-        self.shutdown_listeners: list[Callable[[], Any]] = []
+        self.shutdown_listeners: list[Callable[[], object]] = []
         self.code_action_providers: list[CodeActionProvider] = []
         self.code_action_kinds: set[str] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -125,22 +200,52 @@ class GhostpilotServer(LanguageServer):
     def start_tcp(self, host: str, port: int) -> None:
         self.exit_code = serve_tcp(self, host, port, self.max_message_bytes)
 
-    def send_status(self, state: str, **extra: Any) -> None:
+    def send_status(self, state: StatusState, **extra: Any) -> None:
         info = self.worker.info
         params = {"state": state, "model": info.name if info else self.settings.model, **extra}
         self.call_soon(self.protocol.notify, STATUS_NOTIFICATION, params)
 
-    async def call_listeners(self, listeners: list[Callable[..., Any]], *args: Any) -> None:
-        """Call each listener (sync or async); one that fails is reported once and the
-        others still run."""
+    # -- the listener loop: hooks for features that share an LSP method ----------------------
+
+    def call_each(
+        self, listeners: Iterable[Callable[..., Any]], *args: Any, failure: str = "a feature failed"
+    ) -> list[Any]:
+        """Call each listener with ``args`` and gather what they return. One that fails is
+        logged, reported once per cause (``failure: error``), and the others still run."""
+        return [result for _, result in self._called(listeners, args, failure)]
+
+    async def call_listeners(
+        self, listeners: Iterable[Callable[..., Any]], *args: Any, failure: str = "a feature failed"
+    ) -> list[Any]:
+        """:meth:`call_each` for listeners that may be async: each one's awaitable is
+        awaited in turn, and a failure there is reported the same way."""
+        results: list[Any] = []
+        for listener, result in self._called(listeners, args, failure):
+            if inspect.isawaitable(result):
+                try:
+                    result = await result
+                except Exception as error:
+                    self._listener_failed(listener, failure, error)
+                    continue
+            results.append(result)
+        return results
+
+    def _called(
+        self, listeners: Iterable[Callable[..., Any]], args: tuple[Any, ...], failure: str
+    ) -> Iterator[tuple[Callable[..., Any], Any]]:
+        """The one listener loop. Lazy: an async listener is awaited before the next one
+        is called."""
         for listener in list(listeners):
             try:
                 result = listener(*args)
-                if inspect.isawaitable(result):
-                    await result
             except Exception as error:
-                log.exception("listener %r failed", listener)
-                self.report_error(f"listener:{error}", f"a feature failed: {error}")
+                self._listener_failed(listener, failure, error)
+                continue
+            yield listener, result
+
+    def _listener_failed(self, listener: object, failure: str, error: Exception) -> None:
+        log.error("%s: listener %r failed", failure, listener, exc_info=error)
+        self.report_error(f"listener:{failure}:{error_kind(error)}", f"{failure}: {error}")
 
     def add_code_action_provider(self, kinds: list[str], provider: CodeActionProvider) -> None:
         """Offer ``provider``'s actions on textDocument/codeAction beside other features'."""
@@ -176,28 +281,14 @@ class GhostpilotServer(LanguageServer):
             self.loop.create_task(self._progress_while_loading(asyncio.wrap_future(future)))
 
     async def _progress_while_loading(self, loading: asyncio.Future[None]) -> None:
-        token = f"ghostpilot-load-{uuid.uuid4().hex[:8]}"
-        supported = bool(
-            self.client_capabilities.window and self.client_capabilities.window.work_done_progress
-        )
-        if supported:
-            try:
-                await self.work_done_progress.create_async(token)
-                self.work_done_progress.begin(
-                    token,
-                    types.WorkDoneProgressBegin(
-                        title="Ghostpilot", message=f"loading {self.settings.model}", cancellable=False
-                    ),
-                )
-            except Exception:  # a client that refuses progress still gets its completions
-                supported = False
+        progress = Progress(self, "Ghostpilot", kind="load")
+        await progress.begin(f"loading {self.settings.model}")
         try:
             await loading
             message = f"model {self.settings.model} ready"
         except Exception as error:
             message = f"model failed to load: {error}"
-        if supported:
-            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+        progress.end(message)
 
     def _on_model_state(self, state: str, message: str) -> None:
         if state == "error":
@@ -209,7 +300,10 @@ class GhostpilotServer(LanguageServer):
                     f"model {info.name} ready ({info.path}; FIM: {info.fim_template or 'none'}; "
                     f"n_ctx {info.n_ctx}; threads {info.n_threads}; GPU layers {info.n_gpu_layers})"
                 )
-        self.send_status(state, message=message)
+        if is_status_state(state):
+            self.send_status(state, message=message)
+        else:
+            log.debug("model state %s is not a status", state)
 
 
 def error_kind(error: BaseException) -> str:

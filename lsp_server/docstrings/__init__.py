@@ -256,9 +256,14 @@ def undocumented(tree: Tree, source: bytes) -> list[Definition]:
 
 
 def project_docstrings(
-    root: str | Path, *, max_files: int = 200, max_bytes: int = 512_000
+    root: str | Path,
+    *,
+    max_files: int = 200,
+    max_bytes: int = 512_000,
+    readable: Callable[[Path], bool] = lambda _path: True,
 ) -> list[str]:
-    """Docstrings from up to ``max_files`` Python files under ``root`` (for style detection)."""
+    """Docstrings from up to ``max_files`` Python files under ``root`` (for style
+    detection); a file that ``readable`` refuses (never-read rules) is not opened."""
     found: list[str] = []
     seen = 0
     for directory, dirnames, filenames in os.walk(root):
@@ -267,6 +272,8 @@ def project_docstrings(
             if not filename.endswith(".py"):
                 continue
             path = Path(directory, filename)
+            if not readable(path):
+                continue
             try:
                 if path.stat().st_size > max_bytes:
                     continue

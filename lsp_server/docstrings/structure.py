@@ -388,6 +388,22 @@ def _name_of(node: Node) -> str:
     return (name.text or b"?").decode("utf-8", "replace") if name is not None else "?"
 
 
+def qualified_path(node: Node) -> list[str]:
+    """The names of ``node`` and the functions and classes around it, outermost first."""
+    path = [_name_of(node)]
+    parent = node.parent
+    while parent is not None:
+        if parent.type in ("function_definition", "class_definition"):
+            path.insert(0, _name_of(parent))
+        parent = parent.parent
+    return path
+
+
+def qualified_name(node: Node) -> str:
+    """``Outer.inner``: how :func:`definition_named` finds ``node`` again (in a newer text)."""
+    return ".".join(qualified_path(node))
+
+
 def definitions(tree: Tree) -> Iterator[Node]:
     stack = [tree.root_node]
     while stack:
@@ -449,12 +465,7 @@ def definition_named(tree: Tree, source: bytes, name: str) -> Definition:
     _check_not_empty(source)
     wanted = name.split(".")
     for node in definitions(tree):
-        path = [_name_of(node)]
-        parent = node.parent
-        while parent is not None:
-            if parent.type in ("function_definition", "class_definition"):
-                path.insert(0, _name_of(parent))
-            parent = parent.parent
+        path = qualified_path(node)
         if path[-len(wanted) :] == wanted:
             _check_parses(syntax.definition_node(node))
             return describe(node, source)

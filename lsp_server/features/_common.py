@@ -1,4 +1,5 @@
-"""Small helpers that handlers share: fetching a document and a cursor, LSP conversions."""
+"""Small helpers that handlers share: fetching a document and a cursor, command
+arguments, LSP range conversions, the suggestion at a position."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import functools
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,14 +19,13 @@ from lsp_server.parsing.positions import PositionOutOfRange
 
 if TYPE_CHECKING:
     from lsp_server.engine import Suggestion
+    from lsp_server.server import GhostpilotServer
 
 log = logging.getLogger(__name__)
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
-def document_at(
-    documents, uri: str, position: types.Position  # type: ignore[no-untyped-def]
-) -> tuple[Document, int]:
+def document_at(documents: DocumentStore, uri: str, position: types.Position) -> tuple[Document, int]:
     """The open document and the code-point offset of ``position``.
 
     Bad input (a URI that is not open, a position past the end) becomes a JSON-RPC
@@ -75,12 +75,34 @@ def releasing_frames(handler: Handler) -> Handler:
     return wrapper  # type: ignore[return-value]
 
 
+def command_arguments(args: Sequence[Any]) -> list[Any]:
+    """A command's arguments, whether the client sent them spread out (``[uri, name]``,
+    as pygls passes them to ``*args``) or as one list (``[[uri, name]]``)."""
+    return list(args[0]) if len(args) == 1 and isinstance(args[0], list) else list(args)
+
+
+def optional_string(arguments: Sequence[Any], index: int) -> str | None:
+    value = arguments[index] if len(arguments) > index else None
+    return value if isinstance(value, str) else None
+
+
 def to_range(document: Document, start: int, end: int) -> types.Range:
+    """Code-point offsets in ``document`` -> an LSP range (the document's encoding)."""
     start_line, start_char = document.position_at(start)
     end_line, end_char = document.position_at(end)
     return types.Range(
         start=types.Position(line=start_line, character=start_char),
         end=types.Position(line=end_line, character=end_char),
+    )
+
+
+def range_offsets(document: Document, lsp_range: types.Range) -> tuple[int, int]:
+    """An LSP range -> code-point offsets in ``document``, clamped as LSP says (a column
+    past its line's end is the line's end)."""
+    start, end = lsp_range.start, lsp_range.end
+    return (
+        document.offset_at(start.line, start.character, strict=False),
+        document.offset_at(end.line, end.character, strict=False),
     )
 
 
@@ -148,7 +170,9 @@ async def parsed_cursor(
     return document.revision, moved[0], moved[1]
 
 
-async def suggestion_at(ls, uri: str, position: types.Position, *, explicit: bool):  # type: ignore[no-untyped-def]
+async def suggestion_at(
+    ls: GhostpilotServer, uri: str, position: types.Position, *, explicit: bool
+) -> tuple[Document, Suggestion | None]:
     """The model's suggestion at a position, or None; shared by inline and fallback completion.
 
     Superseded requests and an unavailable model give None (the latter reported once), and

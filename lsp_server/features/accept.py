@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from pygls.exceptions import JsonRpcInvalidParams
+
+from lsp_server.backends.base import ModelInfo
+from lsp_server.engine import Suggestion
+from lsp_server.features._common import command_arguments
+
+# At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
+# (typing.get_type_hints) to convert its arguments. No cycle: server.py imports the
+# feature modules only inside create_server().
+from lsp_server.server import GhostpilotServer
 
 ACCEPT = "ghostpilot.accept"
 STATS = "ghostpilot/stats"
@@ -25,45 +36,56 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def setup(server) -> None:  # type: ignore[no-untyped-def]
+def suggestion_id(arguments: Sequence[Any]) -> str:
+    if not arguments or not isinstance(arguments[0], str):
+        raise JsonRpcInvalidParams(f"{ACCEPT} expects a suggestion id, got {list(arguments)!r}")
+    return arguments[0]
+
+
+def stats(
+    last: Suggestion | None, info: ModelInfo | None, model_state: str, superseded: int, rss: int
+) -> dict[str, Any]:
+    """The ``ghostpilot/stats`` answer."""
+    result = last.result if last else None
+    return {
+        "model": info.name if info else None,
+        "modelState": model_state,
+        "fimTemplate": info.fim_template if info else None,
+        "rssBytes": rss,
+        "supersededRequests": superseded,
+        "last": None if last is None else {
+            "id": last.id,
+            "mode": last.mode,
+            "latencyMs": round(last.latency_s * 1000, 2),
+            "cached": last.reused_from_cache,
+            "promptTokens": result.prompt_tokens if result else 0,
+            "reusedTokens": result.reused_tokens if result else 0,
+            "evaluatedTokens": result.evaluated_tokens if result else 0,
+            "generatedTokens": result.token_count if result else 0,
+            "promptEvalMs": round(result.prompt_eval_s * 1000, 2) if result else 0,
+            "decodeMs": round(result.decode_s * 1000, 2) if result else 0,
+            "decodeTokensPerS": round(result.decode_tokens_per_s, 2) if result else 0,
+        },
+    }
+
+
+def accept(ls: GhostpilotServer, arguments: Sequence[Any]) -> dict[str, str]:
+    """Mark the suggestion accepted and tell the listeners; one broken listener does not
+    lose the others."""
+    wanted = suggestion_id(arguments)
+    suggestion = ls.suggestions.get(wanted)
+    if suggestion is None:
+        raise JsonRpcInvalidParams(f"unknown or expired suggestion id {wanted!r}")
+    suggestion.accepted_at = time.time()
+    ls.call_each(ls.acceptance_listeners, suggestion, failure="tracking an accepted suggestion failed")
+    return {"accepted": suggestion.id}
+
+
+def setup(server: GhostpilotServer) -> None:
     @server.command(ACCEPT)
-    def accept(ls, *args):  # type: ignore[no-untyped-def]
-        arguments = args[0] if len(args) == 1 and isinstance(args[0], list) else list(args)
-        if not arguments or not isinstance(arguments[0], str):
-            raise JsonRpcInvalidParams(f"{ACCEPT} expects a suggestion id, got {arguments!r}")
-        suggestion = ls.suggestions.get(arguments[0])
-        if suggestion is None:
-            raise JsonRpcInvalidParams(f"unknown or expired suggestion id {arguments[0]!r}")
-        suggestion.accepted_at = time.time()
-        for listener in list(ls.acceptance_listeners):
-            try:
-                listener(suggestion)
-            except Exception as error:  # one broken listener must not lose the others
-                ls.report_error(f"accept-listener:{error}", f"tracking an accepted suggestion failed: {error}")
-        return {"accepted": suggestion.id}
+    def accept_command(ls: GhostpilotServer, *args: Any) -> dict[str, str]:
+        return accept(ls, command_arguments(args))
 
     @server.feature(STATS)
-    def stats(ls, *args):  # type: ignore[no-untyped-def]
-        last = ls.engine.last
-        result = last.result if last else None
-        info = ls.worker.info
-        return {
-            "model": info.name if info else None,
-            "modelState": ls.worker.state,
-            "fimTemplate": info.fim_template if info else None,
-            "rssBytes": rss_bytes(),
-            "supersededRequests": ls.superseded_requests,
-            "last": None if last is None else {
-                "id": last.id,
-                "mode": last.mode,
-                "latencyMs": round(last.latency_s * 1000, 2),
-                "cached": last.reused_from_cache,
-                "promptTokens": result.prompt_tokens if result else 0,
-                "reusedTokens": result.reused_tokens if result else 0,
-                "evaluatedTokens": result.evaluated_tokens if result else 0,
-                "generatedTokens": result.token_count if result else 0,
-                "promptEvalMs": round(result.prompt_eval_s * 1000, 2) if result else 0,
-                "decodeMs": round(result.decode_s * 1000, 2) if result else 0,
-                "decodeTokensPerS": round(result.decode_tokens_per_s, 2) if result else 0,
-            },
-        }
+    def stats_request(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
+        return stats(ls.engine.last, ls.worker.info, ls.worker.state, ls.superseded_requests, rss_bytes())

@@ -6,15 +6,14 @@ provider that fails is logged and reported once while the others' actions still 
 
 from __future__ import annotations
 
-import inspect
-import logging
-
 from lsprotocol import types
 
-log = logging.getLogger(__name__)
+# At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
+# (typing.get_type_hints). No cycle: server.py imports features only in create_server().
+from lsp_server.server import GhostpilotServer
 
 
-def setup(server) -> None:  # type: ignore[no-untyped-def]
+def setup(server: GhostpilotServer) -> None:
     if not server.code_action_providers:
         return
 
@@ -22,16 +21,10 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(code_action_kinds=sorted(server.code_action_kinds), resolve_provider=False),
     )
-    async def code_action(ls, params: types.CodeActionParams):  # type: ignore[no-untyped-def]
+    async def code_action(
+        ls: GhostpilotServer, params: types.CodeActionParams
+    ) -> list[types.CodeAction | types.Command] | None:
         actions: list[types.CodeAction | types.Command] = []
-        for provider in ls.code_action_providers:
-            try:
-                found = provider(ls, params)
-                if inspect.isawaitable(found):
-                    found = await found
-            except Exception as error:
-                log.exception("code action provider failed")
-                ls.report_error(f"code-actions:{type(error).__name__}", f"code actions failed: {error}")
-                continue
+        for found in await ls.call_listeners(ls.code_action_providers, ls, params, failure="code actions failed"):
             actions.extend(found or [])
         return actions or None

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from lsp_server.engine import Suggestion
 from lsp_server.features._common import (
     accept_command,
     releasing_frames,
     suggestion_at,
     to_range,
 )
+from lsp_server.parsing.document import Document
+
+# At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
+# (typing.get_type_hints). No cycle: server.py imports features only in create_server().
+from lsp_server.server import GhostpilotServer
 
 LABEL_PREFIX = "Ghostpilot AI: "
 
@@ -36,7 +42,7 @@ def _markdown_ok(client_capabilities: types.ClientCapabilities) -> bool:
     return bool(formats and types.MarkupKind.Markdown in formats)
 
 
-def item_for(document, suggestion, markdown: bool = True) -> types.CompletionItem:  # type: ignore[no-untyped-def]
+def item_for(document: Document, suggestion: Suggestion, markdown: bool = True) -> types.CompletionItem:
     first = next((line.strip() for line in suggestion.text.split("\n") if line.strip()), "")
     label = LABEL_PREFIX + (first if len(first) <= 60 else first[:57] + "...")
     return types.CompletionItem(
@@ -60,10 +66,10 @@ def item_for(document, suggestion, markdown: bool = True) -> types.CompletionIte
     )
 
 
-def setup(server) -> None:  # type: ignore[no-untyped-def]
+def setup(server: GhostpilotServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[]))
     @releasing_frames
-    async def completion(ls, params: types.CompletionParams):  # type: ignore[no-untyped-def]
+    async def completion(ls: GhostpilotServer, params: types.CompletionParams) -> types.CompletionList:
         if not wants_fallback(ls.settings.completion_fallback, ls.client_capabilities):
             return types.CompletionList(is_incomplete=False, items=[])
         explicit = bool(

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from lsprotocol import types
+
+# At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
+# (typing.get_type_hints). No cycle: server.py imports features only in create_server().
+from lsp_server.server import GhostpilotServer
 
 log = logging.getLogger(__name__)
 SECTION = "ghostpilot"
 
 
-async def pull_configuration(ls) -> None:  # type: ignore[no-untyped-def]
+def position_encoding(ls: GhostpilotServer) -> str:
+    """The position encoding agreed in ``initialize`` (pygls chose it from the client's)."""
+    return str(getattr(ls.workspace, "position_encoding", "utf-16") or "utf-16")
+
+
+async def pull_configuration(ls: GhostpilotServer) -> None:
     workspace = ls.client_capabilities.workspace
     if not (workspace and workspace.configuration):
         return
@@ -34,15 +44,15 @@ async def pull_configuration(ls) -> None:  # type: ignore[no-untyped-def]
         ls.apply_settings(result[0], "workspace/configuration")
 
 
-def setup(server) -> None:  # type: ignore[no-untyped-def]
+def setup(server: GhostpilotServer) -> None:
     @server.feature(types.INITIALIZE)
-    def initialize(ls, params: types.InitializeParams) -> None:  # type: ignore[no-untyped-def]
-        ls.documents.encoding = str(getattr(ls.workspace, "position_encoding", "utf-16") or "utf-16")
+    def initialize(ls: GhostpilotServer, params: types.InitializeParams) -> None:
+        ls.documents.encoding = position_encoding(ls)
         if params.initialization_options is not None:
             ls.apply_settings(params.initialization_options, "initializationOptions")
 
     @server.feature(types.INITIALIZED)
-    async def initialized(ls, params: types.InitializedParams) -> None:  # type: ignore[no-untyped-def]
+    async def initialized(ls: GhostpilotServer, params: types.InitializedParams) -> None:
         ls.loop = asyncio.get_running_loop()
         # Start loading before the configuration round trip, so that no request can
         # reach the worker ahead of the model; a pulled setting that changes the model
@@ -52,16 +62,12 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
         await ls.call_listeners(ls.initialized_listeners, ls)
 
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls, *args) -> None:  # type: ignore[no-untyped-def]
-        for listener in ls.shutdown_listeners:
-            try:
-                listener()
-            except Exception:
-                log.exception("shutdown listener failed")
+    def shutdown(ls: GhostpilotServer, *args: Any) -> None:
+        ls.call_each(ls.shutdown_listeners, failure="shutting down a feature failed")
         ls.worker.shutdown()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    async def did_change_configuration(ls, params: types.DidChangeConfigurationParams) -> None:  # type: ignore[no-untyped-def]
+    async def did_change_configuration(ls: GhostpilotServer, params: types.DidChangeConfigurationParams) -> None:
         settings = params.settings
         if isinstance(settings, dict) and settings:
             ls.apply_settings(settings, "didChangeConfiguration")

@@ -6,22 +6,25 @@ definition's header (or its docstring) and returns the command. The command prep
 the job on the event loop (a consistent snapshot of the buffer), generates the prose on
 a thread through the model worker with ``$/progress`` reports, and applies the result
 with workspace/applyEdit as a versioned edit. Progress cancellation and
-``$/cancelRequest`` stop the model between tokens.
+``$/cancelRequest`` stop the model between tokens. What is not LSP (the job, moving the
+result onto a text edited meanwhile, the answer) is in ``docstrings/command.py``.
+
+A file under the never-read rules (``neverReadGlobs``, ``.gitignore``) gets no action
+and the command refuses it; the project files read for the docstring style are checked
+the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.uris import to_fs_path
-from tree_sitter import Node
 
 from lsp_server import docstrings
 from lsp_server.backends.base import (
@@ -31,11 +34,18 @@ from lsp_server.backends.base import (
     GenerationResult,
     ModelUnavailable,
 )
-from lsp_server.docstrings.generation import skeleton
-from lsp_server.docstrings.structure import definition_at
-from lsp_server.docstrings.styles import slot_keys
-from lsp_server.features._common import document_at, to_range
+from lsp_server.backends.worker import ModelWorker
+from lsp_server.config import Settings
+from lsp_server.docstrings import command as docstring_command
+from lsp_server.features._common import command_arguments, document_at, to_range
+from lsp_server.parsing.document import Document
+from lsp_server.policy import may_read
 from lsp_server.runtime import prompt_budget
+
+# At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
+# (typing.get_type_hints) to convert its arguments. No cycle: server.py imports the
+# feature modules only inside create_server().
+from lsp_server.server import GhostpilotServer, Progress
 
 COMMAND = "ghostpilot.generateDocstring"
 KIND = types.CodeActionKind.RefactorRewrite
@@ -45,7 +55,7 @@ class _Run:
     """One command's model calls: each goes through the worker, and ``cancel`` stops the
     one running and every one after it."""
 
-    def __init__(self, worker: Any, key: str) -> None:
+    def __init__(self, worker: ModelWorker, key: str) -> None:
         self.worker = worker
         self.key = key
         self.stopped = threading.Event()
@@ -79,7 +89,7 @@ def _kind_wanted(only: Sequence[str] | None) -> bool:
     return any(KIND == kind or KIND.startswith(f"{kind}.") for kind in only)
 
 
-def code_actions(ls: Any, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+def code_actions(ls: GhostpilotServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
     """ "Generate docstring" (or "Regenerate docstring") on a definition's header."""
     if not _kind_wanted(params.context.only):
         return None
@@ -88,15 +98,11 @@ def code_actions(ls: Any, params: types.CodeActionParams) -> list[types.CodeActi
         document, offset = document_at(ls.documents, uri, params.range.start)
     except JsonRpcInvalidParams:
         return None  # code actions are asked for constantly; no error for a stale range
-    if document.tree is None or not document.text.strip():
+    if document.tree is None or not may_read(uri, ls.settings).allowed:
         return None
-    try:
-        definition = definition_at(
-            document.tree, document.source, document.byte_offset(offset), header_only=True
-        )
-    except docstrings.DocstringError:
+    title = docstring_command.action_title(document.tree, document.source, document.byte_offset(offset))
+    if title is None:
         return None
-    title = "Regenerate docstring" if definition.existing_docstring else "Generate docstring"
     return [
         types.CodeAction(
             title=title,
@@ -129,58 +135,22 @@ def _position(value: Any) -> types.Position:
     return types.Position(line=line, character=character)
 
 
-def _arguments(args: Sequence[Any]) -> tuple[str, types.Position]:
-    if len(args) == 1 and isinstance(args[0], dict) and "uri" in args[0]:
-        args = (args[0]["uri"], args[0].get("position"))
-    if len(args) != 2 or not isinstance(args[0], str):
+def arguments(args: Sequence[Any]) -> tuple[str, types.Position]:
+    """(uri, position) from ``[uri, position]`` or ``[{"uri", "position"}]``."""
+    given = command_arguments(args)
+    if len(given) == 1 and isinstance(given[0], dict) and "uri" in given[0]:
+        given = [given[0]["uri"], given[0].get("position")]
+    if len(given) != 2 or not isinstance(given[0], str):
         raise JsonRpcInvalidParams(f"{COMMAND} takes two arguments: a document URI and a position")
-    return args[0], _position(args[1])
+    return given[0], _position(given[1])
 
 
-class _Progress:
-    """Server-initiated $/progress, where the client supports it; cancellable."""
-
-    def __init__(self, ls: Any, title: str, on_cancel: Any) -> None:
-        self.ls = ls
-        self.title = title
-        self.on_cancel = on_cancel
-        self.token = f"ghostpilot-docstring-{uuid.uuid4().hex[:8]}"
-        window = ls.client_capabilities.window
-        self.enabled = bool(window and window.work_done_progress)
-
-    async def begin(self, message: str) -> None:
-        if not self.enabled:
-            return
-        try:
-            await self.ls.work_done_progress.create_async(self.token)
-        except Exception:  # noqa: BLE001 - the client refused: work on without progress
-            self.enabled = False
-            return
-        future = self.ls.work_done_progress.tokens.get(self.token)
-        if future is not None:
-            future.add_done_callback(lambda f: f.cancelled() and self.on_cancel())
-        self.ls.work_done_progress.begin(
-            self.token,
-            types.WorkDoneProgressBegin(
-                title=self.title, message=message, cancellable=True, percentage=0
-            ),
-        )
-
-    def report(self, done: int, total: int, message: str) -> None:
-        if self.enabled:
-            percentage = round(100 * done / total) if total else 100
-            self.ls.work_done_progress.report(
-                self.token, types.WorkDoneProgressReport(message=message, percentage=percentage)
-            )
-
-    def end(self, message: str) -> None:
-        if self.enabled:
-            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-            self.ls.work_done_progress.tokens.pop(self.token, None)
+def percentage(done: int, total: int) -> int:
+    return round(100 * done / total) if total else 100
 
 
 def _edit_for(
-    document: Any, outcome: docstrings.DocstringOutcome, version: int, versioned: bool
+    document: Document, outcome: docstrings.DocstringOutcome, version: int, versioned: bool
 ) -> types.WorkspaceEdit:
     edit = types.TextEdit(
         range=to_range(document, outcome.edit.start, outcome.edit.end),
@@ -200,58 +170,87 @@ def _edit_for(
     return types.WorkspaceEdit(changes={document.uri: [edit]})
 
 
-def setup(server: Any) -> None:
-    project_cache: dict[str, list[str]] = {}
+def _project_root(ls: GhostpilotServer, uri: str) -> str | None:
+    try:
+        root = ls.workspace.root_path
+    except RuntimeError:  # not initialized
+        root = None
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    if not root and path:
+        root = str(docstrings.project_root(Path(path)))
+    return root or None
 
-    async def project_docs(ls: Any, uri: str) -> list[str]:
-        root = ls.workspace.root_path if ls.workspace is not None else None
-        path = to_fs_path(uri) if uri.startswith("file:") else None
-        if not root and path:
-            root = str(docstrings.project_root(Path(path)))
-        if not root:
+
+def project_reader(settings: Settings) -> Callable[[Path], bool]:
+    """Whether a project file may be read for the docstring style: the never-read rules."""
+    return lambda path: may_read(path.as_uri(), settings).allowed
+
+
+def setup(server: GhostpilotServer) -> None:
+    # Per project root and never-read rules: the docstrings of its files (for the style).
+    project_cache: dict[tuple[str, tuple[str, ...], bool], list[str]] = {}
+
+    async def project_docs(ls: GhostpilotServer, uri: str) -> list[str]:
+        root = _project_root(ls, uri)
+        if root is None:
             return []
-        if root not in project_cache:
-            project_cache[root] = await asyncio.to_thread(docstrings.project_docstrings, root)
-        return project_cache[root]
+        settings = ls.settings
+        key = (root, settings.never_read_globs, settings.respect_gitignore)
+        if key not in project_cache:
+            project_cache[key] = await asyncio.to_thread(
+                docstrings.project_docstrings, root, readable=project_reader(settings)
+            )
+        return project_cache[key]
 
     server.add_code_action_provider([KIND], code_actions)
 
     @server.command(COMMAND)
-    async def on_generate(ls, *args):  # type: ignore[no-untyped-def]
-        return await generate_command(ls, args, project_docs)
+    async def on_generate(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
+        return await generate_command(ls, arguments(args), project_docs)
 
 
-async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> dict[str, Any]:
-    """Generate and apply the docstring for the definition at (uri, position)."""
-    uri, position = _arguments(args)
+def _readable_document(ls: GhostpilotServer, uri: str, position: types.Position) -> tuple[Document, int]:
+    """The open document at ``position``, if Ghostpilot may read it at all."""
     document, offset = document_at(ls.documents, uri, position)
+    verdict = may_read(uri, ls.settings)
+    if not verdict.allowed:
+        raise JsonRpcInvalidParams(f"Ghostpilot never reads {uri}: {verdict.reason}.")
     if document.tree is None:
         raise JsonRpcInvalidParams(
             f"Docstrings are generated for Python only, not {document.language_id}."
         )
+    return document, offset
+
+
+async def generate_command(
+    ls: GhostpilotServer, target: tuple[str, types.Position], project_docs: Any
+) -> dict[str, Any]:
+    """Generate and apply the docstring for the definition at (uri, position)."""
+    uri, position = target
+    _readable_document(ls, uri, position)
     project = await project_docs(ls, uri) if ls.settings.docstring_style == "auto" else []
-    document, offset = document_at(ls.documents, uri, position)  # the newest after awaiting
+    document, offset = _readable_document(ls, uri, position)  # the newest after awaiting
+    assert document.tree is not None  # checked above
     version = document.version
     budget = prompt_budget(ls.worker, ls.settings.n_ctx)
     try:
-        job = docstrings.prepare(
-            document.text,
-            tree=document.tree.copy() if document.tree is not None else None,
-            offset=offset,
-            style=ls.settings.docstring_style,
-            project_docstrings=project,
-        )
+        job = docstring_command.job_at(
+            document.text, document.tree, offset,
+            style=ls.settings.docstring_style, project_docstrings=project,
+        )  # fmt: skip
     except docstrings.DocstringError as error:
         raise JsonRpcInvalidParams(str(error)) from None
 
     run = _Run(ls.worker, key=f"docstring:{uri}")
-    title = f"Ghostpilot: docstring for {job.structure.name}"
-    progress = _Progress(ls, title, lambda: run.cancel("cancelled from the progress bar"))
-    await progress.begin("reading the code")
+    progress = Progress(
+        ls, f"Ghostpilot: docstring for {job.structure.name}", kind="docstring", cancellable=True,
+        on_cancel=lambda: run.cancel("cancelled from the progress bar"),
+    )  # fmt: skip
+    await progress.begin("reading the code", percentage=0)
     loop = asyncio.get_running_loop()
 
     def report(done: int, total: int, message: str) -> None:
-        loop.call_soon_threadsafe(progress.report, done, total, message)
+        loop.call_soon_threadsafe(progress.report, message, percentage(done, total))
 
     note = ""
     try:
@@ -272,12 +271,7 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
     except Cancelled as error:  # from the progress bar, or a newer request for this file
         progress.end("cancelled")
         ls.send_status("ready")
-        return {
-            "applied": False,
-            "cancelled": True,
-            "reason": str(error),
-            "name": job.structure.name,
-        }
+        return docstring_command.cancelled(job, str(error))
     except docstrings.DocstringError as error:
         progress.end(str(error))
         raise JsonRpcInternalError(str(error)) from None
@@ -288,19 +282,7 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
         raise JsonRpcInvalidParams(f"{uri} was closed while its docstring was generated.")
     if current.version != version:  # edited meanwhile: place the same prose in the new text
         try:
-            moved = docstrings.prepare(
-                current.text,
-                name=_qualified_name(job),
-                style=job.style.value,
-            )
-            texts = (
-                dict(outcome.draft.texts)
-                if outcome.draft
-                else skeleton(moved.structure, moved.pieces, moved.previous_summary)
-            )
-            if set(texts) != set(slot_keys(moved.pieces)):
-                raise docstrings.NoDefinition("its signature changed")
-            outcome = docstrings.finish(moved, texts, outcome.draft)
+            outcome = docstring_command.follow_edits(job, outcome, current.text)
         except docstrings.DocstringError as error:
             progress.end("the document changed")
             raise JsonRpcInternalError(
@@ -314,7 +296,7 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
         and capabilities.workspace_edit
         and capabilities.workspace_edit.document_changes
     )
-    label = "Regenerate docstring" if job.regenerate else "Generate docstring"
+    label = docstring_command.REGENERATE if job.regenerate else docstring_command.GENERATE
     response = await ls.workspace_apply_edit_async(
         types.ApplyWorkspaceEditParams(
             edit=_edit_for(document, outcome, version, versioned), label=label
@@ -322,28 +304,6 @@ async def generate_command(ls: Any, args: Sequence[Any], project_docs: Any) -> d
     )
     applied = bool(response and response.applied)
     progress.end("done" if applied else "the editor did not apply the edit")
-    draft = outcome.draft
-    return {
-        "applied": applied,
-        "failureReason": getattr(response, "failure_reason", None),
-        "name": job.structure.name,
-        "style": outcome.style.value,
-        "docstring": outcome.literal,
-        "fromModel": draft.model_slots if draft else 0,
-        "slots": len(draft.origin) if draft else 0,
-        "placeholders": sum(1 for o in draft.origin.values() if o == "placeholder") if draft else 0,
-        "note": note,
-    }
-
-
-def _qualified_name(job: docstrings.DocstringJob) -> str:
-    """``Outer.inner`` path of the job's definition, to find it again in a newer text."""
-    parts: list[str] = []
-    node: Node | None = job.definition.node
-    while node is not None:
-        if node.type in ("function_definition", "class_definition"):
-            name = node.child_by_field_name("name")
-            if name is not None and name.text is not None:
-                parts.insert(0, name.text.decode("utf-8", "replace"))
-        node = node.parent
-    return ".".join(parts)
+    return docstring_command.answer(
+        job, outcome, applied=applied, failure_reason=getattr(response, "failure_reason", None), note=note
+    )

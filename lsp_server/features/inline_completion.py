@@ -15,11 +15,17 @@ from lsp_server.features._common import (
     to_range,
 )
 
+# At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
+# (typing.get_type_hints). No cycle: server.py imports features only in create_server().
+from lsp_server.server import GhostpilotServer
 
-def setup(server) -> None:  # type: ignore[no-untyped-def]
+
+def setup(server: GhostpilotServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     @releasing_frames
-    async def inline_completion(ls, params: types.InlineCompletionParams):  # type: ignore[no-untyped-def]
+    async def inline_completion(
+        ls: GhostpilotServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
         explicit = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
         document, suggestion = await suggestion_at(
             ls, params.text_document.uri, params.position, explicit=explicit

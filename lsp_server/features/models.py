@@ -18,7 +18,6 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +27,10 @@ from lsprotocol import types
 from lsp_server.backends import download
 from lsp_server.backends.catalog import Machine, catalog, detect_machine, recommend
 from lsp_server.backends.registry import ModelEntry, load_registry, missing_download, models_dir
+
+# At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
+# (typing.get_type_hints). No cycle: server.py imports features only in create_server().
+from lsp_server.server import GhostpilotServer, Progress
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +107,8 @@ def in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
 class _Meter:
     """Turns the download thread's byte counts into at most two $/progress reports a second."""
 
-    report: Any  # Callable[[str, int | None], None], called on the event loop
-    call_soon: Any
+    report: Callable[[str, int | None], None]  # called on the event loop
+    call_soon: Callable[..., None]
     started: float = 0.0
     start_bytes: int | None = None
     last: float = 0.0
@@ -125,7 +128,7 @@ class ModelOffers:
     """One download at a time; offered each time the configured model fails to load
     because it is not installed (a start, or a changed setting: each a user's act)."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: GhostpilotServer) -> None:
         self.server = server
         self.busy = False
         self._machine: Machine | None = None
@@ -182,17 +185,14 @@ class ModelOffers:
             self.server.start_model_load()
 
     async def _download(self, spec: download.PullSpec, remote: download.RemoteFile) -> bool:
-        token = f"ghostpilot-pull-{uuid.uuid4().hex[:8]}"
         cancel = threading.Event()
-        progress = await self._begin_progress(token, spec, cancel)
+        progress = Progress(self.server, "Ghostpilot", kind="pull", cancellable=True, on_cancel=cancel.set)
+        await progress.begin(f"downloading {spec.title}", percentage=0)
         destination = models_dir()
         self.server.log_message(f"downloading {spec.name} from {download.endpoint()}/{spec.repo} into {destination}")
 
         def report(text: str, percentage: int | None) -> None:
-            if progress:
-                self.server.work_done_progress.report(
-                    token, types.WorkDoneProgressReport(message=text, percentage=percentage, cancellable=True)
-                )
+            progress.report(text, percentage, cancellable=True)
 
         meter = _Meter(report, self.server.call_soon)
         outcome, ok = "", False
@@ -211,29 +211,8 @@ class ModelOffers:
             self._tell(types.MessageType.Error, outcome)
         finally:
             self._cancel = None
-            if progress:
-                self.server.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome or "stopped"))
+            progress.end(outcome or "stopped")
         return ok
-
-    async def _begin_progress(self, token: str, spec: download.PullSpec, cancel: threading.Event) -> bool:
-        capabilities = self.server.client_capabilities.window
-        if not (capabilities and capabilities.work_done_progress):
-            return False
-        try:
-            await self.server.work_done_progress.create_async(token)
-        except Exception as error:  # a client that refuses progress still gets the model
-            log.warning("window/workDoneProgress/create failed: %s", error)
-            return False
-        future = self.server.work_done_progress.tokens.get(token)
-        if future is not None:  # the client's window/workDoneProgress/cancel cancels it
-            future.add_done_callback(lambda _: cancel.set())
-        self.server.work_done_progress.begin(
-            token,
-            types.WorkDoneProgressBegin(
-                title="Ghostpilot", message=f"downloading {spec.title}", cancellable=True, percentage=0
-            ),
-        )
-        return True
 
     def _tell(self, level: types.MessageType, message: str) -> None:
         """Always shown: each download is something the user asked for."""
@@ -260,11 +239,11 @@ class ModelOffers:
         }
 
 
-def setup(server) -> None:  # type: ignore[no-untyped-def]
+def setup(server: GhostpilotServer) -> None:
     offers = ModelOffers(server)
     server.worker.add_listener(offers.on_model_state)
     server.shutdown_listeners.append(offers.stop)
 
     @server.feature(MODELS_REQUEST)
-    async def models(ls, *args):  # type: ignore[no-untyped-def]
+    async def models(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
         return await asyncio.to_thread(offers.listing)

@@ -16,18 +16,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from lsp_server.backends.base import Cancelled, ModelUnavailable
-from lsp_server.features._common import to_range
-from lsp_server.features.reliance_diagnostics import CODE, SOURCE, attach
+from lsp_server.features._common import command_arguments, optional_string, range_offsets, to_range
+from lsp_server.features.reliance_diagnostics import CODE, SOURCE, RelianceDiagnostics, attach
 from lsp_server.parsing.document import Document, UnknownDocument
 from lsp_server.reliance import testgen
 from lsp_server.reliance.runner import RunOutput
@@ -37,10 +36,7 @@ from lsp_server.reliance.status import Entry, render
 # At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
 # (typing.get_type_hints) to convert its arguments. No cycle: server.py imports the
 # feature modules only inside create_server().
-from lsp_server.server import GhostpilotServer
-
-if TYPE_CHECKING:
-    from lsp_server.features.reliance_diagnostics import RelianceDiagnostics
+from lsp_server.server import GhostpilotServer, Progress
 
 REPORT = "ghostpilot.relianceReport"
 RUN_TESTS = "ghostpilot.runTestsForAICode"
@@ -50,16 +46,6 @@ TEST_ANNOTATION = "ghostpilot-test"
 
 
 # -- pure: arguments, actions, edits ---------------------------------------------------------
-def arguments(args: tuple[Any, ...]) -> list[Any]:
-    """Command arguments, whether pygls passed them as one list or spread out."""
-    return args[0] if len(args) == 1 and isinstance(args[0], list) else list(args)
-
-
-def optional_string(arguments: Sequence[Any], index: int) -> str | None:
-    value = arguments[index] if len(arguments) > index else None
-    return value if isinstance(value, str) else None
-
-
 def uri_and_qualname(command: str, arguments: Sequence[Any]) -> tuple[str, str]:
     if len(arguments) < 2 or not all(isinstance(a, str) for a in arguments[:2]):
         raise JsonRpcInvalidParams(f"{command} expects [uri, function name], got {list(arguments)!r}")
@@ -132,11 +118,6 @@ def invalid_params() -> Iterator[None]:
 
 
 # -- client capabilities ---------------------------------------------------------------------
-def progress_supported(ls: GhostpilotServer) -> bool:
-    capabilities = ls.client_capabilities
-    return bool(capabilities and capabilities.window and capabilities.window.work_done_progress)
-
-
 def annotations_supported(ls: GhostpilotServer) -> bool:
     workspace = ls.client_capabilities.workspace if ls.client_capabilities else None
     edit = workspace.workspace_edit if workspace else None
@@ -149,8 +130,7 @@ def provide_code_actions(reliance: RelianceDiagnostics, params: types.CodeAction
         document = reliance.server.documents.get(params.text_document.uri)
     except UnknownDocument:
         return []
-    start = document.offset_at(params.range.start.line, params.range.start.character, strict=False)
-    end = document.offset_at(params.range.end.line, params.range.end.character, strict=False)
+    start, end = range_offsets(document, params.range)
     flagged = reliance.session.flagged(document)
     return code_actions(document.uri, flagged, start, end, params.context.diagnostics)
 
@@ -198,23 +178,10 @@ async def run_with_progress(ls: GhostpilotServer, job: RunJob, timeout: float) -
     """Run ``job`` in a thread with cancellable ``$/progress`` (a cancelled request or a
     cancelled progress stops the sandbox)."""
     cancel = threading.Event()
-    token = f"ghostpilot-tests-{uuid.uuid4().hex[:8]}"
-    progress = progress_supported(ls)
-    if progress:
-        try:
-            await ls.work_done_progress.create_async(token)
-            ls.work_done_progress.begin(
-                token,
-                types.WorkDoneProgressBegin(
-                    title="Ghostpilot: running tests for AI-written code",
-                    message=job.names, cancellable=True, percentage=0,
-                ),
-            )
-            marker = ls.work_done_progress.tokens.get(token)
-            if marker is not None:
-                marker.add_done_callback(lambda _f: cancel.set())
-        except Exception:  # a client that refuses progress still gets its run
-            progress = False
+    progress = Progress(
+        ls, "Ghostpilot: running tests for AI-written code", kind="tests", cancellable=True, on_cancel=cancel.set
+    )
+    await progress.begin(job.names, percentage=0)
     loop = asyncio.get_running_loop()
     future = loop.run_in_executor(None, lambda: job.workspace.execute(job.targets, timeout_s=timeout, cancel=cancel))
     started = time.monotonic()
@@ -223,21 +190,14 @@ async def run_with_progress(ls: GhostpilotServer, job: RunJob, timeout: float) -
             done, _ = await asyncio.wait({future}, timeout=1.0)
             if done:
                 break
-            if progress:
-                elapsed = time.monotonic() - started
-                ls.work_done_progress.report(
-                    token,
-                    types.WorkDoneProgressReport(
-                        message=f"{job.names} ({elapsed:.0f} s)", percentage=min(99, int(100 * elapsed / timeout))
-                    ),
-                )
+            elapsed = time.monotonic() - started
+            progress.report(f"{job.names} ({elapsed:.0f} s)", min(99, int(100 * elapsed / timeout)))
         return future.result()
     except asyncio.CancelledError:  # $/cancelRequest of the command
         cancel.set()
         raise
     finally:
-        if progress:
-            ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
+        progress.end("done")
 
 
 async def generate_test(reliance: RelianceDiagnostics, uri: str, qualname: str) -> dict[str, Any]:
@@ -272,17 +232,17 @@ def setup(server: GhostpilotServer) -> None:
 
     @server.command(REPORT)
     def report_command(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
-        return report(reliance, optional_string(arguments(args), 0))
+        return report(reliance, optional_string(command_arguments(args), 0))
 
     @server.command(RUN_TESTS)
     async def run_tests_command(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
-        given = arguments(args)
+        given = command_arguments(args)
         return await run_tests(reliance, optional_string(given, 0), optional_string(given, 1))
 
     @server.command(MARK_REVIEWED)
     def mark_reviewed_command(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
-        return mark_reviewed(reliance, *uri_and_qualname(MARK_REVIEWED, arguments(args)))
+        return mark_reviewed(reliance, *uri_and_qualname(MARK_REVIEWED, command_arguments(args)))
 
     @server.command(GENERATE_TEST)
     async def generate_test_command(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
-        return await generate_test(reliance, *uri_and_qualname(GENERATE_TEST, arguments(args)))
+        return await generate_test(reliance, *uri_and_qualname(GENERATE_TEST, command_arguments(args)))

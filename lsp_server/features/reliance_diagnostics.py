@@ -22,20 +22,20 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from lsp_server.engine import Suggestion
 from lsp_server.features._common import to_range
 from lsp_server.parsing.document import Document, TextChange, UnknownDocument
 from lsp_server.reliance.session import Accepted, Notice, RelianceSession
 from lsp_server.reliance.settings import RelianceSettings
 from lsp_server.reliance.status import FAILING, Entry
 
-if TYPE_CHECKING:
-    from lsp_server.engine import Suggestion
-    from lsp_server.server import GhostpilotServer
+# At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
+# (typing.get_type_hints). No cycle: server.py imports features only in create_server().
+from lsp_server.server import GhostpilotServer
 
 log = logging.getLogger(__name__)
 

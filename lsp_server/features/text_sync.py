@@ -24,7 +24,12 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
+from lsp_server.config import Settings
 from lsp_server.parsing.document import ChangeFailed, Document, RangeEdit, UnknownDocument
+
+# At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
+# (typing.get_type_hints). No cycle: server.py imports features only in create_server().
+from lsp_server.server import GhostpilotServer
 
 DOCUMENT_REQUEST = "ghostpilot/document"
 # Closing a document at least this large hands the freed heap back to the system.
@@ -38,7 +43,7 @@ def _edit(change: types.TextDocumentContentChangeEvent) -> RangeEdit:
     return RangeEdit(None, change.text)
 
 
-def max_bytes(settings: Any) -> int:
+def max_bytes(settings: Settings) -> int:
     return int(settings.max_file_size_kb) * 1024
 
 
@@ -88,23 +93,23 @@ def document_state(document: Document, out_of_sync: str | None) -> dict[str, Any
     }
 
 
-def _tell(ls, found: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
+def _tell(ls: GhostpilotServer, found: list[tuple[str, str]]) -> None:
     for key, message in found:
         ls.report_error(key, message, types.MessageType.Warning)
 
 
-def setup(server) -> None:  # type: ignore[no-untyped-def]
+def setup(server: GhostpilotServer) -> None:
     server.documents.add_close_listener(server.engine.forget)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls, params: types.DidOpenTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
+    def did_open(ls: GhostpilotServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
         ls.documents.max_bytes = max_bytes(ls.settings)
         document = ls.documents.open(item.uri, item.text, item.version, item.language_id)
         _tell(ls, notices(document, was_oversized=False, replaced_before=0))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls, params: types.DidChangeTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
+    def did_change(ls: GhostpilotServer, params: types.DidChangeTextDocumentParams) -> None:
         uri = params.text_document.uri
         try:
             document = ls.documents.get(uri)
@@ -121,11 +126,11 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
         _tell(ls, notices(document, was_oversized=was_oversized, replaced_before=replaced_before))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
-    async def did_save(ls, params: types.DidSaveTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
+    async def did_save(ls: GhostpilotServer, params: types.DidSaveTextDocumentParams) -> None:
         await ls.call_listeners(ls.save_listeners, params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:  # type: ignore[no-untyped-def]
+    def did_close(ls: GhostpilotServer, params: types.DidCloseTextDocumentParams) -> None:
         uri = params.text_document.uri
         large = uri in ls.documents and len(ls.documents.get(uri).source) >= TRIM_AFTER_BYTES
         ls.documents.close(uri)
@@ -133,7 +138,7 @@ def setup(server) -> None:  # type: ignore[no-untyped-def]
             release_heap()
 
     @server.feature(DOCUMENT_REQUEST)
-    def document(ls, params: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def document(ls: GhostpilotServer, params: Any) -> dict[str, Any]:
         uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
         if not isinstance(uri, str):
             raise JsonRpcInvalidParams(f"{DOCUMENT_REQUEST} expects {{\"uri\": string}}, got {params!r}")

@@ -1,39 +1,81 @@
-"""The code action's offer and the command's argument checks (no server, no model)."""
+"""The docstring feature on a real server object, without a model: the code action's
+offer, the command's argument checks, the never-read rules (the buffer and the project
+files read for the style), and the command's skeleton when no model is loaded.
+Messages to the client are caught where the server would send them."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
+from typing import Any
 
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from lsp_server.features.docstring import COMMAND, _arguments, code_actions
-from lsp_server.parsing.document import DocumentStore
+from lsp_server.backends.base import ModelUnavailable
+from lsp_server.config import merge
+from lsp_server.features.docstring import (
+    COMMAND,
+    arguments,
+    code_actions,
+    percentage,
+    project_reader,
+)
+from lsp_server.server import GhostpilotServer, create_server
 
 SOURCE = '@dec\ndef f(a):\n    x = 1\n    return a\n\n\ndef g():\n    """Doc."""\n'
 URI = "file:///t.py"
+NUMPY_DOC = '"""Add.\n\n    Parameters\n    ----------\n    a : int\n        A number.\n    """'
+NUMPY_MODULE = f"def add(a):\n    {NUMPY_DOC}\n    return a\n"
+
+
+class Caught:
+    """What the server would send: applied edits (answered as applied)."""
+
+    def __init__(self, server: GhostpilotServer) -> None:
+        self.edits: list[types.ApplyWorkspaceEditParams] = []
+
+        async def apply(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            self.edits.append(params)
+            return types.ApplyWorkspaceEditResult(applied=True)
+
+        server.workspace_apply_edit_async = apply  # type: ignore[method-assign]
+
+
+def initialize(server: GhostpilotServer, root: Path | None = None) -> None:
+    """pygls's own initialize step (client capabilities, ``server.workspace``)."""
+    params = types.InitializeParams(capabilities=types.ClientCapabilities(), root_uri=root.as_uri() if root else None)
+    for _handler in server.protocol.lsp_initialize(params):
+        pass
+
+
+@pytest.fixture
+def server() -> GhostpilotServer:
+    server = create_server()
+    initialize(server)
+    return server
 
 
 def _actions(
+    server: GhostpilotServer,
     line: int,
     character: int,
     only: list[str] | None = None,
     text: str = SOURCE,
     language: str = "python",
+    uri: str = URI,
 ) -> list[str]:
-    documents = DocumentStore()
-    documents.open(URI, text, 1, language)
+    server.documents.open(uri, text, 1, language)
     position = types.Position(line=line, character=character)
     params = types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri=URI),
+        text_document=types.TextDocumentIdentifier(uri=uri),
         range=types.Range(start=position, end=position),
         context=types.CodeActionContext(diagnostics=[], only=only),
     )
-    actions = code_actions(SimpleNamespace(documents=documents), params) or []
+    actions = code_actions(server, params) or []
     for action in actions:
         assert action.command is not None and action.command.command == COMMAND
-        assert action.command.arguments == [URI, {"line": line, "character": character}]
+        assert action.command.arguments == [uri, {"line": line, "character": character}]
     return [action.title for action in actions]
 
 
@@ -51,20 +93,22 @@ def _actions(
     ],
 )
 def test_code_actions(
-    line: int, character: int, only: list[str] | None, expected: list[str]
+    server: GhostpilotServer, line: int, character: int, only: list[str] | None, expected: list[str]
 ) -> None:
-    assert _actions(line, character, only) == expected
+    assert _actions(server, line, character, only) == expected
 
 
 @pytest.mark.parametrize(
-    ("text", "language"),
+    ("text", "language", "uri"),
     [
-        pytest.param("", "python", id="empty"),
-        pytest.param("def f(a):\n    return a\n", "plaintext", id="not-python"),
+        pytest.param("", "python", URI, id="empty"),
+        pytest.param("def f(a):\n    return a\n", "plaintext", URI, id="not-python"),
+        pytest.param("def f(a):\n    return a\n", "python", "file:///w/.env", id="never-read-env"),
+        pytest.param("def f(a):\n    return a\n", "python", "untitled:id.key", id="never-read-key"),
     ],
 )
-def test_no_actions(text: str, language: str) -> None:
-    assert _actions(0, 0, text=text, language=language) == []
+def test_no_actions(server: GhostpilotServer, text: str, language: str, uri: str) -> None:
+    assert _actions(server, 0, 0, text=text, language=language, uri=uri) == []
 
 
 @pytest.mark.parametrize(
@@ -72,13 +116,14 @@ def test_no_actions(text: str, language: str) -> None:
     [
         pytest.param([URI, {"line": 1, "character": 2}], (URI, 1, 2), id="uri-and-position"),
         pytest.param([URI, [3, 4]], (URI, 3, 4), id="position-as-pair"),
+        pytest.param([[URI, {"line": 1, "character": 2}]], (URI, 1, 2), id="one-list"),
         pytest.param(
             [{"uri": URI, "position": {"line": 0, "character": 0}}], (URI, 0, 0), id="one-object"
         ),
     ],
 )
-def test_arguments(args: list, expected: tuple) -> None:
-    uri, position = _arguments(args)
+def test_arguments(args: list[Any], expected: tuple[str, int, int]) -> None:
+    uri, position = arguments(args)
     assert (uri, position.line, position.character) == expected
 
 
@@ -92,6 +137,95 @@ def test_arguments(args: list, expected: tuple) -> None:
         pytest.param([1, {"line": 1, "character": 0}], id="uri-not-a-string"),
     ],
 )
-def test_bad_arguments(args: list) -> None:
+def test_bad_arguments(args: list[Any]) -> None:
     with pytest.raises(JsonRpcInvalidParams, match="generateDocstring|position|integers"):
-        _arguments(args)
+        arguments(args)
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "expected"),
+    [pytest.param(0, 4, 0, id="start"), pytest.param(1, 3, 33, id="third"), pytest.param(0, 0, 100, id="nothing-to-do")],
+)
+def test_percentage(done: int, total: int, expected: int) -> None:
+    assert percentage(done, total) == expected
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+async def run_command(server: GhostpilotServer, uri: str, line: int, character: int) -> dict[str, Any]:
+    handler = server.protocol.fm.commands[COMMAND]  # as pygls calls it, with the server bound
+    result: dict[str, Any] = await handler(uri, {"line": line, "character": character})
+    return result
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("file:///w/.env", id="dot-env"),
+        pytest.param("file:///w/.env.local", id="dot-env-local"),
+        pytest.param("untitled:server.pem", id="pem"),
+    ],
+)
+async def test_never_read_buffer_is_refused_before_the_model_sees_it(
+    server: GhostpilotServer, uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: "Generate docstring" read a ``.env``-named Python buffer into the
+    model's prompt; never-read rules were only checked for completions."""
+    asked: list[Any] = []
+
+    def submit(run: Any, key: str | None = None) -> Any:
+        asked.append(key)
+        raise ModelUnavailable("stand-in: no model")
+
+    monkeypatch.setattr(server.worker, "submit", submit)
+    Caught(server)
+    server.documents.open(uri, "API_KEY = 'x'\n\ndef f(a):\n    return a\n", 1, "python")
+    with pytest.raises(JsonRpcInvalidParams, match="never reads .*neverReadGlobs"):
+        await run_command(server, uri, 2, 4)
+    assert asked == []
+
+
+def _project(tmp_path: Path, ignored: bool) -> str:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (tmp_path / ".gitignore").write_text("vendored/\n")
+    folder = tmp_path / ("vendored" if ignored else "lib")
+    folder.mkdir()
+    (folder / "numpy_style.py").write_text(NUMPY_MODULE)
+    main = tmp_path / "main.py"
+    main.write_text("def f(a):\n    return a\n")
+    return main.as_uri()
+
+
+@pytest.mark.parametrize(
+    ("ignored", "style"),
+    [pytest.param(False, "numpy", id="read-for-the-style"), pytest.param(True, "google", id="gitignored-not-read")],
+)
+async def test_project_style_reads_only_files_the_rules_allow(
+    tmp_path: Path, ignored: bool, style: str
+) -> None:
+    """Regression: the project's files were read for the docstring style without the
+    never-read rules (here .gitignore). Without a model the command inserts a skeleton
+    in the style it found."""
+    server = create_server()
+    initialize(server, tmp_path)
+    caught = Caught(server)
+    uri = _project(tmp_path, ignored)
+    server.documents.open(uri, "def f(a):\n    return a\n", 1, "python")
+    result = await run_command(server, uri, 0, 4)
+    assert (result["applied"], result["style"], result["name"]) == (True, style, "f")
+    assert result["note"].startswith("model unavailable")
+    [applied] = caught.edits
+    assert applied.label == "Generate docstring"
+
+
+def test_project_reader_follows_the_settings(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("vendored/\n")
+    settings, problems = merge(create_server().settings, {"neverReadGlobs": ["secret_*.py"]})
+    assert problems == []
+    readable = project_reader(settings)
+    assert readable(tmp_path / "lib" / "a.py")
+    assert not readable(tmp_path / "lib" / "secret_keys.py")
+    assert not readable(tmp_path / "vendored" / "a.py")
+    relaxed, _ = merge(settings, {"respectGitignore": False})
+    assert project_reader(relaxed)(tmp_path / "vendored" / "a.py")

@@ -5,7 +5,6 @@ where the server would send them)."""
 from __future__ import annotations
 
 import asyncio
-import typing
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -128,18 +127,6 @@ def test_test_edit_appends_to_an_existing_file_without_annotations() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        pytest.param((["file:///a.py", "add"],), ["file:///a.py", "add"], id="one-list"),
-        pytest.param(("file:///a.py", "add"), ["file:///a.py", "add"], id="spread"),
-        pytest.param((), [], id="none"),
-    ],
-)
-def test_arguments(args: tuple[Any, ...], expected: list[Any]) -> None:
-    assert rc.arguments(args) == expected
-
-
-@pytest.mark.parametrize(
     ("given", "ok"),
     [
         pytest.param(["file:///a.py", "add"], True, id="both"),
@@ -154,12 +141,6 @@ def test_uri_and_qualname(given: list[Any], ok: bool) -> None:
     else:
         with pytest.raises(JsonRpcInvalidParams, match=r"x expects \[uri, function name\]"):
             rc.uri_and_qualname("x", given)
-
-
-def test_optional_string() -> None:
-    assert rc.optional_string(["a", 2], 0) == "a"
-    assert rc.optional_string(["a", 2], 1) is None
-    assert rc.optional_string([], 0) is None
 
 
 def test_folder_roots() -> None:
@@ -345,16 +326,6 @@ async def test_deleting_the_ai_code_clears_its_diagnostic(server: GhostpilotServ
     await asyncio.sleep(0.3)
     assert caught.last(uri) == []
     assert caught.published[-1].version == 2
-
-
-def test_command_handlers_annotations_resolve(server: GhostpilotServer) -> None:
-    """pygls reads a command handler's type hints to convert its arguments; a name only
-    imported under TYPE_CHECKING made every reliance command fail with InvalidParams."""
-    commands = server.protocol.fm.commands
-    for name in (rc.REPORT, rc.RUN_TESTS, rc.MARK_REVIEWED, rc.GENERATE_TEST):
-        handler = commands[name]
-        hints = typing.get_type_hints(getattr(handler, "func", handler))
-        assert hints["ls"] is GhostpilotServer
 
 
 async def test_typing_on_after_deleting_the_ai_code_still_clears_it(server: GhostpilotServer, tmp_path: Path) -> None:
