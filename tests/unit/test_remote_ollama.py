@@ -104,3 +104,33 @@ def test_needs_a_model_tag(engine: StandIn) -> None:
 def test_estimated_sizes_are_conservative(engine: StandIn) -> None:
     text = "def mean(xs):\n    return sum(xs) / len(xs)\n"
     assert len(_backend(engine).tokenize(text)) >= len(text.encode()) // 4
+
+
+def test_remote_tokenizer_gives_fim_written_out_as_text(engine: StandIn) -> None:
+    from tests.conftest import VOCAB_DIR, require_vocab
+
+    vocab = require_vocab(VOCAB_DIR / "ggml-vocab-starcoder.gguf")
+    config = RemoteConfig(
+        "ollama", engine.url, model="qwen2.5-coder:1.5b-base", tokenizer=str(vocab), n_ctx=4096
+    )
+    backend = RemoteBackend(config)
+    try:
+        fim = backend.info.fim
+        assert backend.info.fim_template == "starcoder" and fim is not None
+        ids = (
+            fim.prefix,
+            *backend.tokenize("def f(x):\n    "),
+            fim.suffix,
+            *backend.tokenize("\n"),
+            fim.middle,
+        )
+        backend.generate(
+            GenerationRequest(prompt="def f(x):\n    ", prompt_tokens=ids, max_tokens=2),
+            CancelToken(),
+        )
+        assert (
+            engine.seen[-1].body["prompt"]
+            == "<fim_prefix>def f(x):\n    <fim_suffix>\n<fim_middle>"
+        )
+    finally:
+        backend.close()
