@@ -9,6 +9,7 @@ from lsp_server.backends.base import Backend, ModelUnavailable
 from lsp_server.backends.gguf import GGUFError, read_header
 from lsp_server.backends.llama import LlamaBackend
 from lsp_server.backends.registry import ModelNotFound, resolve
+from lsp_server.backends.remote.backend import plain_http_warning
 from lsp_server.backends.remote.settings import remote_backend
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
@@ -51,7 +52,10 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
             header=header,
         )
 
-    description = settings.model if settings.backend == "local" else settings.endpoint
+    description = settings.model
+    if settings.backend != "local":  # the status says where code goes, and if unencrypted
+        warning = plain_http_warning(settings.endpoint)
+        description = f"{settings.backend} at {settings.endpoint}" + (f" ({warning})" if warning else "")
     return worker.load(factory, description)
 
 

@@ -262,3 +262,22 @@ def test_remote_settings_merge_and_reload() -> None:
         bad.backend == "local"
         and "expected one of local, llama-server, openai, ollama" in problems[0]
     )
+
+
+def test_load_model_says_where_code_goes_and_fails_clearly_without_fallback() -> None:
+    from lsp_server.backends.worker import ModelWorker
+    from lsp_server.runtime import load_model
+
+    worker = ModelWorker()
+    states: list[tuple[str, str]] = []
+    worker.add_listener(lambda state, message: states.append((state, message)))
+    settings = Settings(
+        backend="llama-server", endpoint="http://192.0.2.1:9", request_timeout_ms=200
+    )
+    try:
+        with pytest.raises(Exception, match="cannot reach llama-server at http://192.0.2.1:9"):
+            load_model(worker, settings).result(30)
+        assert states[0][0] == "loading" and "leaves this machine unencrypted" in states[0][1]
+        assert states[-1][0] == "error" and worker.info is None  # no silent local model
+    finally:
+        worker.shutdown()
