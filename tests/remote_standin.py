@@ -8,6 +8,7 @@ client closed the stream before the end (so a test sees that the engine would st
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,13 @@ class Seen:
 
 
 class StandIn:
-    def __init__(self, route: Route, delay_s: float = 0.0, chunked: bool = True) -> None:
+    def __init__(
+        self,
+        route: Route,
+        delay_s: float = 0.0,
+        chunked: bool = True,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.route = route
         self.delay_s = delay_s
         self.chunked = chunked
@@ -83,7 +90,10 @@ class StandIn:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -281,3 +281,62 @@ def test_load_model_says_where_code_goes_and_fails_clearly_without_fallback() ->
         assert states[-1][0] == "error" and worker.info is None  # no silent local model
     finally:
         worker.shutdown()
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):  # type: ignore[no-untyped-def]
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no self-signed certificate to test TLS with")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)  # fmt: skip
+    return cert, key
+
+
+def test_self_signed_engine_needs_its_ca_or_verify_off(self_signed, stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    cert, key = self_signed
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    engine = stand_in_factory(
+        lambda *_: (200, "application/json", [b'{"ok": true}']), tls=server_tls
+    )
+    assert engine.url.startswith("https://")
+    with pytest.raises(RemoteError, match="not trusted.*set tlsCaBundle") as caught:
+        http.request("GET", engine.url + "/props", HttpOptions(timeout_s=5))
+    assert caught.value.kind == "tls"
+    with http.request(
+        "GET", engine.url + "/props", HttpOptions(timeout_s=5, ca_bundle=str(cert))
+    ) as response:
+        assert response.json() == {"ok": True}
+    with http.request(
+        "GET", engine.url + "/props", HttpOptions(timeout_s=5, verify=False)
+    ) as response:
+        assert response.json() == {"ok": True}
+    with pytest.raises(RemoteError, match="cannot read the CA bundle"):
+        http.request("GET", engine.url + "/props", HttpOptions(ca_bundle=str(cert) + ".missing"))
+
+
+def test_client_certificate_is_presented(self_signed, stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    cert, key = self_signed
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.verify_mode = ssl.CERT_REQUIRED
+    server_tls.load_verify_locations(cert)
+    engine = stand_in_factory(lambda *_: (200, "application/json", [b"{}"]), tls=server_tls)
+    options = HttpOptions(
+        timeout_s=5, ca_bundle=str(cert), client_cert=str(cert), client_key=str(key)
+    )
+    with http.request("GET", engine.url + "/props", options) as response:
+        assert response.status == 200
+    with pytest.raises(RemoteError) as caught:
+        http.request("GET", engine.url + "/props", HttpOptions(timeout_s=5, ca_bundle=str(cert)))
+    assert caught.value.kind in ("tls", "dropped"), caught.value
