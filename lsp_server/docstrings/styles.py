@@ -9,6 +9,7 @@ skeleton used when the model gives nothing usable.
 
 from __future__ import annotations
 
+import abc
 import enum
 import re
 import textwrap
@@ -94,9 +95,8 @@ class Slot:
 Piece = Fixed | Slot
 
 
-def _param_type(param: Parameter, style: Style) -> str | None:
-    if style is Style.SPHINX:
-        return param.annotation
+def _param_type(param: Parameter) -> str | None:
+    """Google's and NumPy's type of a parameter: its hint, and "optional" with a default."""
     optional = param.default is not None and param.kind.value not in (
         "var_positional",
         "var_keyword",
@@ -105,15 +105,123 @@ def _param_type(param: Parameter, style: Style) -> str | None:
     return ", ".join(parts) or None
 
 
-def _slot_lines(structure: Structure) -> list[tuple[str, str]]:
-    """(section, key) in document order."""
-    keys: list[tuple[str, str]] = [("params", f"param:{p.display_name}") for p in structure.params]
+@dataclass(frozen=True)
+class _Item:
+    """One entry of a section: ``section`` is "params", "returns", "yields" or "raises"."""
+
+    section: str
+    key: str
+    param: Parameter | None = None  # for "params"
+
+    @property
+    def name(self) -> str:
+        """The parameter's or exception's name as written ("" for returns and yields)."""
+        if self.param is not None:
+            return self.param.display_name
+        return self.key.split(":", 1)[1] if self.section == "raises" else ""
+
+
+def _items(structure: Structure) -> list[_Item]:
+    """The entries in document order: parameters, yields, returns, raises."""
+    items = [_Item("params", f"param:{p.display_name}", p) for p in structure.params]
     if structure.yields:
-        keys.append(("yields", "yields"))
+        items.append(_Item("yields", "yields"))
     if structure.returns:
-        keys.append(("returns", "returns"))
-    keys.extend(("raises", f"raises:{name}") for name in structure.raises)
-    return keys
+        items.append(_Item("returns", "returns"))
+    items.extend(_Item("raises", f"raises:{name}") for name in structure.raises)
+    return items
+
+
+def _result_type(item: _Item, structure: Structure) -> str | None:
+    return structure.yield_type if item.section == "yields" else structure.return_type
+
+
+class _Layout(abc.ABC):
+    """How one style writes a section's heading and its entries (each style's whole
+    layout is its subclass)."""
+
+    titles: Mapping[str, str] = {"returns": "Returns", "yields": "Yields", "raises": "Raises"}
+    params_title = ""
+
+    def title(self, section: str, attributes: bool) -> str:
+        if section == "params":
+            return "Attributes" if attributes else self.params_title
+        return self.titles[section]
+
+    @abc.abstractmethod
+    def heading(self, section: str, attributes: bool, first: bool) -> list[Piece]:
+        """What comes before a section's first entry."""
+
+    @abc.abstractmethod
+    def entry(self, item: _Item, structure: Structure, unit: str, attributes: bool) -> list[Piece]:
+        """One entry: its lead-in and its slot (and what follows the slot)."""
+
+
+class _Google(_Layout):
+    """``Args:`` / ``Returns:`` headings; ``name (type): prose`` one level in."""
+
+    params_title = "Args"
+
+    def heading(self, section: str, attributes: bool, first: bool) -> list[Piece]:
+        return [Fixed(f"\n\n{self.title(section, attributes)}:")]
+
+    def entry(self, item: _Item, structure: Structure, unit: str, attributes: bool) -> list[Piece]:
+        if item.param is not None:
+            kind = _param_type(item.param)
+            lead = f"{item.name} ({kind}): " if kind else f"{item.name}: "
+        elif item.section == "raises":
+            lead = f"{item.name}: "
+        else:
+            kind = _result_type(item, structure)
+            lead = f"{kind}: " if kind else ""
+        return [Fixed(f"\n{unit}{lead}"), Slot(item.key, hanging=unit * 2)]
+
+
+class _Numpy(_Layout):
+    """Underlined headings; ``name : type`` with the prose on the next line, one level in."""
+
+    params_title = "Parameters"
+
+    def heading(self, section: str, attributes: bool, first: bool) -> list[Piece]:
+        title = self.title(section, attributes)
+        return [Fixed(f"\n\n{title}\n{'-' * len(title)}")]
+
+    def entry(self, item: _Item, structure: Structure, unit: str, attributes: bool) -> list[Piece]:
+        if item.param is not None:
+            kind = _param_type(item.param)
+            lead = f"{item.name} : {kind}" if kind else item.name
+        elif item.section == "raises":
+            lead = item.name
+        else:  # NumPy always names a type; without a hint, all we know is "object".
+            lead = _result_type(item, structure) or "object"
+        return [Fixed(f"\n{lead}\n{unit}"), Slot(item.key, hanging=unit)]
+
+
+class _Sphinx(_Layout):
+    """reST field lists after one blank line: ``:param name:``, ``:type name:``,
+    ``:returns:``, ``:rtype:``, ``:raises Name:``."""
+
+    def heading(self, section: str, attributes: bool, first: bool) -> list[Piece]:
+        return [Fixed("\n")] if first else []
+
+    def entry(self, item: _Item, structure: Structure, unit: str, attributes: bool) -> list[Piece]:
+        if item.param is not None:
+            field_name, type_field = ("ivar", "vartype") if attributes else ("param", "type")
+            pieces: list[Piece] = [Fixed(f"\n:{field_name} {item.name}: "), Slot(item.key, hanging=unit)]
+            if item.param.annotation:
+                pieces.append(Fixed(f"\n:{type_field} {item.name}: {item.param.annotation}"))
+            return pieces
+        if item.section == "raises":
+            return [Fixed(f"\n:raises {item.name}: "), Slot(item.key, hanging=unit)]
+        word = "yields" if item.section == "yields" else "returns"
+        pieces = [Fixed(f"\n:{word}: "), Slot(item.key, hanging=unit)]
+        # reST has no field for the yielded type: :rtype: names the iterator.
+        if structure.return_type and (item.section == "yields" or not structure.yields):
+            pieces.append(Fixed(f"\n:rtype: {structure.return_type}"))
+        return pieces
+
+
+_LAYOUTS: dict[Style, _Layout] = {Style.GOOGLE: _Google(), Style.NUMPY: _Numpy(), Style.SPHINX: _Sphinx()}
 
 
 def layout(structure: Structure, style: Style, unit: str = "    ") -> list[Piece]:
@@ -123,85 +231,17 @@ def layout(structure: Structure, style: Style, unit: str = "    ") -> list[Piece
     one level of indentation inside sections (a tab in tab-indented files).
     """
     pieces: list[Piece] = [Slot("summary")]
-    params = {f"param:{p.display_name}": p for p in structure.params}
-    sections = _slot_lines(structure)
-    if not sections:
+    items = _items(structure)
+    if not items:
         return pieces
-    params_title = "Attributes" if structure.params_section == "attributes" else None
-    current = None
-    for section, key in sections:
-        if style is Style.GOOGLE:
-            if section != current:
-                title = {
-                    "params": params_title or "Args",
-                    "returns": "Returns",
-                    "yields": "Yields",
-                    "raises": "Raises",
-                }[section]
-                pieces.append(Fixed(f"\n\n{title}:"))
-                current = section
-            if section == "params":
-                param = params[key]
-                kind = _param_type(param, style)
-                label = f"{param.display_name} ({kind})" if kind else param.display_name
-                pieces.append(Fixed(f"\n{unit}{label}: "))
-            elif section == "raises":
-                pieces.append(Fixed(f"\n{unit}{key.split(':', 1)[1]}: "))
-            else:
-                kind = structure.yield_type if section == "yields" else structure.return_type
-                pieces.append(Fixed(f"\n{unit}{kind}: " if kind else f"\n{unit}"))
-            pieces.append(Slot(key, hanging=unit * 2))
-        elif style is Style.NUMPY:
-            if section != current:
-                title = {
-                    "params": params_title or "Parameters",
-                    "returns": "Returns",
-                    "yields": "Yields",
-                    "raises": "Raises",
-                }[section]
-                pieces.append(Fixed(f"\n\n{title}\n{'-' * len(title)}"))
-                current = section
-            if section == "params":
-                param = params[key]
-                kind = _param_type(param, style)
-                pieces.append(
-                    Fixed(
-                        f"\n{param.display_name} : {kind}\n{unit}"
-                        if kind
-                        else f"\n{param.display_name}\n{unit}"
-                    )
-                )
-            elif section == "raises":
-                pieces.append(Fixed(f"\n{key.split(':', 1)[1]}\n{unit}"))
-            else:
-                kind = structure.yield_type if section == "yields" else structure.return_type
-                # NumPy always names a type; without a hint, all we know is "object".
-                pieces.append(Fixed(f"\n{kind or 'object'}\n{unit}"))
-            pieces.append(Slot(key, hanging=unit))
-        else:  # Sphinx / reST field lists
-            if current is None:
-                pieces.append(Fixed("\n"))
-                current = section
-            if section == "params":
-                param = params[key]
-                field_name = "ivar" if params_title else "param"
-                pieces.append(Fixed(f"\n:{field_name} {param.display_name}: "))
-                pieces.append(Slot(key, hanging=unit))
-                if param.annotation:
-                    type_field = "vartype" if params_title else "type"
-                    pieces.append(
-                        Fixed(f"\n:{type_field} {param.display_name}: {param.annotation}")
-                    )
-            elif section == "raises":
-                pieces.append(Fixed(f"\n:raises {key.split(':', 1)[1]}: "))
-                pieces.append(Slot(key, hanging=unit))
-            else:
-                word = "yields" if section == "yields" else "returns"
-                pieces.append(Fixed(f"\n:{word}: "))
-                pieces.append(Slot(key, hanging=unit))
-                # reST has no field for the yielded type: :rtype: names the iterator.
-                if structure.return_type and (section == "yields" or not structure.yields):
-                    pieces.append(Fixed(f"\n:rtype: {structure.return_type}"))
+    writer = _LAYOUTS[style]
+    attributes = structure.params_section == "attributes"
+    current: str | None = None
+    for item in items:
+        if item.section != current:
+            pieces.extend(writer.heading(item.section, attributes, first=current is None))
+            current = item.section
+        pieces.extend(writer.entry(item, structure, unit, attributes))
     pieces.append(Fixed("\n"))
     return pieces
 
