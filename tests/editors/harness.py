@@ -32,6 +32,27 @@ RUN_TIMEOUT_S = 900
 
 # -- sample text -----------------------------------------------------------------------
 
+# The start of both editors' sample file: a documented function for the style, <DOCSTRING>
+# on an undocumented one, and a function whose body the model writes (each editor's
+# scenario appends its cursor markers after it). Markers are used bottom-up, so text
+# inserted at one never moves the next.
+SAMPLE_START = '''\
+import math
+
+
+def circle_area(radius):
+    """Return the area of a circle with the given radius."""
+    return math.pi * radius ** 2
+
+
+def <DOCSTRING>add(a, b):
+    return a + b
+
+
+def is_even(n):
+    """Return True when n is even."""
+    '''
+
 
 def place_markers(template: str) -> tuple[str, dict[str, tuple[int, int]]]:
     """Strip ``<NAME>`` markers; return the text and each marker's (1-based line, 0-based col)."""
@@ -55,6 +76,20 @@ def function_source(text: str, name: str) -> str:
 def without_docstring(function: ast.FunctionDef) -> str:
     body = function.body[1:] if ast.get_docstring(function) is not None else function.body
     return ast.dump(ast.Module(body=body, type_ignores=[]))
+
+
+def check_labelled_as_ai(facts: dict[str, Any]) -> None:
+    """The completion item says it comes from the AI (label or detail)."""
+    assert re.search(
+        r"ghostpilot|\bAI\b", f"{facts['label']} {facts.get('detail') or ''}", re.IGNORECASE
+    ), facts
+
+
+def check_docstring_action(title: str, before: str, after: str, name: str) -> str:
+    """The code action was "Generate docstring" (or "Regenerate ...") and only added a
+    docstring to function ``name``; return the docstring."""
+    assert re.fullmatch(r"(Re)?[Gg]enerate docstring.*", title), title
+    return check_docstring_only_added(before, after, name)
 
 
 def check_docstring_only_added(before: str, after: str, name: str) -> str:
@@ -148,6 +183,16 @@ class Run:
     report: dict[str, Any]
     # Require ``"ok": true`` exactly, not merely a truthy value, before a step counts as passed.
     strict_ok: bool = False
+
+    def check_exited_cleanly(self) -> None:
+        assert not self.timed_out, self.describe()
+        assert self.returncode == 0, self.describe()
+
+    def check_step(self, name: str) -> None:
+        """The step ran and passed (``"ok": true`` exactly, with ``strict_ok``)."""
+        entry = self.step(name)
+        ok = entry["ok"] is True if self.strict_ok else bool(entry["ok"])
+        assert ok, f"{name}: {entry.get('error')}"
 
     def step(self, name: str) -> dict[str, Any]:
         for entry in self.report.get("steps", []):

@@ -10,16 +10,17 @@ that is a failure.
 
 from __future__ import annotations
 
-import re
 import subprocess
 
 import pytest
 
 from tests.editors.harness import (
     REPO,
+    SAMPLE_START,
     STEP_TIMEOUT_S,
     Run,
-    check_docstring_only_added,
+    check_docstring_action,
+    check_labelled_as_ai,
     function_source,
     make_project,
     missing,
@@ -36,22 +37,8 @@ INSTALL_HINT = "apt-get install emacs-nox elpa-eglot, or scripts/setup-editors-a
 
 # <COMPLETE>, <SUGGEST> and <DOCSTRING> mark cursor positions and are removed. They are
 # used bottom-up, so text inserted at one never moves the next.
-SAMPLE = '''\
-import math
-
-
-def circle_area(radius):
-    """Return the area of a circle with the given radius."""
-    return math.pi * radius ** 2
-
-
-def <DOCSTRING>add(a, b):
-    return a + b
-
-
-def is_even(n):
-    """Return True when n is even."""
-    <SUGGEST>
+SAMPLE = SAMPLE_START + '''\
+<SUGGEST>
 
 
 def is_odd(n):
@@ -96,8 +83,7 @@ def emacs_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 
 def test_scenario_exits_cleanly(emacs_run: Run) -> None:
-    assert not emacs_run.timed_out, emacs_run.describe()
-    assert emacs_run.returncode == 0, emacs_run.describe()
+    emacs_run.check_exited_cleanly()
 
 
 @pytest.mark.parametrize(
@@ -111,8 +97,7 @@ def test_scenario_exits_cleanly(emacs_run: Run) -> None:
     ],
 )
 def test_step_passes(emacs_run: Run, name: str) -> None:
-    entry = emacs_run.step(name)
-    assert entry["ok"] is True, f"{name}: {entry.get('error')}"
+    emacs_run.check_step(name)
 
 
 def test_eglot_manages_the_buffer_with_ghostpilot(emacs_run: Run) -> None:
@@ -140,9 +125,7 @@ def test_accepted_suggestion_lands_in_its_function(
 
 def test_completion_item_is_labelled_and_acceptance_reported(emacs_run: Run) -> None:
     facts = emacs_run.facts("complete")
-    assert re.search(
-        r"ghostpilot|\bAI\b", f"{facts['label']} {facts.get('detail') or ''}", re.IGNORECASE
-    ), facts
+    check_labelled_as_ai(facts)
     assert len(facts["accept_arguments"]) == 1, facts["accept_arguments"]
 
 
@@ -156,5 +139,4 @@ def test_docstring_code_action_documents_add(emacs_run: Run) -> None:
     facts = emacs_run.facts("docstring")
     assert facts["via"] == "eglot-code-actions", facts
     assert facts["docstring_commands"] == 1, "the command did not go through ghostpilot.el's method"
-    assert re.fullmatch(r"(Re)?[Gg]enerate docstring.*", facts["title"]), facts["title"]
-    check_docstring_only_added(emacs_run.report["after_accept"], facts["after"], "add")
+    check_docstring_action(facts["title"], emacs_run.report["after_accept"], facts["after"], "add")
