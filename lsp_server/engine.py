@@ -30,6 +30,7 @@ from lsp_server.parsing.document import Document
 from lsp_server.prompts import budget, modes, postprocess
 from lsp_server.prompts.context import PromptContext, build_context, indent_width
 from lsp_server.prompts.fim import assemble
+from lsp_server.prompts.modes import Mode, SuggestionMode
 from lsp_server.prompts.snapshot import Snapshot
 from lsp_server.prompts.tokens import PromptTokenizer
 
@@ -50,7 +51,7 @@ class Suggestion:
     # Code-point range of the document that ``text`` replaces (start <= cursor == end).
     start: int
     end: int
-    mode: str
+    mode: SuggestionMode
     uri: str = ""
     version: int = 0
     model: str = ""
@@ -70,7 +71,7 @@ class Suggestion:
 class Overrides:
     """Per-call changes to the settings (evaluation and sampling use them)."""
 
-    mode: str | None = None
+    mode: SuggestionMode | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -89,7 +90,7 @@ class Overrides:
 class Plan:
     """Where and how to complete: the outcome of the pure planning step."""
 
-    mode: str
+    mode: Mode
     reason: str
     # Code-point offset where the replaced range starts (the line start on a blank line).
     start: int
@@ -198,7 +199,7 @@ class CompletionEngine:
         top_p: float = 0.95,
         max_tokens: int | None = None,
         seed: int = 0,
-        mode: str | None = None,
+        mode: SuggestionMode | None = None,
     ) -> list[Suggestion]:
         """``n`` samples at the cursor (for pass@k); greedy when temperature is 0."""
         snapshot = Snapshot.of(document)
@@ -288,10 +289,10 @@ class CompletionEngine:
         """The pipeline, on the worker thread: plan, prompt, request, generate, finish."""
         settings = self.settings()
         planned = plan(snapshot, cursor, explicit=explicit)
-        mode = (overrides.mode or planned.mode) if planned.mode != "none" else "none"
-        if mode == "none" or planned.context is None:
+        if planned.mode == "none" or planned.context is None:
             log.debug("no completion at %s:%d: %s", snapshot.uri, cursor, planned.reason)
             return None
+        mode: SuggestionMode = overrides.mode or planned.mode
         clean = not snapshot.tree.root_node.has_error
         context = self._headers.settle(snapshot.uri, planned.context, clean=clean)
         prompt = self._prompt(backend, context, settings)
@@ -362,7 +363,7 @@ class Prompt:
 def _request(
     prompt: Prompt,
     context: PromptContext,
-    mode: str,
+    mode: SuggestionMode,
     settings: Settings,
     overrides: Overrides,
     *,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from tree_sitter import Tree
 
@@ -20,9 +21,14 @@ from lsp_server.prompts.context import BLOCK_HEADER, _body_is_empty, enclosing_d
 _CLOSERS = set(")]}\"':;, \t\r")
 
 
+# What to complete at the cursor; a suggestion's mode is "line" or "block".
+Mode = Literal["none", "line", "block"]
+SuggestionMode = Literal["line", "block"]
+
+
 @dataclass(frozen=True)
 class Trigger:
-    mode: str  # "none" | "line" | "block"
+    mode: Mode
     reason: str
 
 

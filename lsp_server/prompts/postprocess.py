@@ -15,6 +15,7 @@ from lsp_server.prompts.context import (
     indent_width,
     leading_ws,
 )
+from lsp_server.prompts.modes import SuggestionMode
 from lsp_server.prompts.snapshot import Snapshot
 
 # At module level, a suggestion is parse-checked within this many lines around the cursor.
@@ -108,7 +109,7 @@ def block_stop_rule(block_width: int, first_line_is_new: bool):  # type: ignore[
 @dataclass(frozen=True)
 class CleanupInput:
     suggestion: str
-    mode: str  # "line" | "block"
+    mode: SuggestionMode
     # Text of the cursor's line before and after the cursor.
     line_before: str
     line_after: str
@@ -231,7 +232,7 @@ def detect_indent_unit(text: str) -> str:
 # -- from a raw generation to the suggestion ----------------------------------------------
 
 
-def finish(snapshot: Snapshot, cursor: int, start: int, mode: str, raw: str) -> str | None:
+def finish(snapshot: Snapshot, cursor: int, start: int, mode: SuggestionMode, raw: str) -> str | None:
     """The text to suggest for ``raw`` generated at ``cursor``, replacing ``start..cursor``
     (the typed indentation on a blank line): cleaned, indented as the user typed, cut to
     what leaves the code around it parseable; None if nothing useful is left."""
