@@ -485,7 +485,7 @@ class GhostpilotProtocol(LanguageServerProtocol):
         try:
             message = self._structure(payload, checked)
         except Exception as error:
-            self._invalid_params(checked, error)
+            self._invalid_params(checked, error, payload)
             return
         if checked.method == types.INITIALIZE:
             self.initialize_received = True
@@ -523,7 +523,7 @@ class GhostpilotProtocol(LanguageServerProtocol):
             payload = {**{key: payload[key] for key in keys}, "params": payload.get("params")}
         return self._converter.structure(payload, message_type)
 
-    def _invalid_params(self, envelope: Envelope, error: Exception) -> None:
+    def _invalid_params(self, envelope: Envelope, error: Exception, payload: Any = None) -> None:
         detail, fields = (
             (error.detail, error.fields) if isinstance(error, _ParamsError) else describe_error(error)
         )
@@ -532,6 +532,10 @@ class GhostpilotProtocol(LanguageServerProtocol):
             self.send_error(envelope.id, INVALID_PARAMS, f"Invalid params for {envelope.method}: {detail}")
         elif envelope.kind == "notification":
             log.error("%s ignored: invalid params: %s", envelope.method, detail)
+            uri = _document_uri(payload)
+            if envelope.method == types.TEXT_DOCUMENT_DID_CHANGE and uri is not None:
+                # Its edits are lost: stop serving the document until the client sends it whole.
+                self._server.documents.mark_out_of_sync(uri, f"a didChange was invalid: {detail}")
             self._server.report_error(
                 f"invalid-notification:{envelope.method}:{fields}",
                 f"{envelope.method} from the client was ignored, its params are invalid: {detail}",
@@ -591,7 +595,7 @@ class GhostpilotProtocol(LanguageServerProtocol):
                     events = parser.feed(chunk) if chunk else parser.close()
                 dispatching = True
                 try:
-                    self._dispatch(events)
+                    await self._dispatch(events)
                 finally:
                     dispatching = False
                 if chunk == b"":
@@ -600,8 +604,8 @@ class GhostpilotProtocol(LanguageServerProtocol):
             if self.exit_code is None:
                 raise
 
-    def _dispatch(self, events: list[FrameEvent]) -> None:
-        for event in events:
+    async def _dispatch(self, events: list[FrameEvent]) -> None:
+        for number, event in enumerate(events):
             if self.exit_code is not None:
                 return
             try:
@@ -611,6 +615,24 @@ class GhostpilotProtocol(LanguageServerProtocol):
             except Exception as error:
                 log.exception("failed to handle a message")
                 self._server.report_server_error(error, type(error))
+            if number + 1 < len(events) and _is_request(event):
+                # An async handler starts in a task of its own: let it take its first
+                # step (reading the document and the position) before the messages that
+                # came after it in the same read, a didChange say, are applied.
+                await asyncio.sleep(0)
+
+
+def _document_uri(payload: Any) -> str | None:
+    """``params.textDocument.uri`` of a raw message, where it is a string."""
+    params = payload.get("params") if isinstance(payload, dict) else None
+    document = params.get("textDocument") if isinstance(params, dict) else None
+    uri = document.get("uri") if isinstance(document, dict) else None
+    return uri if isinstance(uri, str) else None
+
+
+def _is_request(event: FrameEvent) -> bool:
+    payload = getattr(event, "payload", None)
+    return isinstance(payload, dict) and "method" in payload and "id" in payload
 
 
 class _ParamsError(Exception):

@@ -300,3 +300,47 @@ def test_serve_default_message_cap_is_the_protocol_default() -> None:
     from lsp_server.protocol import DEFAULT_MAX_MESSAGE_BYTES
 
     assert DEFAULT_MAX_MESSAGE_MB * 2**20 == DEFAULT_MAX_MESSAGE_BYTES
+
+
+# -- a request is read against the text it was sent for --------------------------------------------
+
+
+async def test_a_request_reads_the_document_before_a_change_sent_after_it_in_the_same_read(
+    server: GhostpilotServer,
+) -> None:
+    """A request and a later didChange that arrive in one read: the request's handler takes
+    its first step (document and position) before the change is applied."""
+    from lsp_server.protocol import Received
+
+    protocol(server).handle_payload({
+        "jsonrpc": "2.0", "method": "textDocument/didOpen",
+        "params": {"textDocument": {**TD, "languageId": "python", "version": 1, "text": "abc\n"}},
+    })  # fmt: skip
+    seen: list[str] = []
+    method = "test/readDocument"
+
+    @server.feature(method)
+    async def read_document(ls: GhostpilotServer, params: Any) -> None:
+        seen.append(ls.documents.get(TD["uri"]).text)
+
+    insert = {
+        "jsonrpc": "2.0", "method": "textDocument/didChange",
+        "params": {
+            "textDocument": {**TD, "version": 2},
+            "contentChanges": [{"range": {"start": POS, "end": POS}, "text": "x = 1\n" * 30}],
+        },
+    }  # fmt: skip
+    await protocol(server)._dispatch([Received(req(9, method, {}), None), Received(insert, None)])
+    assert seen == ["abc\n"]
+    assert server.documents.get(TD["uri"]).text.startswith("x = 1\n")
+
+
+def test_an_invalid_did_change_puts_the_document_out_of_sync(server: GhostpilotServer) -> None:
+    protocol(server).handle_payload({
+        "jsonrpc": "2.0", "method": "textDocument/didOpen",
+        "params": {"textDocument": {**TD, "languageId": "python", "version": 1, "text": "abc"}},
+    })  # fmt: skip
+    assert server.documents.out_of_sync(TD["uri"]) is None
+    protocol(server).handle_payload(did_change(2**31))
+    reason = server.documents.out_of_sync(TD["uri"])
+    assert reason is not None and "invalid" in reason
