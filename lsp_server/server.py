@@ -137,6 +137,9 @@ class GhostpilotServer(LanguageServer):
         self.defaults = defaults or Settings()
         self.settings = self.defaults
         self.documents = DocumentStore()
+        self.documents.listener_failed = lambda listener, error: self._listener_failed(
+            listener, "a feature failed on a document event", error
+        )
         self.worker = ModelWorker()
         self.engine = CompletionEngine(self.worker, lambda: self.settings)
         self.suggestions: OrderedDict[str, Suggestion] = OrderedDict()

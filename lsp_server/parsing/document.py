@@ -22,6 +22,7 @@ text *before* the change; the over-reliance tracker follows its ranges with them
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -297,6 +298,9 @@ def follow_range(
 ChangeListener = Callable[[Document, list[TextChange]], None]
 
 
+log = logging.getLogger(__name__)
+
+
 class ChangeFailed(Exception):
     """A change of a notification could not be applied: the document no longer matches
     the client's. The changes before it landed; the document is marked out of sync."""
@@ -328,6 +332,9 @@ class DocumentStore:
         self._listeners: list[ChangeListener] = []
         self._close_listeners: list[Callable[[str], None]] = []
         self._open_listeners: list[Callable[[Document], None]] = []
+        # Told of a listener that raised (the server shows it once); the edit itself has
+        # landed and the other listeners still hear of it.
+        self.listener_failed: Callable[[Callable[..., Any], Exception], None] | None = None
 
     def add_open_listener(self, listener: Callable[[Document], None]) -> None:
         self._open_listeners.append(listener)
@@ -352,8 +359,7 @@ class DocumentStore:
         with self._lock:
             self._documents[uri] = document
             self._out_of_sync.pop(uri, None)
-        for listener in self._open_listeners:
-            listener(document)
+        self._call_each(self._open_listeners, document)
         return document
 
     def change(self, uri: str, version: int, edits: Iterable[RangeEdit]) -> Document:
@@ -401,8 +407,7 @@ class DocumentStore:
         with self._lock:
             self._documents.pop(uri, None)
             self._out_of_sync.pop(uri, None)
-        for listener in self._close_listeners:
-            listener(uri)
+        self._call_each(self._close_listeners, uri)
 
     def get(self, uri: str) -> Document:
         with self._lock:
@@ -422,10 +427,20 @@ class DocumentStore:
             raise UnknownDocument(uri) from None
 
     def _notify(self, document: Document, changes: list[TextChange]) -> None:
-        if not changes:
-            return
-        for listener in self._listeners:
-            listener(document, changes)
+        if changes:
+            self._call_each(self._listeners, document, changes)
+
+    def _call_each(self, listeners: list[Callable[..., Any]], *args: Any) -> None:
+        """Call every listener; one that raises is logged and reported, and the others
+        still run: a failing feature never costs an edit or another feature's update."""
+        for listener in list(listeners):
+            try:
+                listener(*args)
+            except Exception as error:
+                if self.listener_failed is None:
+                    log.exception("document listener %r failed", listener)
+                else:
+                    self.listener_failed(listener, error)
 
 
 __all__ = [

@@ -412,3 +412,26 @@ def test_tree_from_before_a_whole_document_change_is_not_adopted() -> None:
     document.apply(RangeEdit(None, "x = 1\n"))
     assert not document.adopt_tree(job[1](), job[0])
     assert str(document.tree.root_node) == fresh("x = 1\n")
+
+
+def test_a_failing_listener_costs_no_edit_and_no_other_listener() -> None:
+    store = DocumentStore()
+    failures: list[str] = []
+    heard: list[str] = []
+    store.listener_failed = lambda listener, error: failures.append(str(error))
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("feature bug")
+
+    for add in (store.add_open_listener, store.add_listener, store.add_close_listener):
+        add(broken)
+    store.add_open_listener(lambda document: heard.append("open"))
+    store.add_listener(lambda document, changes: heard.append("change"))
+    store.add_close_listener(lambda uri: heard.append("close"))
+    uri = "file:///tmp/listeners.py"
+    store.open(uri, "a\n", 1)
+    store.change(uri, 2, [RangeEdit(((0, 1), (0, 1)), "b"), RangeEdit(((1, 0), (1, 0)), "c")])
+    assert store.get(uri).text == "ab\nc" and store.get(uri).version == 2
+    store.close(uri)
+    assert heard == ["open", "change", "close"]
+    assert failures == ["feature bug"] * 3
