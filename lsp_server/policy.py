@@ -17,7 +17,7 @@ import fnmatch
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -303,3 +303,9 @@ def may_read(uri: str, settings: Settings) -> Verdict:
     if path is None:
         return Verdict(True)
     return _secret(path, settings) or _git_ignored(uri, settings) or Verdict(True)
+
+
+def path_reader(settings: Settings) -> Callable[[Path], bool]:
+    """Whether a file on disk may be read for context (a project's docstring style): the
+    never-read rules of :func:`may_read`."""
+    return lambda path: may_read(path.as_uri(), settings).allowed

@@ -18,6 +18,7 @@ from lsp_server import docstrings
 from lsp_server.backends.base import GenerationRequest, GenerationResult, ModelUnavailable
 from lsp_server.config import Settings, merge
 from lsp_server.parsing import syntax
+from lsp_server.policy import path_reader
 from lsp_server.prompts.budget import PromptBudget
 from lsp_server.runtime import prompt_budget, start_worker
 
@@ -77,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"ghostpilot docstring: {problem}", file=sys.stderr)
     style = args.style or settings.docstring_style
-    project = docstrings.project_docstrings(docstrings.project_root(path))
+    project = docstrings.project_docstrings(
+        docstrings.project_root(path), readable=path_reader(settings)
+    )
 
     def job_for(current: str, offset: int | None, wanted: str | None) -> docstrings.DocstringJob:
         return docstrings.prepare(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,10 @@ from lsp_server.backends.base import (
     ModelUnavailable,
 )
 from lsp_server.backends.worker import ModelWorker
-from lsp_server.config import Settings
 from lsp_server.docstrings import command as docstring_command
 from lsp_server.features._common import command_arguments, document_at, to_range
 from lsp_server.parsing.document import Document
-from lsp_server.policy import may_read
+from lsp_server.policy import may_read, path_reader
 from lsp_server.runtime import prompt_budget
 
 # At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
@@ -181,11 +180,6 @@ def _project_root(ls: GhostpilotServer, uri: str) -> str | None:
     return root or None
 
 
-def project_reader(settings: Settings) -> Callable[[Path], bool]:
-    """Whether a project file may be read for the docstring style: the never-read rules."""
-    return lambda path: may_read(path.as_uri(), settings).allowed
-
-
 def setup(server: GhostpilotServer) -> None:
     # Per project root and never-read rules: the docstrings of its files (for the style).
     project_cache: dict[tuple[str, tuple[str, ...], bool], list[str]] = {}
@@ -198,7 +192,7 @@ def setup(server: GhostpilotServer) -> None:
         key = (root, settings.never_read_globs, settings.respect_gitignore)
         if key not in project_cache:
             project_cache[key] = await asyncio.to_thread(
-                docstrings.project_docstrings, root, readable=project_reader(settings)
+                docstrings.project_docstrings, root, readable=path_reader(settings)
             )
         return project_cache[key]
 

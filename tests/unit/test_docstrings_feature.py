@@ -19,8 +19,8 @@ from lsp_server.features.docstring import (
     arguments,
     code_actions,
     percentage,
-    project_reader,
 )
+from lsp_server.policy import path_reader
 from lsp_server.server import GhostpilotServer, create_server
 
 SOURCE = '@dec\ndef f(a):\n    x = 1\n    return a\n\n\ndef g():\n    """Doc."""\n'
@@ -219,13 +219,13 @@ async def test_project_style_reads_only_files_the_rules_allow(
     assert applied.label == "Generate docstring"
 
 
-def test_project_reader_follows_the_settings(tmp_path: Path) -> None:
+def test_path_reader_follows_the_settings(tmp_path: Path) -> None:
     (tmp_path / ".gitignore").write_text("vendored/\n")
     settings, problems = merge(create_server().settings, {"neverReadGlobs": ["secret_*.py"]})
     assert problems == []
-    readable = project_reader(settings)
+    readable = path_reader(settings)
     assert readable(tmp_path / "lib" / "a.py")
     assert not readable(tmp_path / "lib" / "secret_keys.py")
     assert not readable(tmp_path / "vendored" / "a.py")
     relaxed, _ = merge(settings, {"respectGitignore": False})
-    assert project_reader(relaxed)(tmp_path / "vendored" / "a.py")
+    assert path_reader(relaxed)(tmp_path / "vendored" / "a.py")
