@@ -135,3 +135,29 @@ def test_loading_another_model_closes_the_previous_one_first() -> None:
     assert seen_closed == [True] and first.threads == {"ghostpilot-model"}
     assert worker.generate_blocking(GenerationRequest(prompt="x", max_tokens=2)).token_count == 2
     assert not second.closed
+
+
+def test_a_finished_job_keeps_nothing_alive_while_the_worker_waits() -> None:
+    """The worker thread must not hold the last job (its closure holds a document
+    snapshot) until the next one arrives."""
+    import gc
+    import weakref
+
+    worker, _ = loaded_worker()
+
+    class Snapshot:
+        pass
+
+    snapshot = Snapshot()
+    alive = weakref.ref(snapshot)
+
+    def job(backend: object, token: CancelToken, held: Snapshot = snapshot) -> int:
+        return 1
+
+    assert worker.run_blocking(job) == 1
+    del job, snapshot
+    deadline = time.perf_counter() + 2
+    while alive() is not None and time.perf_counter() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert alive() is None
