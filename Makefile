@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test editors clean
+.PHONY: install demo test editors llama-server clean
 
 install: $(STAMP)
 
@@ -29,7 +29,13 @@ demo: install
 editors: install
 	bash scripts/setup-editors.sh
 
-test: install editors
+# llama-server for the remote-engine tests (tests/e2e/test_remote_*.py), cached under
+# ~/.cache/ghostpilot: 15-30 min on 2 cores the first time. Where it cannot build, those
+# tests skip with the reason, except under CI=true, where this fails.
+llama-server: install
+	bash scripts/build-llama-server.sh || [ "$${CI:-}" != "true" ]
+
+test: install editors llama-server
 	$(BIN)/python -m pytest
 
 clean:
