@@ -30,6 +30,7 @@ from lsp_server.backends.base import (
 from lsp_server.backends.fim import FimTemplate, detect_template, resolve_tokens, template_by_name
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header
 from lsp_server.backends.sampler import Sampler
+from lsp_server.backends.stops import check_stops
 from lsp_server.backends.threadpool import attach_threadpool
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ class LlamaBackend:
             count += 1
             logprob_sum += logprob
             text += decoder.decode(self.piece(token))
-            cut, reason_now = self._check_stops(text, request, started)
+            cut, reason_now = check_stops(text, request, started)
             if cut is not None:
                 text = text[:cut]
                 reason = reason_now
@@ -295,25 +296,3 @@ class LlamaBackend:
             total_s=finished - started,
             stop_reason=reason,
         )
-
-    @staticmethod
-    def _check_stops(
-        text: str, request: GenerationRequest, started: float
-    ) -> tuple[int | None, str]:
-        cut: int | None = None
-        for stop in request.stop:
-            found = text.find(stop)
-            if found >= 0 and (cut is None or found < cut):
-                cut = found
-        if cut is not None:
-            return cut, "stop"
-        if request.stop_rule is not None:
-            ruled = request.stop_rule(text)
-            if ruled is not None:
-                return ruled, "rule"
-        budget = request.time_budget
-        if budget is not None and time.perf_counter() - started > budget.seconds:
-            cut = budget.cut(text)
-            if cut is not None:
-                return cut, "time"
-        return None, ""

@@ -11,6 +11,7 @@ import pytest
 
 import lsp_server
 from lsp_server.backends.base import GenerationRequest, TimeBudget
+from lsp_server.backends.stops import check_stops
 
 BACKENDS = Path(lsp_server.__file__).parent / "backends"
 
@@ -34,9 +35,7 @@ def test_backends_import_nothing_from_prompts(path: Path) -> None:
 
 
 def _check(text: str, request: GenerationRequest, elapsed: float) -> tuple[int | None, str]:
-    from lsp_server.backends.llama import LlamaBackend
-
-    return LlamaBackend._check_stops(text, request, time.perf_counter() - elapsed)
+    return check_stops(text, request, time.perf_counter() - elapsed)
 
 
 def test_time_budget_cut_applies_only_past_the_budget() -> None:

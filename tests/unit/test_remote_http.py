@@ -14,7 +14,7 @@ from lsp_server.backends.remote import apis, http
 from lsp_server.backends.remote.backend import plain_http_warning
 from lsp_server.backends.remote.http import HttpOptions, RemoteError
 from lsp_server.backends.remote.settings import remote_config
-from lsp_server.backends.remote.stops import check_stops
+from lsp_server.backends.stops import check_stops
 from lsp_server.config import Settings
 from tests.remote_standin import StandIn, ndjson, sse
 

@@ -37,7 +37,7 @@ from lsp_server.backends.base import (
 from lsp_server.backends.fim import detect_template, resolve_tokens
 from lsp_server.backends.remote import apis, http
 from lsp_server.backends.remote.http import HttpOptions, RemoteError, is_loopback
-from lsp_server.backends.remote.stops import check_stops
+from lsp_server.backends.stops import check_stops
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Where to stop a streamed text: the request's stop strings, then its stop rule, then,
-once its time budget has passed, the budget's cut (the order the local backend uses)."""
+"""Where to stop a generated text: the request's stop strings, then its stop rule, then,
+once its time budget has passed, the budget's cut. One rule for the local and the remote
+backends."""
 
 from __future__ import annotations
 
