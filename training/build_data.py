@@ -101,7 +101,8 @@ def gather(srcs: list[sources.Source], archives: dict[str, Path | str]
             members = sources.read_archive(archive)
             report.licence = sources.sdist_licence(members)
             if report.licence not in sources.ALLOWED_LICENCES:
-                report.status = f"skipped: licence {report.licence or 'unknown'} not allowed"
+                report.status = ("skipped: licence not MIT, BSD, Apache-2.0 or PSF "
+                                 "(or not stated)")
                 continue
             if report.licence != sources.normalise_licence(src.declared_licence):
                 report.status = (f"skipped: sdist says {report.licence}, manifest says "
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdists", type=Path, default=CACHE / "train-sdists",
                         help="where the sdists are downloaded (once)")
     parser.add_argument("--infilling-dir", type=Path, default=decontam.INFILLING_DIR)
-    parser.add_argument("--val-percent", type=int, default=5)
+    parser.add_argument("--val-percent", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="sandbox runs at once")
     parser.add_argument("--model", default=None,
                         help="GGUF whose tokenizer counts the tokens (default: the embedded model)")

@@ -90,16 +90,23 @@ def licence_of(pkg_info: str, licence_files: list[str]) -> str | None:
     for value in [meta.get("License-Expression", "")]:
         if value:
             return normalise_licence(value)
+    declared = False
     field = meta.get("License", "") or ""
     if field and len(field) < 80 and field.upper() not in ("UNKNOWN", "NONE"):
+        declared = True
         found = normalise_licence(field)
         if found:
             return found
     for classifier in meta.get_all("Classifier") or []:
-        if classifier.startswith("License ::"):
+        if classifier.startswith("License ::") and classifier != "License :: OSI Approved":
+            declared = True
             found = normalise_licence(classifier.split("::")[-1])
             if found:
                 return found
+    if declared:
+        # The metadata names a licence we do not accept (ZPL's text, say, shares BSD's
+        # wording): the licence file must not overrule it.
+        return None
     for text in licence_files:
         for name, marker in _LICENCE_TEXTS:
             if marker.lower() in " ".join(text.split()).lower():

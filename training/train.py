@@ -1,7 +1,7 @@
 """LoRA fine-tune of the embedded Gemma 3 270M on the Codex-S set; resumable.
 
     nice -n 19 nohup .venv-train/bin/python -m training.train --run artifacts/train/run \
-        > artifacts/train/train.out 2>&1 &
+        --epochs 5 --checkpoint-every 25 > artifacts/train/train.out 2>&1 &
 
 Run it again with the same ``--run`` and it resumes from the last checkpoint (adapter,
 optimizer, scheduler, data position and RNG states). ``kill -TERM $(cat
@@ -10,8 +10,9 @@ artifacts/train/train.pid)`` saves a checkpoint at the next step and exits;
 
 The base is the embedded Q4_K_M GGUF, dequantised by transformers (``gguf_file=``) and
 saved once as an fp32 HF copy (``artifacts/train/base/``: the adapter converter needs
-it). Training holds the base in bf16 under autocast (the issue measured 105 tokens/s
-against 64 in fp32 on 2 cores), the LoRA weights in fp32. Sequences are packed (no
+it). Training holds the base in bf16 under autocast where bf16 is native (CUDA, or a CPU
+with avx512_bf16/amx_bf16), else in fp32 (see :func:`use_bf16`); the LoRA weights are
+always fp32. Sequences are packed (no
 padding; each function attends only to itself: positions restart at 0 and
 transformers builds the block-diagonal mask), the loss covers body tokens and the
 end-of-text token only, and only those positions go through the 262k-entry output
@@ -120,12 +121,7 @@ def collate(rows: list[list[Example]], max_len: int, pad_id: int) -> dict[str, t
 
 def causal_lm(model: Any) -> Any:
     """The Gemma3ForCausalLM inside a PeftModel (or the model itself)."""
-    inner = model
-    while not hasattr(inner, "lm_head") and hasattr(inner, "model"):
-        inner = inner.model
-    if not hasattr(inner, "lm_head"):
-        inner = model.get_base_model()
-    return inner
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def loss_and_count(model: Any, batch: dict[str, torch.Tensor], device: torch.device,
@@ -248,6 +244,24 @@ def build_model(base: Path, args: argparse.Namespace, device: torch.device) -> A
     return model.to(device)
 
 
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether to hold the base in bf16 under autocast. On a CPU without native bf16
+    (AVX2 only, like the 2-core development machine) torch falls back to a reference
+    GEMM: a bf16 matmul of the output layer's backward shape measured 150x slower
+    than fp32 there, so auto picks fp32."""
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or cpu_has_native_bf16()
+
+
 def data_hash(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -277,8 +291,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", type=int, default=2, help="latest checkpoints kept (besides best)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", default="auto", help="auto (cuda if there is one), cpu, cuda")
-    p.add_argument("--no-autocast", dest="autocast", action="store_false",
-                   help="fp32 weights, no bf16 autocast")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="bf16 weights + autocast, or fp32; auto: bf16 on CUDA or a CPU with "
+                        "native bf16 (avx512_bf16/amx_bf16), else fp32")
     return p.parse_args(argv)
 
 
@@ -287,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
+    args.autocast = use_bf16(args.precision, device)
     args.run.mkdir(parents=True, exist_ok=True)
     pid_file = ARTIFACTS / "train.pid" if args.run.resolve().parent == ARTIFACTS.resolve() \
         else args.run / "train.pid"
@@ -316,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                 "use a new --run folder")
             return 2
     config_path.write_text(json.dumps(config, indent=2))
-    log(f"device {device}, {args.threads} threads; train {len(train)} functions "
+    log(f"device {device}, {args.threads} threads, {'bf16' if args.autocast else 'fp32'}; train {len(train)} functions "
         f"({dropped} over {args.seq_len} tokens dropped), {tokens} tokens, {target_tokens} "
         f"with loss; {rows_per_epoch} rows, {steps_per_epoch} steps/epoch; total {total_steps} "
         f"steps; val {len(val)} functions ({val_dropped} dropped), {len(val_rows)} rows")
@@ -350,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     def checkpoint() -> None:
         val_loss = validate(model, val_rows, args, device, pad_id) if val_rows else None
         is_best = val_loss is not None and val_loss < position.best_val
-        if is_best:
-            position.best_val, position.best_step = float(val_loss), position.step
+        if val_loss is not None and is_best:
+            position.best_val, position.best_step = val_loss, position.step
         path = save_checkpoint(args.run, model, optimizer, scheduler, position, val_loss,
                                args.keep)
         if is_best:

@@ -44,6 +44,10 @@ def test_licence_from_metadata_then_licence_file() -> None:
     assert sources.licence_of(gpl, ["Permission is hereby granted, free of charge, ..."]) is None
     assert sources.licence_of(bare, ["Redistribution and use in source and binary\n forms"]) == "BSD"
     assert sources.licence_of(bare, ["All rights reserved."]) is None
+    zope = ("Metadata-Version: 2.1\nName: roman\nLicense: ZPL-2.1\n"
+            "Classifier: License :: OSI Approved :: Zope Public License\n\n")
+    # ZPL's text says "Redistribution and use in source and binary forms" too
+    assert sources.licence_of(zope, ["Redistribution and use in source and binary forms"]) is None
 
 
 def test_manifest_pins_every_source() -> None:
