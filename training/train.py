@@ -332,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                 "use a new --run folder")
             return 2
     config_path.write_text(json.dumps(config, indent=2))
+    (args.run / "total_steps").write_text(f"{total_steps}\n")
     log(f"device {device}, {args.threads} threads, {'bf16' if args.autocast else 'fp32'}; train {len(train)} functions "
         f"({dropped} over {args.seq_len} tokens dropped), {tokens} tokens, {target_tokens} "
         f"with loss; {rows_per_epoch} rows, {steps_per_epoch} steps/epoch; total {total_steps} "

@@ -3,6 +3,7 @@ packing."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -157,3 +158,25 @@ def test_epoch_rows_are_reproducible_and_differ_between_epochs() -> None:
     assert a0 != packing.epoch_rows(examples, 16, seed=7, epoch=1)
     seen = sorted(e.ids[0] for row in a0 for e in row)
     assert seen == list(range(60))
+
+
+def test_status_summarises_loss_speed_validation_and_time_left(tmp_path: Path) -> None:
+    from training import status
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": 0, "val_loss": 1.5, "time": 0.0}]
+    rows += [{"step": i, "epoch": 0, "loss": 2.0 - i / 10, "tokens": 1000 * i, "time": 10.0 * i}
+             for i in range(1, 11)]
+    rows += [{"step": 10, "epoch": 0, "val_loss": 1.2, "best_val": 1.2, "time": 101.0}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n")
+    (run / "total_steps").write_text("40\n")
+    (run / "train.pid").write_text("999999999\n")
+    text = status.summary(run, window=5)
+    assert "pid 999999999: not running" in text
+    assert "step 10, epoch 0, 10000 tokens" in text
+    assert "mean loss of the last 5 steps 1.2000" in text
+    assert "100.0 tokens/s" in text
+    assert "30 steps at 10 s/step" in text
+    assert "val loss at step 10: 1.2000  <- best" in text
+    assert "val loss at step 0: 1.5000\n" in text
