@@ -180,3 +180,18 @@ def test_status_summarises_loss_speed_validation_and_time_left(tmp_path: Path) -
     assert "30 steps at 10 s/step" in text
     assert "val loss at step 10: 1.2000  <- best" in text
     assert "val loss at step 0: 1.5000\n" in text
+
+
+def test_the_product_never_imports_torch_or_training() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "lsp_server"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names
+                          if n.split(".")[0] in ("torch", "training", "transformers", "peft")]
+    assert offenders == []
