@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -75,6 +76,7 @@ def converter(version: str | None = None) -> Path:
     prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
     wanted = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
     tmp = dest.with_name("convert.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     with tarfile.open(tarball) as tf:
         for member in tf.getmembers():
             if not member.name.startswith(prefix):
