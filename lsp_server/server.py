@@ -23,6 +23,7 @@ from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 
 from lsp_server import __version__
+from lsp_server.backends.registry import ModelEntry, missing_download
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings, merge, needs_reload
 from lsp_server.engine import CompletionEngine, Suggestion
@@ -293,9 +294,20 @@ class GhostpilotServer(LanguageServer):
             message = f"model failed to load: {error}"
         progress.end(message)
 
+    def missing_model(self) -> ModelEntry | None:
+        """The registry model the settings name when it runs locally, can be downloaded
+        and is not installed: the models feature offers the download."""
+        if self.settings.backend != "local":
+            return None
+        return missing_download(self.settings.model)
+
     def _on_model_state(self, state: str, message: str) -> None:
         if state == "error":
-            self.report_error(f"model:{message}", message)
+            if self.missing_model() is not None:
+                # Logged only: the download offer (features/models.py) is the one message.
+                self.log_message(message, types.MessageType.Error)
+            else:
+                self.report_error(f"model:{message}", message)
         elif state == "ready":
             info = self.worker.info
             if info is not None:

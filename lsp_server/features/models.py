@@ -26,7 +26,7 @@ from lsprotocol import types
 
 from lsp_server.backends import download
 from lsp_server.backends.catalog import Machine, catalog, detect_machine, recommend
-from lsp_server.backends.registry import ModelEntry, load_registry, missing_download, models_dir
+from lsp_server.backends.registry import ModelEntry, load_registry, models_dir
 
 # At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
 # (typing.get_type_hints). No cycle: server.py imports features only in create_server().
@@ -147,14 +147,15 @@ class ModelOffers:
     def _schedule(self) -> None:
         loop = self.server.loop
         if loop is not None and not self.busy:
-            loop.create_task(self.offer(self.server.settings.model))
+            loop.create_task(self.offer())
 
-    async def offer(self, model: str) -> None:
+    async def offer(self) -> None:
         if self.busy:
             return
         self.busy = True
+        model = self.server.settings.model
         try:
-            entry = await asyncio.to_thread(missing_download, model)
+            entry = await asyncio.to_thread(self.server.missing_model)
             if entry is not None:
                 await self._offer(entry)
         except Exception as error:  # never let a download take the server down

@@ -3,6 +3,8 @@ functions; the flow itself runs in tests/e2e/test_models_editor.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lsp_server.backends.registry import load_registry
@@ -47,3 +49,31 @@ def test_offer(name: str, size: int | None, starts: str, licence: bool, button: 
 def test_progress_text(done: int, total: int | None, start: int, elapsed: float, text: str,
                        percentage: int | None) -> None:  # fmt: skip
     assert progress_text(done, total, start, elapsed) == (text, percentage)
+
+
+@pytest.mark.parametrize(
+    ("raw", "popup"),
+    [
+        pytest.param({"model": "qwen2.5-coder-1.5b"}, False, id="offered-download-is-the-one-message"),
+        pytest.param({"model": "qwen2.5-coder-1.5b", "backend": "llama-server"}, True, id="remote-no-offer"),
+        pytest.param({"model": "/nowhere/model.gguf"}, True, id="missing-path"),
+    ],
+)
+def test_a_model_to_download_gets_one_message_not_two(
+    raw: dict[str, str], popup: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lsp_server.config import merge
+    from lsp_server.server import create_server
+
+    monkeypatch.setenv("GHOSTPILOT_MODELS_DIR", str(tmp_path))  # nothing installed
+    server = create_server()
+    server.settings, problems = merge(server.settings, raw)
+    assert problems == []
+    shown: list[str] = []
+    logged: list[str] = []
+    monkeypatch.setattr(server, "report_error", lambda key, message, level=None: shown.append(message))
+    monkeypatch.setattr(server, "log_message", lambda message, level=None: logged.append(message))
+    server._on_model_state("error", "model not installed")
+    assert bool(shown) is popup
+    assert shown or logged == ["model not installed"]
+    assert (server.missing_model() is not None) is (not popup)
