@@ -19,6 +19,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from lsprotocol import types
+
 SURROGATE = re.compile("[\ud800-\udfff]")
 SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 EMOJI = "\U0001f600"
@@ -133,3 +135,22 @@ def random_change(rng: random.Random, text: str, encoding: str = "utf-16") -> Ch
     big = len(text) > 1500
     inserted = "" if big and rng.random() < 0.7 else random_text(rng, rng.randint(0, 3))
     return Change((start, end), inserted)
+
+
+def did_change_params(uri: str, version: int, changes: list[Change]) -> types.DidChangeTextDocumentParams:
+    """The didChange params that send ``changes`` (LSP positions as the model holds them)."""
+    events: list[types.TextDocumentContentChangeEvent] = []
+    for change in changes:
+        if change.range is None:
+            events.append(types.TextDocumentContentChangeWholeDocument(text=change.text))
+            continue
+        (sl, sc), (el, ec) = change.range
+        events.append(types.TextDocumentContentChangePartial(
+            range=types.Range(start=types.Position(line=sl, character=sc),
+                              end=types.Position(line=el, character=ec)),
+            text=change.text,
+        ))  # fmt: skip
+    return types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=events,
+    )

@@ -58,21 +58,7 @@ async def server_copy(client: LanguageClient, uri: str) -> Any:
 
 
 def send(client: LanguageClient, uri: str, version: int, changes: list[model.Change]) -> None:
-    events: list[types.TextDocumentContentChangeEvent] = []
-    for change in changes:
-        if change.range is None:
-            events.append(types.TextDocumentContentChangeWholeDocument(text=change.text))
-            continue
-        (sl, sc), (el, ec) = change.range
-        events.append(types.TextDocumentContentChangePartial(
-            range=types.Range(start=types.Position(line=sl, character=sc),
-                              end=types.Position(line=el, character=ec)),
-            text=change.text,
-        ))  # fmt: skip
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-        content_changes=events,
-    ))  # fmt: skip
+    client.text_document_did_change(model.did_change_params(uri, version, changes))
 
 
 def messages(client: LanguageClient) -> list[str]:

@@ -80,22 +80,7 @@ def did_open(uri: str, text: str, version: int = 1, language_id: str = "python")
     )
 
 
-def did_change(uri: str, version: int, changes: list[model.Change]) -> types.DidChangeTextDocumentParams:
-    events: list[types.TextDocumentContentChangeEvent] = []
-    for change in changes:
-        if change.range is None:
-            events.append(types.TextDocumentContentChangeWholeDocument(text=change.text))
-            continue
-        (sl, sc), (el, ec) = change.range
-        events.append(types.TextDocumentContentChangePartial(
-            range=types.Range(start=types.Position(line=sl, character=sc),
-                              end=types.Position(line=el, character=ec)),
-            text=change.text,
-        ))  # fmt: skip
-    return types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-        content_changes=events,
-    )
+did_change = model.did_change_params
 
 
 def edit(sl: int, sc: int, el: int, ec: int, text: str) -> model.Change:
