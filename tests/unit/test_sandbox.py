@@ -25,7 +25,7 @@ ISOLATIONS = [
 ]
 
 
-def _processes_with(marker: str) -> list[int]:
+def processes_with(marker: str) -> list[int]:
     """Live (non-zombie) processes whose command line contains ``marker``."""
     found = []
     for entry in os.listdir("/proc"):
@@ -112,9 +112,9 @@ def test_fork_without_bound_is_stopped_and_cleaned_up(kind: str) -> None:
     else:  # counted and killed from outside (root without a private uid)
         assert result.status == "killed" and result.reason.startswith("process limit")
     deadline = time.monotonic() + 3
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 @pytest.mark.skipif(not HAVE_BWRAP, reason="an unbounded fork bomb is only run under bwrap")
@@ -124,7 +124,7 @@ def test_classic_fork_bomb_is_contained() -> None:
     result = run_python(code, argv=[marker], limits=SandboxLimits(timeout_s=2, max_processes=32))
     assert result.status == "timeout"
     time.sleep(0.2)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 @pytest.mark.parametrize("kind", ISOLATIONS)
@@ -190,9 +190,9 @@ def test_daemon_left_behind_is_killed(kind: str) -> None:
     if kind == "rlimits" and not (iso.is_root() and iso.path_reachable_by_others(sys.executable)):
         pytest.skip("a child that leaves the session is only reachable by uid or PID namespace")
     deadline = time.monotonic() + 3
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 @pytest.mark.parametrize("kind", ISOLATIONS)

@@ -8,13 +8,13 @@ import os
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from benchmarks.sandbox_memory import measure, run_pss_kb
 from lsp_server.sandbox import SandboxLimits, isolation_available, memory_bound, run_python
 from lsp_server.sandbox import memory as mem
+from tests.unit.test_sandbox import processes_with
 
 BOUND = memory_bound()
 HAVE_CGROUP = BOUND.whole_run
@@ -237,21 +237,6 @@ def test_daemon_that_left_the_session_dies_with_the_cgroup(kind: str) -> None:
     result = run_python(code, argv=[marker], isolation_kind=kind)
     assert result.status == "passed", result
     deadline = time.monotonic() + 3
-    while _alive(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _alive(marker) == []
-
-
-def _alive(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != b"Z":
-            found.append(int(entry))
-    return found
+    assert processes_with(marker) == []
