@@ -87,9 +87,11 @@ class LlamaBackend:
         fim_template: str | None = "auto",
         flash_attention: str = "auto",
         header: GGUFHeader | None = None,
+        lora_path: str | None = None,
     ) -> None:
         """Load ``path`` (its GGUF header checked first, unless ``header`` is that check's
-        result): llama.cpp aborts the process on some corrupt headers instead of failing."""
+        result): llama.cpp aborts the process on some corrupt headers instead of failing.
+        ``lora_path``: a LoRA adapter GGUF applied on top (the registry names it)."""
         if header is None:
             try:
                 header = read_header(path)
@@ -107,6 +109,7 @@ class LlamaBackend:
                 n_batch=512,
                 swa_full=True,  # keep sliding-window layers' cache whole, so prefixes reuse
                 flash_attn=flash,
+                lora_path=lora_path,
                 verbose=False,
             )
 

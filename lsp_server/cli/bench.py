@@ -14,11 +14,22 @@ The llama.cpp tools come from ``scripts/build-llama-server.sh`` (cached under
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pkgutil
 import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
+
+
+def _subcommand_modules() -> list[str]:
+    """Benches in their own modules, ``lsp_server/cli/bench_<name>.py``: each has
+    ``add_parser(kinds)`` and registers its own sub-command."""
+    return sorted(
+        info.name for info in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if info.name.startswith("bench_")
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,6 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                             help="run llama-bench: auto = when it is built")
     throughput.add_argument("--out", type=Path, help="write the report (JSON) here")
     throughput.set_defaults(func=run_throughput)
+    for module in _subcommand_modules():  # benches that live in their own modules
+        importlib.import_module(f"lsp_server.cli.{module}").add_parser(kinds)
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
 
