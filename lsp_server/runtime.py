@@ -8,7 +8,7 @@ from lsp_server.backends import probe
 from lsp_server.backends.base import Backend, ModelUnavailable
 from lsp_server.backends.gguf import GGUFError, read_header
 from lsp_server.backends.llama import LlamaBackend
-from lsp_server.backends.registry import ModelNotFound, resolve
+from lsp_server.backends.registry import ModelNotFound, check_adapter, resolve
 from lsp_server.backends.remote.backend import plain_http_warning
 from lsp_server.backends.remote.settings import remote_backend
 from lsp_server.backends.worker import ModelWorker
@@ -30,6 +30,7 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
         try:
             resolved = resolve(settings.model)
             header = read_header(resolved.path)
+            check_adapter(resolved)
         except (ModelNotFound, GGUFError) as error:
             raise ModelUnavailable(str(error)) from error
         vetted = probe.vet(
@@ -50,6 +51,7 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
             fim_template="auto",
             flash_attention=settings.flash_attention,
             header=header,
+            lora_path=str(resolved.adapter) if resolved.adapter else None,
         )
 
     description = settings.model

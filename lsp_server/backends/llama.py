@@ -12,6 +12,7 @@ Generation is our own token loop over ``Llama.eval`` so that we can:
 from __future__ import annotations
 
 import codecs
+import ctypes
 import logging
 import time
 from typing import Any
@@ -109,7 +110,6 @@ class LlamaBackend:
                 n_batch=512,
                 swa_full=True,  # keep sliding-window layers' cache whole, so prefixes reuse
                 flash_attn=flash,
-                lora_path=lora_path,
                 verbose=False,
             )
 
@@ -125,6 +125,7 @@ class LlamaBackend:
                 self.llm = load(False)
         except (ValueError, RuntimeError, OSError) as error:
             raise ModelUnavailable(f"llama.cpp could not load {path}: {error}") from error
+        self.lora_adapter = self._apply_lora(llama_cpp, lora_path) if lora_path else None
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._llama_cpp = llama_cpp
         self.n_vocab = self.llm.n_vocab()
@@ -148,6 +149,23 @@ class LlamaBackend:
         )
         self._cached: list[int] = []
         self.threadpool = attach_threadpool(llama_cpp, self.llm.ctx, n_threads)
+
+    def _apply_lora(self, llama_cpp: Any, path: str) -> Any:
+        """Load a LoRA adapter GGUF onto the model and set it on the context (scale 1).
+
+        Done here, not through ``Llama(lora_path=...)``, which turns mmap off and so reads
+        the whole base into private memory; the adapter is freed with the model.
+        """
+        adapter = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode("utf-8"))
+        if not adapter:
+            self.llm.close()
+            raise ModelUnavailable(f"llama.cpp could not load the LoRA adapter {path}")
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        if llama_cpp.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales) != 0:
+            self.llm.close()
+            raise ModelUnavailable(f"llama.cpp could not apply the LoRA adapter {path}")
+        return adapter
 
     def close(self) -> None:
         """Free the threadpool, then the model (the worker calls this when it swaps models)."""

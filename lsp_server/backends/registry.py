@@ -3,6 +3,11 @@
 A ``model`` setting is either a path to a ``.gguf`` file or a registry name. Names
 resolve to the embedded package (Gemma 3 270M) or to a file in the models directory;
 loading never downloads anything (``ghostpilot models pull`` does, see ``download.py``).
+
+An entry with a ``base`` is a LoRA adapter on another entry: its ``file``/``sha256`` are
+the adapter's (shipped in ``models/adapters/``, or in the models directory), and
+``base_sha256`` pins the base it was trained on. It resolves to the base's weights plus
+the adapter, which llama.cpp applies at load.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import tomllib
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header, sha256_of
 
 REGISTRY_PATH = Path(__file__).resolve().parents[2] / "models" / "registry.toml"
+# Adapters that ship with the repository (small: a LoRA of the embedded model is ~8 MB).
+ADAPTERS_DIR = REGISTRY_PATH.parent / "adapters"
 
 
 def models_dir() -> Path:
@@ -54,6 +61,15 @@ class ModelEntry:
     humaneval: float | None = None
     humaneval_source: str | None = None
     license_url: str | None = None
+    # A LoRA adapter entry: the registry name of the base model, and that base file's sha256.
+    base: str | None = None
+    base_sha256: str | None = None
+    # Where the adapter's training data and results are described (a path in the repo).
+    data_card: str | None = None
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base is not None
 
     @property
     def display_name(self) -> str:
@@ -101,8 +117,19 @@ class ModelNotFound(ValueError):
     pass
 
 
+def adapter_path(entry: ModelEntry) -> Path:
+    """Where an adapter entry's file is looked for: shipped with the repo, else the models directory."""
+    shipped = ADAPTERS_DIR / entry.file
+    return shipped if shipped.is_file() else models_dir() / entry.file
+
+
 def installed_path(entry: ModelEntry) -> Path | None:
-    """Where ``entry``'s file is, if it is installed (the embedded one when its package is)."""
+    """Where ``entry``'s file is, if it is installed (the embedded one when its package is;
+    an adapter's when both it and its base are)."""
+    if entry.is_adapter:
+        base = find_entry(entry.base or "")
+        path = adapter_path(entry)
+        return path if base is not None and path.is_file() and installed_path(base) else None
     if entry.embedded:
         try:
             return embedded_model_path()
@@ -133,13 +160,22 @@ def embedded_model_path() -> Path:
 
 @dataclass(frozen=True)
 class ResolvedModel:
+    """A ``model`` setting resolved: the weights' ``path`` and the registry entry that
+    describes that file; for an adapter model also the adapter's file and entry."""
+
     name: str
     path: Path
     entry: ModelEntry | None
+    adapter: Path | None = None
+    adapter_entry: ModelEntry | None = None
+
+    @property
+    def description(self) -> str:
+        return f"{self.path} + LoRA {self.adapter}" if self.adapter else str(self.path)
 
 
 def resolve(model: str) -> ResolvedModel:
-    """Turn a ``model`` setting into a file path. Raises :class:`ModelNotFound`."""
+    """Turn a ``model`` setting into file paths. Raises :class:`ModelNotFound`."""
     candidate = Path(model).expanduser()
     looks_like_path = os.sep in model or model.endswith(".gguf") or candidate.exists()
     if looks_like_path:
@@ -150,6 +186,8 @@ def resolve(model: str) -> ResolvedModel:
     if entry is None:
         known = ", ".join(e.name for e in load_registry())
         raise ModelNotFound(f"unknown model {model!r}: give a .gguf path or one of: {known}")
+    if entry.is_adapter:
+        return _resolve_adapter(entry)
     if entry.embedded:
         return ResolvedModel(entry.name, embedded_model_path(), entry)
     path = models_dir() / entry.file
@@ -161,6 +199,52 @@ def resolve(model: str) -> ResolvedModel:
             "(or set the model setting to the file's path)"
         )
     return ResolvedModel(entry.name, path, entry)
+
+
+def _resolve_adapter(entry: ModelEntry) -> ResolvedModel:
+    base_entry = find_entry(entry.base or "")
+    if base_entry is None or base_entry.is_adapter:
+        raise ModelNotFound(
+            f"model {entry.name!r} is an adapter on {entry.base!r}, which is not a base model "
+            "in the registry"
+        )
+    base = resolve(base_entry.name)
+    path = adapter_path(entry)
+    if not path.is_file():
+        raise ModelNotFound(
+            f"the adapter of model {entry.name!r} is missing: {entry.file} is neither in "
+            f"{ADAPTERS_DIR} nor in {models_dir()}"
+        )
+    return ResolvedModel(entry.name, base.path, base.entry, adapter=path, adapter_entry=entry)
+
+
+def check_adapter(resolved: ResolvedModel) -> None:
+    """Check an adapter model before llama.cpp sees it: the adapter is a LoRA GGUF for the
+    base's architecture, and both files have the sha256s the registry pins (an adapter on
+    other weights loads, but its output is wrong). Raises :class:`GGUFError`."""
+    if resolved.adapter is None or resolved.adapter_entry is None:
+        return
+    entry = resolved.adapter_entry
+    header = read_header(resolved.adapter)
+    if header.metadata.get("general.type") != "adapter" or header.metadata.get("adapter.type") != "lora":
+        raise GGUFError(f"{resolved.adapter}: not a LoRA adapter GGUF")
+    base_header = read_header(resolved.path)
+    if header.architecture != base_header.architecture:
+        raise GGUFError(
+            f"{resolved.adapter}: an adapter for {header.architecture!r}, but the base "
+            f"{resolved.path} is {base_header.architecture!r}"
+        )
+    digest = sha256_of(resolved.adapter)
+    if digest != entry.sha256:
+        raise GGUFError(
+            f"{resolved.adapter}: sha256 {digest} does not match the registry's {entry.sha256} "
+            "(corrupt or a different adapter)"
+        )
+    if entry.base_sha256 and resolved.entry is not None and resolved.entry.sha256 != entry.base_sha256:
+        raise GGUFError(
+            f"model {entry.name!r} was trained on a base with sha256 {entry.base_sha256}, but the "
+            f"registry's {resolved.entry.name!r} is {resolved.entry.sha256}"
+        )
 
 
 @dataclass(frozen=True)
