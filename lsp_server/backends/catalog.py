@@ -122,6 +122,7 @@ class CatalogRow:
             "humaneval": entry.humaneval, "humanevalSource": entry.humaneval_source,
             "source": entry.source, "repo": entry.repo, "file": entry.file,
             "recommended": self.recommended,
+            "base": entry.base, "baseSha256": entry.base_sha256, "dataCard": entry.data_card,
         }  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import json
 import sys
 
 from lsp_server.backends.gguf import GGUFError
-from lsp_server.backends.registry import ModelNotFound, resolve, verify
+from lsp_server.backends.registry import ModelNotFound, check_adapter, resolve, verify
 from lsp_server.config import Settings, merge, to_camel
 
 
@@ -35,10 +35,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         resolved = resolve(settings.model)
         checked = verify(resolved.path)
-        report["model"] = {
+        found: dict[str, object] = {
             "name": resolved.name, "path": str(resolved.path),
             "architecture": checked.header.architecture, "sha256_ok": checked.sha_ok,
         }
+        if resolved.adapter is not None:
+            check_adapter(resolved)  # raises on a wrong type, architecture or sha256
+            base = resolved.entry.name if resolved.entry else "?"
+            found["lora_adapter"] = f"{resolved.adapter} (sha256 ok; on {base})"
+        report["model"] = found
     except (ModelNotFound, GGUFError) as error:
         report["model"] = {"error": str(error)}
         ok = False

@@ -67,8 +67,14 @@ def run_list(args: argparse.Namespace) -> int:
         size = _size_text(row.size_bytes, row.size_exact)
         score = f"{entry.humaneval:.1f} %" if entry.humaneval is not None else "not listed"
         mark = "*" if row.recommended else " "
-        installed = "embedded" if entry.embedded and row.installed else "yes" if row.installed else "no"
+        installed = ("embedded" if entry.embedded and row.installed else "shipped" if entry.is_adapter
+                     and row.installed else "yes" if row.installed else "no")
         print(f"{entry.name:<19}{mark} {size:>9}  {entry.fim:<9} {score:>10}  {installed:<9}  {entry.license}")
+    for row in rows:
+        if row.entry.is_adapter:
+            print(f"\n{row.entry.name}: the LoRA adapter {row.entry.file} (sha256 {row.entry.sha256[:12]}…) "
+                  f"on {row.entry.base} (sha256 {(row.entry.base_sha256 or '?')[:12]}…)"
+                  + (f"; data card: {row.entry.data_card}" if row.entry.data_card else ""))
     if recommendation:
         print(f"\n* recommended: {recommendation.name}: {recommendation.reason}")
         if not any(row.recommended and row.installed for row in rows):

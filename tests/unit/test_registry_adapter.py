@@ -137,3 +137,29 @@ def test_an_adapter_on_an_unknown_base_names_it(setup: dict[str, Path]) -> None:
     setup["toml"].write_text(setup["toml"].read_text().replace('base = "base"', 'base = "nowhere"'))
     with pytest.raises(ModelNotFound, match="nowhere"):
         resolve("base-python")
+
+
+def test_doctor_and_models_list_show_the_adapter(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from lsp_server.backends import catalog
+    from lsp_server.cli import main
+
+    assert main(["doctor", "--model", "base-python", "--json"]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    assert model["path"] == str(setup["base"])
+    assert str(setup["adapter"]) in model["lora_adapter"]
+    monkeypatch.setattr(catalog, "detect_machine", lambda: catalog.Machine(8_000_000_000, 2, False))
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    row = next(line for line in listing.splitlines() if line.startswith("base-python"))
+    assert "shipped" in row
+    assert f"the LoRA adapter python-lora.gguf (sha256 {sha(setup['adapter'])[:12]}" in listing
+    assert main(["models", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["models"]}
+    assert rows["base-python"]["base"] == "base" and rows["base-python"]["installed"] is True
+    setup["adapter"].write_bytes(setup["adapter"].read_bytes() + b"x")
+    assert main(["doctor", "--model", "base-python", "--json"]) == 1
+    assert "sha256" in json.loads(capsys.readouterr().out)["model"]["error"]
