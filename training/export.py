@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +95,30 @@ def converter(version: str | None = None) -> Path:
     return script
 
 
+# The public id of the model the embedded GGUF is a quantisation of: the adapter's
+# general.base_model metadata names it (PEFT records the local fp32 copy's path instead).
+BASE_MODEL_ID = "google/gemma-3-270m"
+
+
 def export(adapter: Path, base: Path, out: Path, outtype: str = "f16") -> Path:
-    """Run the converter (in this interpreter: it needs torch and transformers)."""
+    """Run the converter (in this interpreter: it needs torch and transformers).
+
+    The adapter's config is copied with ``base_model_name_or_path`` set to
+    :data:`BASE_MODEL_ID`, so the GGUF's metadata names the public base, not a path on the
+    machine that trained it (``--base`` still gives the converter the local config).
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(converter()), "--base", str(base), "--outtype", outtype,
-           "--outfile", str(out), str(adapter)]
-    subprocess.run(cmd, check=True)
+    with tempfile.TemporaryDirectory(prefix="adapter-") as tmp:
+        clean = Path(tmp) / "adapter"
+        shutil.copytree(adapter, clean)
+        config_path = clean / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = BASE_MODEL_ID
+        config_path.write_text(json.dumps(config, indent=2))
+        (clean / "README.md").unlink(missing_ok=True)  # PEFT's card names the local path too
+        cmd = [sys.executable, str(converter()), "--base", str(base), "--outtype", outtype,
+               "--outfile", str(out), str(clean)]
+        subprocess.run(cmd, check=True)
     return out
 
 
