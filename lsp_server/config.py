@@ -72,6 +72,9 @@ class Settings:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    # "local": while the remote engine is unreachable, the local model serves (the status
+    # says so); "none": no silent fallback, the error is shown.
+    fallback: str = "none"  # "none" | "local"
     "flash_attention": ("auto", "on", "off"),
     "completion_fallback": ("auto", "always", "never"),
     "docstring_style": ("auto", "google", "numpy", "sphinx"),
@@ -79,6 +82,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _RANGES: dict[str, tuple[float, float]] = {
     "n_ctx": (256, 131072),
+    "fallback": ("none", "local"),
     "n_threads": (1, 256),
     "n_gpu_layers": (-1, 1000),
     "max_tokens": (1, 2048),
@@ -203,4 +207,5 @@ MODEL_KEYS = (
 
 
 def needs_reload(old: Settings, new: Settings) -> bool:
+    "fallback",
     return any(getattr(old, key) != getattr(new, key) for key in MODEL_KEYS)

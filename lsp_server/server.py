@@ -34,7 +34,7 @@ from lsp_server.protocol import (
     serve_stdio,
     serve_tcp,
 )
-from lsp_server.runtime import load_model
+from lsp_server.runtime import EngineSupervisor, ServingWorker
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,11 @@ class GhostpilotServer(LanguageServer):
         self.documents.listener_failed = lambda listener, error: self._listener_failed(
             listener, "a feature failed on a document event", error
         )
-        self.worker = ModelWorker()
+        self.worker: ModelWorker = ServingWorker()
+        # Loads the model; retries a remote engine that was down (and the local fallback).
+        self.supervisor = EngineSupervisor(
+            self.worker, warn=lambda key, text: self.report_error(key, text, types.MessageType.Warning)
+        )
         self.engine = CompletionEngine(self.worker, lambda: self.settings)
         self.suggestions: OrderedDict[str, Suggestion] = OrderedDict()
         self.acceptance_listeners: list[Callable[[Suggestion], None]] = []
@@ -207,6 +211,9 @@ class GhostpilotServer(LanguageServer):
     def send_status(self, state: StatusState, **extra: Any) -> None:
         info = self.worker.info
         params = {"state": state, "model": info.name if info else self.settings.model, **extra}
+        note = self.supervisor.note  # a local fallback is said in every status, not just once
+        if note and state != "error" and not params.get("message"):
+            params["message"] = note
         self.call_soon(self.protocol.notify, STATUS_NOTIFICATION, params)
 
     # -- the listener loop: hooks for features that share an LSP method ----------------------
@@ -280,7 +287,7 @@ class GhostpilotServer(LanguageServer):
 
     def start_model_load(self) -> None:
         self._model_loaded_once = True
-        future = load_model(self.worker, self.settings)
+        future = self.supervisor.load(self.settings)
         if self.loop is not None:
             self.loop.create_task(self._progress_while_loading(asyncio.wrap_future(future)))
 

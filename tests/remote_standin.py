@@ -25,6 +25,7 @@ class Seen:
     path: str
     body: Any
     headers: dict[str, str]
+    client_port: int = 0  # the client's side of the connection (same port: reused)
     sent: int = 0  # events written before the end or the client's close
     closed_early: bool = False
     done: threading.Event = field(default_factory=threading.Event)
@@ -37,8 +38,11 @@ class StandIn:
         delay_s: float = 0.0,
         chunked: bool = True,
         tls: ssl.SSLContext | None = None,
+        keep_alive: bool = False,
+        port: int = 0,
     ) -> None:
         self.route = route
+        self.keep_alive = keep_alive
         self.delay_s = delay_s
         self.chunked = chunked
         self.seen: list[Seen] = []
@@ -55,7 +59,8 @@ class StandIn:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 seen = Seen(
-                    self.command, self.path, body, {k.lower(): v for k, v in self.headers.items()}
+                    self.command, self.path, body, {k.lower(): v for k, v in self.headers.items()},
+                    client_port=self.client_address[1],
                 )
                 stand_in.seen.append(seen)
                 try:
@@ -66,7 +71,8 @@ class StandIn:
                         self.send_header("Transfer-Encoding", "chunked")
                     else:
                         self.send_header("Content-Length", str(sum(map(len, events))))
-                    self.send_header("Connection", "close")
+                    if not stand_in.keep_alive:
+                        self.send_header("Connection", "close")
                     self.end_headers()
                     for event in events:
                         if stand_in.chunked:
@@ -88,7 +94,7 @@ class StandIn:
             do_GET = _serve
             do_POST = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)

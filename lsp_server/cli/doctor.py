@@ -17,6 +17,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser = subparsers.add_parser(
         "doctor", help="print build features, model, threads, context, sandbox")
     parser.add_argument("--model")
+    parser.add_argument("--backend", choices=("local", "llama-server", "openai", "ollama"),
+                        help="a remote engine to check (see README, Remote engines)")
+    parser.add_argument("--endpoint", help="the remote engine's URL")
+    parser.add_argument("--remote-model", help="the engine's model name (openai, ollama)")
+    parser.add_argument("--remote-tokenizer", help="registry name or GGUF of the engine's model")
+    parser.add_argument("--api-key-env", help="the environment variable holding the API key")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run)
 
@@ -25,7 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from lsp_server.backends.llama import system_info
     from lsp_server.sandbox import describe
 
-    settings, problems = merge(Settings(), {"model": args.model} if args.model else {})
+    raw = {key: value for key, value in (
+        ("model", args.model), ("backend", args.backend), ("endpoint", args.endpoint),
+        ("remoteModel", args.remote_model), ("remoteTokenizer", args.remote_tokenizer),
+        ("apiKeyEnv", args.api_key_env)) if value}  # fmt: skip
+    settings, problems = merge(Settings(), raw)
     report: dict[str, object] = {"settings": to_camel(settings), "problems": problems}
     info = system_info()
     report["llama_cpp"] = info
@@ -46,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
         report["model"] = found
     except (ModelNotFound, GGUFError) as error:
         report["model"] = {"error": str(error)}
-        ok = False
+        ok = settings.backend != "local"  # a remote engine needs no local model
+    if settings.backend != "local":
+        from lsp_server.backends.remote.settings import engine_report
+
+        engine = engine_report(settings)
+        report["engine"] = engine
+        ok = ok and bool(engine.get("answers"))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0 if ok else 1
@@ -58,6 +74,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"  GPU offload: {'supported' if info['gpu_offload'] else 'not in this build (CPU only)'}")
     if not info["gpu_offload"]:
         print("  (rebuild with CMAKE_ARGS=\"-DGGML_CUDA=on\" or \"-DGGML_METAL=on\"; see README)")
+    checked_engine = report.get("engine")
+    if isinstance(checked_engine, dict):
+        engine = checked_engine
+        print(f"backend: {settings.backend} at {settings.endpoint or '(no endpoint)'}")
+        answered = "yes" if engine.get("answers") else f"NO: {engine.get('error')}"
+        print(f"  answers: {answered}")
+        for key in ("warning", "api_key", "start_ms", "model", "n_ctx", "tokenizer", "fim"):
+            if key in engine:
+                print(f"  {key}: {engine[key]}")
+        print("local model (for fallback: \"local\"):" if settings.fallback == "local" else
+              "local model (not used while backend is remote):")  # fmt: skip
     print(f"model: {settings.model}")
     model = report["model"]
     assert isinstance(model, dict)

@@ -144,3 +144,61 @@ def test_openai_uses_v1_models_and_sends_ids() -> None:
         assert (result.text, result.stop_reason) == ("pass", "eos")
     finally:
         stand_in.close()
+
+
+def test_keep_alive_one_connection_for_many_requests_but_a_cut_stream_is_closed() -> None:
+    stand_in = StandIn(_llama_server, keep_alive=True)
+    try:
+        backend = _backend(stand_in)
+        whole = GenerationRequest(prompt="x", prompt_tokens=(BOS, 120), max_tokens=3)
+        for _ in range(3):
+            assert backend.generate(whole, CancelToken()).stop_reason == "length"
+        ports = {seen.client_port for seen in stand_in.seen}
+        assert len(ports) == 1 and backend.pool.opened == 1  # start-up and 3 streams, one connection
+        assert stand_in.seen[-1].headers["connection"] == "keep-alive"
+        cut = GenerationRequest(prompt="x", prompt_tokens=(BOS, 120), max_tokens=6, stop=("1",))
+        assert backend.generate(cut, CancelToken()).stop_reason == "stop"  # closed early: ...
+        stand_in.seen[-1].done.wait(5)
+        backend.generate(whole, CancelToken())
+        assert stand_in.seen[-1].client_port != stand_in.seen[-2].client_port  # ... not reused
+        assert backend.pool.opened == 2
+    finally:
+        stand_in.close()
+
+
+def test_a_down_engine_costs_one_connection_per_backoff_interval(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The engine goes away under a loaded backend: requests fail at once, without a
+    connection attempt, until the next try is due; then suggestions resume."""
+    import time
+
+    from lsp_server.backends.remote import http
+    from lsp_server.backends.remote.http import RemoteError
+    from lsp_server.backends.remote.recovery import Backoff
+
+    stand_in = StandIn(_llama_server)
+    backend = _backend(stand_in)
+    port = stand_in.server.server_address[1]
+    backend._backoff = Backoff(initial_s=0.3)
+    lost: list[RemoteError] = []
+    backend.on_unreachable = lost.append
+    attempts: list[tuple[str, int]] = []
+    connect = http._connect
+
+    def counting(host: str, port: int, *args: Any) -> Any:
+        attempts.append((host, port))
+        return connect(host, port, *args)
+
+    monkeypatch.setattr(http, "_connect", counting)
+    stand_in.close()  # the engine is gone
+    request = GenerationRequest(prompt="x", prompt_tokens=(BOS, 120), max_tokens=3)
+    for _ in range(30):
+        with pytest.raises(RemoteError, match="connection refused"):
+            backend.generate(request, CancelToken())
+    assert len(attempts) == 1 and len(lost) == 1
+    time.sleep(0.35)
+    again = StandIn(_llama_server, port=port)  # back, on the same port
+    try:
+        assert backend.generate(request, CancelToken()).text  # due: tried, and served
+        assert len(attempts) == 2 and backend._down is None
+    finally:
+        again.close()

@@ -340,3 +340,91 @@ def test_client_certificate_is_presented(self_signed, stand_in_factory) -> None:
     with pytest.raises(RemoteError) as caught:
         http.request("GET", engine.url + "/props", HttpOptions(timeout_s=5, ca_bundle=str(cert)))
     assert caught.value.kind in ("tls", "dropped"), caught.value
+
+
+def test_a_reused_connection_closed_by_the_engine_is_retried_once_on_a_fresh_one() -> None:
+    """The engine closes an idle keep-alive connection just as a request goes out on it
+    (no byte of an answer): the request is sent again, once, on a new connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    served: list[int] = []  # requests answered, per connection index
+
+    def read_request(conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return b""
+            data += chunk
+        return data
+
+    def serve() -> None:
+        for index in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                while read_request(conn):
+                    if index == 0 and served.count(0) == 1:
+                        conn.shutdown(socket.SHUT_RDWR)  # "idle timeout": closed unanswered
+                        break
+                    served.append(index)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 2\r\n\r\n{}")  # fmt: skip
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    pool = http.Pool()
+    url = f"http://127.0.0.1:{port}/props"
+    with http.request("GET", url, HttpOptions(timeout_s=5), pool=pool) as response:
+        assert response.json() == {}
+    # The pool's liveness check cannot see a close that has not happened yet: skip it.
+    original = http._still_open
+    http._still_open = lambda sock: True  # type: ignore[assignment]
+    try:
+        with http.request("GET", url, HttpOptions(timeout_s=5), pool=pool) as response:
+            assert response.json() == {}
+    finally:
+        http._still_open = original  # type: ignore[assignment]
+        pool.close()
+        listener.close()
+    assert served == [0, 1] and pool.reused == 1 and pool.opened == 2
+
+
+def test_an_answer_with_connection_close_is_not_pooled(stand_in_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = stand_in_factory(lambda *_: (200, "application/json", [b"{}"]))  # Connection: close
+    pool = http.Pool()
+    for _ in range(2):
+        with http.request("GET", engine.url + "/a", HttpOptions(), pool=pool) as response:
+            assert response.json() == {} and not response.reusable
+    assert pool.reused == 0 and pool.opened == 2
+
+
+def test_an_idle_connection_closed_by_the_engine_is_dropped_before_use() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            # closed at once: the pooled connection is dead before the next request
+
+    threading.Thread(target=serve, daemon=True).start()
+    pool = http.Pool()
+    url = f"http://127.0.0.1:{port}/props"
+    try:
+        for _ in range(2):
+            with http.request("GET", url, HttpOptions(timeout_s=5), pool=pool) as response:
+                assert response.json() == {}
+            time.sleep(0.1)
+    finally:
+        pool.close()
+        listener.close()
+    assert pool.reused == 0 and pool.opened == 2

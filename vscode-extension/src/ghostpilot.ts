@@ -34,6 +34,7 @@ import {
 } from './serverCommand';
 import { ModelPickItem, modelPickItems, parseListing, pickPlaceholder } from './models';
 import { logLevelOf } from './serverLog';
+import { keyEnvName, serverEnvironment, withKeyEnv } from './secrets';
 import { ServerKey, languagesFrom, needsRestart, serverSettings } from './settings';
 import { ProgressInfo, applyProgress, parseStatus } from './status';
 import { StatusBar } from './statusBar';
@@ -116,8 +117,11 @@ export class Ghostpilot implements vscode.Disposable {
   private readonly progress = new Map<string | number, ProgressInfo>();
   private readonly reports = new Map<string, string>();
   private readonly reportChanged = new vscode.EventEmitter<vscode.Uri>();
+  /** The variable the stored API key is passed in (see secrets.ts); undefined without a key. */
+  private keyEnv: string | undefined;
 
-  constructor() {
+  /** `apiKey` reads the remote engine's key from SecretStorage (src/secrets.ts). */
+  constructor(private readonly apiKey?: () => Promise<string | undefined>) {
     this.log = vscode.window.createOutputChannel('Ghostpilot', { log: true });
     this.status = new StatusBar(COMMANDS.showLog, !this.suggestionsEnabled());
     this.disposables.push(
@@ -193,7 +197,12 @@ export class Ghostpilot implements vscode.Disposable {
       return;
     }
     this.log.info(`Starting ${[launch.command, ...launch.args].join(' ')} (from ${launch.source})`);
-    const client = new LanguageClient('ghostpilot', 'Ghostpilot', this.serverOptions(launch), this.clientOptions());
+    const key = await this.apiKey?.();
+    this.keyEnv = key ? keyEnvName(settings().get('apiKeyEnv')) : undefined;
+    if (this.keyEnv) {
+      this.log.info(`The remote API key from the keychain is passed in ${this.keyEnv}.`);
+    }
+    const client = new LanguageClient('ghostpilot', 'Ghostpilot', this.serverOptions(launch, key), this.clientOptions());
     this.client = client;
     client.onDidChangeState((event) => {
       if (this.client !== client) {
@@ -246,7 +255,7 @@ export class Ghostpilot implements vscode.Disposable {
     return { ...launch, command: executable };
   }
 
-  private serverOptions(launch: ServerLaunch): ServerOptions {
+  private serverOptions(launch: ServerLaunch, key: string | undefined): ServerOptions {
     const folder = vscode.workspace.workspaceFolders?.[0];
     return {
       command: launch.command,
@@ -254,7 +263,7 @@ export class Ghostpilot implements vscode.Disposable {
       // No `transport`: stdio is the default, and TransportKind.stdio would append "--stdio".
       options: {
         cwd: folder?.uri.scheme === 'file' ? folder.uri.fsPath : undefined,
-        env: { ...process.env, PYTHONUNBUFFERED: '1' },
+        env: serverEnvironment({ ...process.env, PYTHONUNBUFFERED: '1' }, key, this.keyEnv ?? ''),
       },
     };
   }
@@ -274,7 +283,7 @@ export class Ghostpilot implements vscode.Disposable {
       outputChannel: this.log,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
       stdioOptions: { stdout: toLog, stderr: toLog },
-      initializationOptions: () => currentServerSettings(),
+      initializationOptions: () => withKeyEnv(currentServerSettings(), this.keyEnv),
       initializationFailedHandler: (error) => {
         this.status.patch({ state: 'error', message: 'initialization failed' });
         this.showProblem({
@@ -321,7 +330,7 @@ export class Ghostpilot implements vscode.Disposable {
             }
             return params.items.map((item, index) =>
               item.section === 'ghostpilot'
-                ? currentServerSettings(item.scopeUri ? vscode.Uri.parse(item.scopeUri) : undefined)
+                ? withKeyEnv(currentServerSettings(item.scopeUri ? vscode.Uri.parse(item.scopeUri) : undefined), this.keyEnv)
                 : defaults[index],
             );
           },
@@ -413,7 +422,7 @@ export class Ghostpilot implements vscode.Disposable {
     const client = this.client;
     if (client?.isRunning()) {
       await client.sendNotification(DidChangeConfigurationNotification.type, {
-        settings: { ghostpilot: currentServerSettings() },
+        settings: { ghostpilot: withKeyEnv(currentServerSettings(), this.keyEnv) },
       });
     }
   }

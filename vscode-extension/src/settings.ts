@@ -29,12 +29,27 @@ export const SERVER_KEYS = [
   'completionFallback',
   'docstringStyle',
   'reliance',
+  // Remote engines (README "Remote engines"); the API key itself is never a setting.
+  'backend',
+  'endpoint',
+  'remoteModel',
+  'remoteTokenizer',
+  'requestTimeoutMs',
+  'tlsVerify',
+  'tlsCaBundle',
+  'tlsClientCert',
+  'tlsClientKey',
+  'apiKeyEnv',
+  'fallback',
 ] as const;
 
 export type ServerKey = (typeof SERVER_KEYS)[number];
 
-/** Settings that change how the server process is started: a change needs a restart. */
-export const RESTART_KEYS = ['server.command', 'server.pythonPath', 'enabledLanguages'] as const;
+/**
+ * Settings that change how the server process is started: a change needs a restart.
+ * `apiKeyEnv` names the variable the stored API key is passed in (see secrets.ts).
+ */
+export const RESTART_KEYS = ['server.command', 'server.pythonPath', 'enabledLanguages', 'apiKeyEnv'] as const;
 
 /** What `WorkspaceConfiguration.inspect` tells about one key (the fields we use). */
 export interface Inspected<T = unknown> {

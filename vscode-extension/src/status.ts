@@ -126,8 +126,12 @@ export function progressLabel(state: ClientState, progress: ProgressInfo): strin
   return progress.percentage !== undefined ? `${base} ${progress.percentage}%` : base;
 }
 
+/** The server's status message while its local model stands in for an unreachable remote engine. */
+export const FALLBACK_PREFIX = 'local fallback';
+
 export function statusView(snapshot: StatusSnapshot): StatusView {
   const state: ClientState = snapshot.suggestionsOff && snapshot.state !== 'error' ? 'disabled' : snapshot.state;
+  const fallback = (state === 'ready' || state === 'generating') && !!snapshot.message?.startsWith(FALLBACK_PREFIX);
   const model = snapshot.model ?? 'Ghostpilot';
   const latency = snapshot.serverLatencyMs ?? snapshot.roundTripMs;
   const progress = snapshot.progress && state !== 'error' && state !== 'disabled' ? snapshot.progress : undefined;
@@ -142,7 +146,9 @@ export function statusView(snapshot: StatusSnapshot): StatusView {
   };
   const text = progress
     ? `$(loading~spin) ${model}: ${progressLabel(state, progress)}`
-    : `${ICONS[state]} ${model}: ${words[state]}`;
+    : fallback
+      ? `$(warning) ${model}: ${FALLBACK_PREFIX}${state === 'generating' ? ' (generating)' : ''}`
+      : `${ICONS[state]} ${model}: ${words[state]}`;
 
   const lines = [`Ghostpilot: ${state}${snapshot.message ? ` (${snapshot.message})` : ''}`];
   if (progress) {
@@ -159,6 +165,6 @@ export function statusView(snapshot: StatusSnapshot): StatusView {
     lines.push('Inline suggestions are off (Ghostpilot: Toggle inline suggestions).');
   }
   lines.push('Click to open the server log and LSP trace.');
-  const kind = state === 'error' ? 'error' : state === 'stopped' ? 'warning' : 'normal';
+  const kind = state === 'error' ? 'error' : state === 'stopped' || fallback ? 'warning' : 'normal';
   return { text, tooltip: lines.join('\n'), kind };
 }

@@ -184,3 +184,17 @@ describe('reportDocument', () => {
     });
   }
 });
+
+describe('statusView: local fallback', () => {
+  it('says "local fallback" plainly, as a warning, while the local model stands in', () => {
+    const base: StatusSnapshot = { state: 'ready', model: 'gemma3-270m', suggestionsOff: false };
+    const message = 'local fallback: llama-server at http://gpu:8080 unreachable (connection refused)';
+    const view = statusView({ ...base, message });
+    assert.match(view.text, /gemma3-270m: local fallback/);
+    assert.equal(view.kind, 'warning');
+    assert.match(view.tooltip, /unreachable/);
+    const normal = statusView({ ...base, message: 'llama-server at http://gpu:8080' });
+    assert.doesNotMatch(normal.text, /fallback/);
+    assert.equal(normal.kind, 'normal');
+  });
+});

@@ -37,6 +37,7 @@ from lsp_server.backends.base import (
 from lsp_server.backends.fim import detect_template, resolve_tokens
 from lsp_server.backends.remote import apis, http
 from lsp_server.backends.remote.http import HttpOptions, RemoteError, is_loopback
+from lsp_server.backends.remote.recovery import Backoff, unreachable
 from lsp_server.backends.stops import check_stops
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,15 @@ class RemoteBackend:
         self.warning = warning
         self._vocab: _LocalVocab | None = None
         self._estimate = False
+        # Where token ids come from, checked against the engine (ghostpilot doctor says it).
+        self.tokenizer_source = ""
+        # Once the engine is found unreachable, requests fail at once with that error
+        # until the backoff allows the next try (one connection attempt per interval).
+        self._down: RemoteError | None = None
+        self._backoff = Backoff()
+        # Told (on the worker thread) each time the engine is found unreachable.
+        self.on_unreachable: Callable[[RemoteError], None] | None = None
+        self.pool = http.Pool()
         self.notes: list[str] = []
         props = self._discover()
         n_ctx = self._n_ctx(props)
@@ -139,9 +149,34 @@ class RemoteBackend:
     def _get(self, path: str, body: Any = None, cancel: CancelToken | None = None) -> Any:
         method = "GET" if body is None else "POST"
         with http.request(
-            method, self.base + path, self.config.http, body=body, cancel=cancel, where=self.where
-        ) as response:
+            method, self.base + path, self.config.http, body=body, cancel=cancel,
+            where=self.where, pool=self.pool,
+        ) as response:  # fmt: skip
             return response.json()
+
+    # -- an engine that went away ---------------------------------------------------------
+
+    def _gate(self) -> None:
+        """Fail at once while the engine is down and the next try is not due yet."""
+        down = self._down
+        if down is not None and not self._backoff.due(time.monotonic()):
+            raise RemoteError(down.kind, str(down), down.status)
+
+    def _failed(self, error: RemoteError) -> None:
+        if not unreachable(error):
+            return
+        wait = self._backoff.failed(time.monotonic())
+        if self._down is None:
+            log.warning("%s is unreachable (%s); trying again in %.1f s", self.where, error, wait)
+        self._down = error
+        if self.on_unreachable is not None:
+            self.on_unreachable(error)
+
+    def _reached(self) -> None:
+        if self._down is not None:
+            log.info("%s answers again", self.where)
+        self._down = None
+        self._backoff.succeeded()
 
     def _discover(self) -> dict[str, Any]:
         """Reach the engine, learn its model name; returns llama-server's ``/props``."""
@@ -210,11 +245,17 @@ class RemoteBackend:
             if self.config.engine == "ollama" or self._same_tokens(vocab):
                 self._vocab = vocab
                 self.notes.append(f"tokenizer: {path} (vocab only)")
+                self.tokenizer_source = (
+                    f"{path} (vocab only; not checked: Ollama has no /tokenize)"
+                    if self.config.engine == "ollama"
+                    else f"{path} (vocab only; tokenizes as the engine's /tokenize does)"
+                )
                 return header
             vocab.close()
             self.notes.append(f"{path} does not tokenize as the engine does; using its /tokenize")
         if self.config.engine == "ollama":
             self._estimate = True
+            self.tokenizer_source = "none: text prompts sized by an estimate (Ollama has no /tokenize)"
             self.notes.append(
                 "Ollama has no /tokenize: prompts are sent as text and sized by an estimate "
                 "(set remoteTokenizer to the model's registry name or GGUF for exact sizes and FIM)"
@@ -222,10 +263,12 @@ class RemoteBackend:
             return None
         try:
             self._remote_tokenize("x")
+            self.tokenizer_source = "the engine's /tokenize (no local GGUF: prefix-only prompts)"
         except RemoteError as error:
             if error.kind != "not-found":
                 raise
             self._estimate = True
+            self.tokenizer_source = "none: the engine has no /tokenize; prompts sized by an estimate"
             self.notes.append("the engine has no /tokenize: prompts are sized by an estimate")
         return None
 
@@ -265,9 +308,15 @@ class RemoteBackend:
     def _remote_tokenize(
         self, text: str, *, special: bool = False, add_special: bool = False
     ) -> list[int]:
-        answer = self._get(
-            "/tokenize", {"content": text, "add_special": add_special, "parse_special": special}
-        )
+        self._gate()
+        try:
+            answer = self._get(
+                "/tokenize", {"content": text, "add_special": add_special, "parse_special": special}
+            )
+        except RemoteError as error:
+            self._failed(error)
+            raise
+        self._reached()
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
         if not isinstance(tokens, list):
             raise RemoteError("protocol", f"{self.where} answered /tokenize without tokens")
@@ -325,9 +374,12 @@ class RemoteBackend:
         started = time.perf_counter()
         if cancel.cancelled:
             raise Cancelled(cancel.reason)
+        self._gate()
         tokens = self._prompt_tokens(request)
         path, body, parse = self._send(request, tokens)
         response = None
+        lines: Iterator[bytes] = iter(())
+        ended = False
         text = ""
         count = 0
         reason = "length"
@@ -336,9 +388,11 @@ class RemoteBackend:
         try:
             response = http.request(
                 "POST", self.base + path, self.config.http, body=body, cancel=cancel,
-                where=self.where, accept="text/event-stream",
+                where=self.where, accept="text/event-stream", pool=self.pool,
             )  # fmt: skip
-            for piece in parse(response.lines(), self.where):
+            self._reached()
+            lines = response.lines()
+            for piece in parse(lines, self.where):
                 if cancel.cancelled:
                     raise Cancelled(cancel.reason)
                 first = first or time.perf_counter()
@@ -365,10 +419,19 @@ class RemoteBackend:
                     break
                 if piece.done:
                     reason = piece.finish or "eos"
+                    ended = True
                     break
+        except RemoteError as error:
+            self._failed(error)
+            raise
         finally:
             if response is not None:
-                response.close()  # the engine stops generating when the stream closes
+                # A stream the engine ended is read to its end and its connection goes
+                # back to the pool (keep-alive); one cut short is closed, and closing it
+                # is what stops the engine generating.
+                if ended:
+                    response.drain(lines)
+                response.close()
         finished = time.perf_counter()
         prompt_done = first or finished
         generated = counts.get("generated")
@@ -389,6 +452,7 @@ class RemoteBackend:
         )
 
     def close(self) -> None:
+        self.pool.close()
         if self._vocab is not None:
             self._vocab.close()
             self._vocab = None

@@ -12,15 +12,24 @@ Handles: ``http``/``https``, TLS verification on or off, a CA bundle, a client
 certificate, proxies from ``HTTP(S)_PROXY``/``NO_PROXY`` (loopback hosts never go through
 one), Bearer API keys (never in a ``repr`` nor a message), chunked and length-delimited
 bodies. Every failure is a :class:`RemoteError` whose ``kind`` names the cause.
+
+Keep-alive: with a :class:`Pool`, a connection whose answer was read to its end goes back
+to the pool and the next request reuses it (no TCP or TLS handshake per keystroke). A
+stream closed early is never reused: closing it is what stops the engine. A request sent
+on a reused connection that the engine had meanwhile closed (no byte of an answer came
+back) is sent again once on a fresh connection.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import ipaddress
 import json
+import select
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -33,6 +42,7 @@ from lsp_server.backends.base import Cancelled, CancelToken, ModelUnavailable
 POLL_S = 0.05  # how often a waiting read checks the cancel token
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_IDLE = 4  # idle keep-alive connections kept per engine
 
 
 class RemoteError(ModelUnavailable):
@@ -140,16 +150,88 @@ class _Deadline:
             raise RemoteError("timeout", f"no answer within {self.seconds:g} s while {what}")
 
 
-class Response:
-    """A response whose body is read as it arrives; ``close()`` ends the connection."""
+PoolKey = tuple[str, str, int, str]  # scheme, host, port, proxy URL
 
-    def __init__(self, sock: socket.socket, deadline: _Deadline, where: str) -> None:
+
+class Pool:
+    """Idle keep-alive connections per engine (thread-safe)."""
+
+    def __init__(self, max_idle: int = MAX_IDLE) -> None:
+        self.max_idle = max_idle
+        self._idle: dict[PoolKey, list[socket.socket]] = {}
+        self._lock = threading.Lock()
+        self.opened = 0  # connections made (for tests and benchmarks)
+        self.reused = 0
+
+    def take(self, key: PoolKey) -> socket.socket | None:
+        """An idle connection still open, or None."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                sock = idle.pop()
+            if _still_open(sock):
+                self.reused += 1
+                return sock
+            _close(sock)
+
+    def give(self, key: PoolKey, sock: socket.socket) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.max_idle:
+                idle.append(sock)
+                return
+        _close(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for sockets in idle.values():
+            for sock in sockets:
+                _close(sock)
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """An idle connection has nothing to read; readable means closed by the other end."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+class Response:
+    """A response whose body is read as it arrives; ``close()`` ends the connection, or
+    gives it back to the pool when the answer was read to its end."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        deadline: _Deadline,
+        where: str,
+        pool: Pool | None = None,
+        key: PoolKey | None = None,
+    ) -> None:
         self._sock: socket.socket | None = sock
         self._deadline = deadline
         self._buffer = bytearray()
         self._eof = False
+        self._complete = False  # the whole body was read, and nothing after it
+        self._pool = pool
+        self._key = key
         self.where = where
+        self.got_bytes = False
         self.status = 0
+        self.version = ""
         self.reason = ""
         self.headers: dict[str, str] = {}
 
@@ -177,6 +259,7 @@ class Response:
             if not data:
                 self._eof = True
                 return False
+            self.got_bytes = True
             self._buffer.extend(data)
             return True
 
@@ -213,6 +296,7 @@ class Response:
         parts = line.decode("latin-1").strip().split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
             raise RemoteError("protocol", f"{self.where} did not answer HTTP: {line[:80]!r}")
+        self.version = parts[0]
         self.status = int(parts[1])
         self.reason = parts[2] if len(parts) > 2 else ""
         while True:
@@ -241,6 +325,7 @@ class Response:
                 if size == 0:
                     while (trailer := self._read_line(what)) not in (None, b"\r\n", b"\n"):
                         del trailer
+                    self._complete = trailer is not None
                     return
                 yield self._read_exact(size, what)
                 self._read_exact(2, what)
@@ -255,6 +340,7 @@ class Response:
                 del self._buffer[: len(take)]
                 left -= len(take)
                 yield take
+            self._complete = True
         else:
             while self._buffer or self._fill(what):
                 data = bytes(self._buffer)
@@ -290,14 +376,38 @@ class Response:
                 "protocol", f"{self.where} did not answer JSON: {data[:80]!r}"
             ) from None
 
+    def drain(self, rest: Iterator[bytes], max_bytes: int = 65536, max_s: float = 1.0) -> None:
+        """Read what is left of an answer whose content is over (up to the body's end
+        marker), so that its connection can be reused; gives up after ``max_bytes`` or
+        ``max_s`` without bytes, and the connection is then closed."""
+        self._deadline = _Deadline(max_s, self._deadline.cancel)
+        size = 0
+        try:
+            for line in rest:
+                size += len(line)
+                if size > max_bytes:
+                    return
+        except (RemoteError, Cancelled):
+            return
+
+    @property
+    def reusable(self) -> bool:
+        """Read to its end, nothing left over, and the engine keeps the connection open."""
+        return (
+            self._complete
+            and not self._buffer
+            and self.version == "HTTP/1.1"
+            and "close" not in self.headers.get("connection", "").lower()
+        )
+
     def close(self) -> None:
         sock, self._sock = self._sock, None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        if sock is None:
+            return
+        if self._pool is not None and self._key is not None and self.reusable:
+            self._pool.give(self._key, sock)
+        else:
+            _close(sock)
 
     def __enter__(self) -> Response:
         return self
@@ -307,25 +417,57 @@ class Response:
 
 
 def _connect(host: str, port: int, deadline: _Deadline, where: str) -> socket.socket:
+    """A connected socket; the wait polls ``deadline`` (so a newer request or a cancel
+    stops it at once, and an unanswering host costs at most the timeout)."""
     try:
-        sock = socket.create_connection((host, port), timeout=deadline.seconds)
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise RemoteError(
             "dns", f"cannot resolve {host!r} for {where}: {error.strerror}"
         ) from error
-    except ConnectionRefusedError as error:
+    failure: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+                raise OSError(code, os_error_text(code))
+            while code != 0:
+                try:
+                    deadline.check(f"connecting to {where}")
+                except RemoteError as error:
+                    raise RemoteError(
+                        "timeout", f"cannot reach {where}: no answer within {deadline.seconds:g} s"
+                    ) from error
+                _, writable, _ = select.select([], [sock], [], POLL_S)
+                if writable:
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code != 0:
+                        raise OSError(code, os_error_text(code))
+                    break
+        except OSError as error:
+            sock.close()
+            failure = error
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(POLL_S)
+        return sock
+    if failure is not None and failure.errno == errno.ECONNREFUSED:
         raise RemoteError(
             "refused", f"cannot reach {where}: connection refused (is the engine running?)"
-        ) from error
-    except TimeoutError as error:
-        raise RemoteError(
-            "timeout", f"cannot reach {where}: no answer within {deadline.seconds:g} s"
-        ) from error
-    except OSError as error:
-        raise RemoteError("refused", f"cannot reach {where}: {error.strerror or error}") from error
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.settimeout(POLL_S)
-    return sock
+        ) from failure
+    text = (failure.strerror if failure is not None else "") or str(failure)
+    raise RemoteError("refused", f"cannot reach {where}: {text}") from failure
+
+
+def os_error_text(code: int) -> str:
+    import os
+
+    return os.strerror(code)
 
 
 def _wrap_tls(sock: socket.socket, host: str, options: HttpOptions, where: str) -> socket.socket:
@@ -384,8 +526,13 @@ def request(
     cancel: CancelToken | None = None,
     where: str = "",
     accept: str = "application/json",
+    pool: Pool | None = None,
 ) -> Response:
     """Send a request and read the answer's head; the caller reads the body and closes.
+
+    With ``pool``, an idle connection to the same engine is reused (and the answer's
+    connection is given back when it was read to its end); a reused connection that turns
+    out closed before any byte of an answer came back is replaced once by a fresh one.
 
     Raises :class:`RemoteError` for a failure to connect or an HTTP error status (the
     message says what to do) and :class:`Cancelled` when ``cancel`` is set meanwhile.
@@ -403,48 +550,110 @@ def request(
         if proxy_url
         else None
     )
+    if proxy is not None and not proxy.hostname:
+        proxy = None
+    key: PoolKey = (parts.scheme, host, port, proxy.geturl() if proxy is not None else "")
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    if proxy is not None and parts.scheme == "http":
+        target = url  # absolute form through a plain proxy
+    payload = b"" if body is None else json.dumps(body).encode("utf-8")
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        f"Accept: {accept}",
+        f"Connection: {'keep-alive' if pool is not None else 'close'}",
+        "User-Agent: ghostpilot",
+    ]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    if options.api_key:
+        lines.append(f"Authorization: Bearer {options.api_key}")
+    if proxy is not None and parts.scheme == "http" and proxy.username:
+        lines.append(_proxy_auth(proxy).strip())
+    message = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+    reused = pool.take(key) if pool is not None else None
+    if reused is not None:
+        try:
+            return _exchange(reused, message, deadline, where, options, pool, key)
+        except _StaleConnection:
+            pass  # the engine had closed it: once more, on a fresh connection
+    sock = _open(parts.scheme, host, port, proxy, deadline, where, options)
+    if pool is not None:
+        pool.opened += 1
+    try:
+        return _exchange(sock, message, deadline, where, options, pool, key)
+    except _StaleConnection as stale:
+        raise stale.error from stale.error.__cause__
+
+
+class _StaleConnection(Exception):
+    """The connection was closed before any byte of an answer: safe to send again."""
+
+    def __init__(self, error: RemoteError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _open(
+    scheme: str,
+    host: str,
+    port: int,
+    proxy: urllib.parse.SplitResult | None,
+    deadline: _Deadline,
+    where: str,
+    options: HttpOptions,
+) -> socket.socket:
     if proxy is not None and proxy.hostname:
         sock = _connect(proxy.hostname, proxy.port or 80, deadline, f"the proxy {proxy.hostname}")
     else:
-        proxy = None
         sock = _connect(host, port, deadline, where)
-    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    if scheme != "https":
+        return sock
     try:
-        if parts.scheme == "https":
-            if proxy is not None:
-                _tunnel(sock, host, port, proxy, deadline, where)
-            sock = _wrap_tls(sock, host, options, where)
-        elif proxy is not None:
-            target = url  # absolute form through a plain proxy
-        payload = b"" if body is None else json.dumps(body).encode("utf-8")
-        lines = [
-            f"{method} {target} HTTP/1.1",
-            f"Host: {parts.netloc}",
-            f"Accept: {accept}",
-            "Connection: close",
-            "User-Agent: ghostpilot",
-        ]
-        if body is not None:
-            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-        if options.api_key:
-            lines.append(f"Authorization: Bearer {options.api_key}")
-        if proxy is not None and parts.scheme == "http" and proxy.username:
-            lines.append(_proxy_auth(proxy).strip())
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        if proxy is not None:
+            _tunnel(sock, host, port, proxy, deadline, where)
+        return _wrap_tls(sock, host, options, where)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _exchange(
+    sock: socket.socket,
+    message: bytes,
+    deadline: _Deadline,
+    where: str,
+    options: HttpOptions,
+    pool: Pool | None,
+    key: PoolKey,
+) -> Response:
+    """Send ``message`` on ``sock`` and read the answer's head."""
+    try:
+        sock.sendall(message)
     except ssl.SSLError as error:
         sock.close()
         raise RemoteError("tls", f"TLS failure talking to {where}: {error}") from error
     except OSError as error:
         sock.close()
-        raise RemoteError(
+        raise _StaleConnection(RemoteError(
             "dropped", f"the connection to {where} dropped while sending ({error})"
-        ) from error
+        )) from error  # fmt: skip
     except BaseException:
         sock.close()
         raise
-    response = Response(sock, deadline, where)
+    response = Response(sock, deadline, where, pool, key)
     try:
         response.read_head()
+    except RemoteError as error:
+        response.close()
+        if error.kind == "dropped" and response.status == 0 and not response.got_bytes:
+            raise _StaleConnection(error) from error
+        raise
+    except BaseException:
+        response.close()
+        raise
+    try:
         if response.status >= 400:
             raise status_error(response.status, _error_text(response), where, options)
     except BaseException:

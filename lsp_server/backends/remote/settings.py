@@ -54,3 +54,39 @@ def remote_config(settings: Settings, environ: Mapping[str, str] | None = None) 
 
 def remote_backend(settings: Settings) -> RemoteBackend:
     return RemoteBackend(remote_config(settings))
+
+
+def engine_report(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """What ``ghostpilot doctor`` says about a remote engine: where, whether code goes there
+    unencrypted, whether it answers (and how fast), its model, context and tokenizer check.
+    Never raises for an engine problem: ``answers`` is False and ``error`` says why."""
+    import time
+
+    from lsp_server.backends.remote.backend import plain_http_warning
+
+    report: dict[str, object] = {"backend": settings.backend, "endpoint": settings.endpoint}
+    warning = plain_http_warning(settings.endpoint)
+    if warning:
+        report["warning"] = warning
+    if settings.api_key_env:
+        report["api_key"] = f"from ${settings.api_key_env}" + (
+            "" if (environ or os.environ).get(settings.api_key_env) else " (not set)"
+        )
+    started = time.perf_counter()
+    try:
+        backend = RemoteBackend(remote_config(settings, environ))
+    except ModelUnavailable as error:
+        report.update(answers=False, error=str(error))
+        return report
+    try:
+        report.update(
+            answers=True,
+            start_ms=round((time.perf_counter() - started) * 1000, 1),
+            model=backend.info.name,
+            n_ctx=backend.info.n_ctx,
+            tokenizer=backend.tokenizer_source,
+            fim=backend.info.fim_template or "none (prefix-only prompts)",
+        )
+    finally:
+        backend.close()
+    return report
