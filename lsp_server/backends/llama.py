@@ -172,6 +172,8 @@ class LlamaBackend:
         if self.threadpool is not None:
             self.threadpool.close()
             self.threadpool = None
+        if getattr(self, "_batch", None) is not None:
+            self._batch.close()  # the batch context (backends/batch.py) before its model
         self.llm.close()
 
     def __del__(self) -> None:
@@ -317,3 +319,14 @@ class LlamaBackend:
             total_s=finished - started,
             stop_reason=reason,
         )
+
+    def sample_batch(
+        self, request: GenerationRequest, k: int, cancel: CancelToken
+    ) -> list[GenerationResult]:
+        """``k`` samples of ``request`` decoded as one batch (seeds ``seed + i``), in a
+        second context of this model made on first use (see backends/batch.py)."""
+        from lsp_server.backends.batch import BatchContext
+
+        if getattr(self, "_batch", None) is None:
+            self._batch = BatchContext(self._llama_cpp, self.llm, self.info.n_threads)
+        return self._batch.sample(self, request, k, cancel)
