@@ -159,8 +159,9 @@ def test_nothing_passing_is_said_plainly() -> None:
     def check(source: str, checks: Checks) -> Evidence:
         return Evidence((source.endswith(HALF), False, False))
 
-    outcome = test_candidates(FUNCTION, candidates(WRONG, HALF), checks_for(function_at(FUNCTION, 200)),
-                              check=check)  # type: ignore[arg-type]
+    target = function_at(FUNCTION, len(FUNCTION))
+    assert target is not None
+    outcome = test_candidates(FUNCTION, candidates(WRONG, HALF), checks_for(target), check=check)
     assert outcome.passing == 0
     assert outcome.best is not None and outcome.best.text == HALF
     assert outcome.summary() == ("0 of 2 pass 3 docstring examples (2 drawn); the best passes "
