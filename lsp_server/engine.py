@@ -217,6 +217,53 @@ class CompletionEngine:
                 results.append(Suggestion("", cursor, cursor, "block", uri=snapshot.uri))
         return results
 
+    async def candidates(
+        self, document: Document, cursor: int, *, k: int, overrides: Overrides, key: str | None = None
+    ) -> list[Suggestion]:
+        """``k`` block samples at the cursor for a tested suggestion (seeds ``seed + i``),
+        decoded as one batch where the backend can (``backends/batch.sample_k``)."""
+        snapshot = Snapshot.of(document)
+        return await self.worker.run(
+            partial(self._candidates_job, snapshot=snapshot, cursor=cursor, k=k, overrides=overrides),
+            key=key or document.uri,
+        )
+
+    def candidates_blocking(
+        self, document: Document, cursor: int, *, k: int, overrides: Overrides
+    ) -> list[Suggestion]:
+        """:meth:`candidates` from a thread or the CLI (the evaluation draws with it)."""
+        snapshot = Snapshot.of(document)
+        return self.worker.run_blocking(
+            partial(self._candidates_job, snapshot=snapshot, cursor=cursor, k=k, overrides=overrides)
+        )
+
+    def _candidates_job(
+        self, backend: Backend, token: CancelToken, *, snapshot: Snapshot, cursor: int, k: int,
+        overrides: Overrides,
+    ) -> list[Suggestion]:
+        from lsp_server.backends.batch import sample_k
+
+        settings = self.settings()
+        planned = plan(snapshot, cursor, explicit=True)
+        if planned.context is None:
+            return []
+        mode: SuggestionMode = overrides.mode or "block"
+        context = self._headers.settle(snapshot.uri, planned.context, clean=not snapshot.tree.root_node.has_error)
+        prompt = self._prompt(backend, context, settings)
+        line_start = snapshot.text.rfind("\n", 0, cursor) + 1
+        first_line_is_new = planned.start != cursor or not snapshot.text[line_start:cursor].strip()
+        request = replace(
+            _request(prompt, context, mode, settings, overrides, first_line_is_new=first_line_is_new,
+                     code_first=first_line_is_new),
+            time_budget=None,  # tested candidates are whole bodies: no keystroke budget
+        )
+        out = []
+        for result in sample_k(backend, request, k, token):
+            text = postprocess.finish(snapshot, cursor, planned.start, mode, result.text)
+            out.append(Suggestion(text or "", planned.start, cursor, mode, uri=snapshot.uri,
+                                  version=snapshot.version, model=backend.info.name, result=result))
+        return out
+
     def forget(self, uri: str) -> None:
         """Drop what is kept of a closed document: its last snapshot (text, bytes, tree)
         and suggestion, and its class headers."""
