@@ -13,6 +13,7 @@ cut, at whole lines, to the room the others leave:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -163,37 +164,86 @@ def _trim_top_stable(text: str, count: Callable[[str], int], budget: int) -> str
 JOIN_SLACK_TOKENS = 32
 
 
+# The stable head (imports, outline, class header) gets at most this share of the budget,
+# so that it is the same for every function whose code fits in the rest: moving between
+# functions then re-evaluates only what follows it.
+HEAD_SHARE = 0.5
+# The outline takes at most this many tokens of the head (whole entries, from the top).
+OUTLINE_MAX_TOKENS = 192
+_ENTRY = re.compile(r"\n(?=\S)")
+_CLASS_LINE = re.compile(r"^[ \t]*class\b.*$", re.MULTILINE)
+
+
+def _keep_entries(text: str, count: Callable[[str], int], budget: int) -> str:
+    """The longest run of ``text``'s entries from the top (an entry: a line and the
+    indented lines after it) that fits ``budget``."""
+    if not text or budget <= 0:
+        return ""
+    if count(text) <= budget:
+        return text
+    entries = _ENTRY.split(text)
+    low, high, best = 1, len(entries) - 1, ""
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = "\n".join(entries[:middle])
+        if count(candidate) <= budget:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
 def _fit_pieces(
     context: PromptContext, count: Callable[[str], int], budget: int
 ) -> tuple[str, int]:
-    """The joined prefix and the sum of its pieces' token counts (separators included)."""
+    """The joined prefix and the sum of its pieces' token counts (separators included).
+
+    Layout: imports, outline, class header (the head, stable for the file and the
+    class), then the definitions the current code uses, then the current code. The head
+    is cut to a room that depends only on the budget (and on the current code where it
+    is longer than the rest), never on the definitions: those take what is left."""
     current = _trim_top_stable(context.current, count, budget)
     used = count(current)
     # Reserve room for the current code in coarse steps, so that the context above it
     # changes only when the current code crosses a step, not at every keystroke.
     reserve = -(-used // RESERVE_STEP_TOKENS) * RESERVE_STEP_TOKENS
-    room = left = max(0, budget - max(reserve, used))
+    room = max(0, budget - max(reserve, used))
+    head_left = min(room, int(budget * HEAD_SHARE))
     header = context.scope_header
-    if header and count(header) + 1 > left:
-        header = _trim_bottom(header, count, left - 1) if left > 1 else ""
-    left -= count(header) + 1 if header else 0
+    if header and count(header) + 1 > head_left:
+        header = _trim_bottom(header, count, head_left - 1) if head_left > 1 else ""
+    head_left -= count(header) + 1 if header else 0
     imports = context.imports
-    if imports and count(imports) + 2 > left:
+    if imports and count(imports) + 2 > head_left:
         imports = ""
-    left -= count(imports) + 2 if imports else 0
+    head_left -= count(imports) + 2 if imports else 0
+    outline = _keep_entries(context.outline, count, min(head_left - 2, OUTLINE_MAX_TOKENS))
+    head_left -= count(outline) + 2 if outline else 0
+    head = [piece for piece in (imports, outline, header) if piece]
+    left = room - sum(count(piece) + 2 for piece in head)
+    opener = ""
+    if header:  # the class line again after the definitions, so that the method is in it
+        found = _CLASS_LINE.search(header)
+        opener = found.group(0) if found else ""
+        left -= count(opener) + 1 if opener else 0
     chosen: list[str] = []
     for definition in reversed(context.definitions):
         cost = count(definition) + 2
         if cost <= left:
             chosen.insert(0, definition)
             left -= cost
-    head = [piece for piece in (imports, *chosen) if piece]
-    text = "\n\n\n".join(head)
-    if header:
-        text = f"{text}\n\n\n{header}\n" if text else f"{header}\n"
+    if not chosen:
+        opener = ""
+    parts = [*head, *chosen]
+    text = "\n\n\n".join(parts)
+    if header and not chosen:
+        text += "\n"
+    elif opener:
+        text += "\n\n\n" + opener + "\n"
     elif text:
         text += "\n\n\n"
-    return text + current, used + (room - left)
+    total = used + sum(count(piece) + 2 for piece in parts) + (count(opener) + 1 if opener else 0)
+    return text + current, total
 
 
 def fit_suffix(suffix: str, count: Callable[[str], int], budget: int) -> str:

@@ -2,14 +2,16 @@
 
 From a document and a cursor, collect:
 1. the module's imports;
-2. the signatures and docstrings of the file's functions and classes that the current
+2. an outline of the file (its top-level signatures), for files with many definitions;
+3. the enclosing class header and all its members' signatures;
+4. the signatures and docstrings of the file's functions and classes that the current
    code uses;
-3. the enclosing class header and its other members' signatures;
-4. the current function from its ``def`` line (with decorators) to the cursor.
+5. the current function from its ``def`` line (with decorators) to the cursor.
 
-Pieces come in that order: stable context first, the changing tail last, so that typing
-reuses the KV cache of everything before the cursor line. Everything here is a pure
-function of (source bytes, tree, cursor byte offset).
+Pieces come in that order, from what is the same for the whole file to what changes at
+every keystroke: typing reuses the KV cache of everything before the cursor line, and
+moving to another function (of the same class) re-evaluates only the pieces from 4 on.
+Everything here is a pure function of (source bytes, tree, cursor byte offset).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ _IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 MAX_MODULE_LINES = 80
 MAX_SUFFIX_LINES = 40
 MAX_MEMBERS = 40
+# A file with at least this many top-level definitions gets an outline at the prompt's
+# head (smaller files fit the prompt, and their used definitions are there anyway).
+OUTLINE_MIN_DEFINITIONS = 8
+MAX_OUTLINE_ENTRIES = 200
 
 
 def indent_width(line: str) -> int:
@@ -54,10 +60,12 @@ class PromptContext:
     # Indentation of the current function's ``def`` (stop sequences apply at it).
     function_indent: str
     in_function: bool
+    # Top-level signatures of the whole file, one a line ("" for small files).
+    outline: str = ""
 
     def pieces(self) -> list[str]:
         """Non-empty pieces in prompt order (stable first)."""
-        head = [p for p in (self.imports, *self.definitions, self.scope_header) if p]
+        head = [p for p in (self.imports, self.outline, self.scope_header, *self.definitions) if p]
         return head + [self.current]
 
 
@@ -256,6 +264,26 @@ def _imports(tree: Tree, source: bytes, before: int) -> str:
     return "\n".join(lines)
 
 
+def outline(tree: Tree, source: bytes) -> str:
+    """The file's top-level functions and classes, one signature each (``def f(x): ...``),
+    in file order; "" when it has fewer than :data:`OUTLINE_MIN_DEFINITIONS`. The same
+    wherever the cursor is, so it belongs to the prompt's stable head."""
+    entries = []
+    for child in _top_level(tree):
+        inner = child
+        if child.type == "decorated_definition":
+            inner = child.child_by_field_name("definition") or child
+        # Column 0 only: an unclosed bracket can fold a class into an ERROR node whose
+        # children include its methods, which must not flip into the outline.
+        if inner.type in DEF_TYPES and child.start_point[1] == 0:
+            body = inner.child_by_field_name("body")
+            end = body.start_byte if body is not None else inner.end_byte
+            entries.append(_text(source, inner.start_byte, end).rstrip() + " ...")
+            if len(entries) >= MAX_OUTLINE_ENTRIES:
+                break
+    return "\n".join(entries) if len(entries) >= OUTLINE_MIN_DEFINITIONS else ""
+
+
 def _used_definitions(
     tree: Tree, source: bytes, code: bytes, skip: tuple[Node, ...]
 ) -> tuple[str, ...]:
@@ -312,10 +340,10 @@ def build_context(
         start = source.rfind(b"\n", 0, outer.start_byte) + 1
         current = _text(source, start, cursor)
         skip = (function,) + ((klass,) if klass is not None else ())
-        header = class_header(klass, source, exclude=function) if klass is not None else ""
+        header = class_header(klass, source, exclude=None) if klass is not None else ""
         line = _text(source, *_line_bounds(source, function.start_byte))
         return PromptContext(
-            imports=_imports(tree, source, start),
+            imports=_imports(tree, source, len(source)),
             definitions=_used_definitions(tree, source, source[start:cursor], skip),
             scope_header=header,
             current=current,
@@ -323,6 +351,7 @@ def build_context(
             block_indent=block_indent,
             function_indent=leading_ws(line),
             in_function=True,
+            outline=outline(tree, source),
         )
     if klass is not None:
         # In a class body but outside its methods: the class so far is the current code.
@@ -330,7 +359,7 @@ def build_context(
         start = source.rfind(b"\n", 0, outer.start_byte) + 1
         line = _text(source, *_line_bounds(source, klass.start_byte))
         return PromptContext(
-            imports=_imports(tree, source, start),
+            imports=_imports(tree, source, len(source)),
             definitions=_used_definitions(tree, source, source[start:cursor], (klass,)),
             scope_header="",
             current=_text(source, start, cursor),
@@ -338,6 +367,7 @@ def build_context(
             block_indent=block_indent,
             function_indent=leading_ws(line) + "    ",
             in_function=False,
+            outline=outline(tree, source),
         )
     # Module level: the lines just before the cursor, with the imports above them.
     start = cursor

@@ -10,6 +10,7 @@ import pytest
 
 from lsp_server.prompts.budget import (
     MARGIN_TOKENS,
+    OUTLINE_MAX_TOKENS,
     RESERVE_STEP_TOKENS,
     PromptBudget,
     fit_prefix,
@@ -70,9 +71,39 @@ def test_fit_prefix_stays_within_budget_and_keeps_cursor_end(
 def test_fit_prefix_with_room_keeps_everything_in_stable_order(count: Callable[[str], int]) -> None:
     prefix = fit_prefix(CONTEXT, count, 4096)
     expected = "\n\n\n".join(
-        [CONTEXT.imports, *CONTEXT.definitions, CONTEXT.scope_header + "\n" + CURRENT]
+        [CONTEXT.imports, CONTEXT.scope_header, *CONTEXT.definitions, "class Stats:\n" + CURRENT]
     )
     assert prefix == expected
+    alone = fit_prefix(replace(CONTEXT, definitions=()), count, 4096)
+    assert alone == "\n\n\n".join([CONTEXT.imports, CONTEXT.scope_header + "\n" + CURRENT])
+
+
+OUTLINE = "\n".join(
+    [f"def top{i}(a, b): ..." for i in range(40)]
+    + ["class Long(\n        Base): ..."]
+    + [f"class K{i}: ..." for i in range(40)]
+)
+
+
+def test_the_head_is_the_same_for_every_function(count: Callable[[str], int]) -> None:
+    """Imports, outline and class header come first and are cut the same way whatever
+    function the cursor is in (its length below the reservation, its used definitions):
+    moving between methods re-evaluates only what follows the head."""
+    with_outline = replace(CONTEXT, outline=OUTLINE)
+    heads = set()
+    for uses, current in ((6, CURRENT[:300]), (1, "    def small(self):\n        "), (0, CURRENT[:120])):
+        context = replace(with_outline, definitions=CONTEXT.definitions[:uses], current=current)
+        for budget in (700,):
+            prefix = fit_prefix(context, count, budget)
+            assert count(prefix) <= budget and prefix.endswith(current)
+            head = prefix[: prefix.index(CONTEXT.scope_header) + len(CONTEXT.scope_header)]
+            heads.add(head)
+    assert len(heads) == 1
+    head = heads.pop()
+    assert head.startswith(CONTEXT.imports + "\n\n\ndef top0(a, b): ...")
+    outline = head[len(CONTEXT.imports) + 3 : head.index(CONTEXT.scope_header) - 3]
+    assert OUTLINE.startswith(outline) and 0 < count(outline) <= OUTLINE_MAX_TOKENS
+    assert OUTLINE[len(outline) :].startswith("\n") and not OUTLINE[len(outline) + 1].isspace()
 
 
 def test_fit_prefix_prefers_nearest_definitions(count: Callable[[str], int]) -> None:

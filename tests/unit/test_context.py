@@ -108,6 +108,7 @@ def has_close(numbers: List[float], threshold: float) -> bool:
                     'class Stack:\n    """A stack."""\n    size = 0\n'
                     "    def __init__(self):\n        ...\n"
                     "    @property\n    def top(self):\n        ...\n"
+                    "    def push(self, item):\n        ...\n"
                     "    def pop(self):\n        ..."
                 ),
                 current="    def push(self, item):\n        ",
@@ -116,7 +117,7 @@ def has_close(numbers: List[float], threshold: float) -> bool:
                 function_indent="    ",
                 in_function=True,
             ),
-            id="method-class-header-other-signatures",
+            id="method-class-header-all-signatures",
         ),
         pytest.param(
             HUMANEVAL,
@@ -186,7 +187,8 @@ def has_close(numbers: List[float], threshold: float) -> bool:
         pytest.param(
             "class A:\n\tdef m(self):\n\t\tif x:\n\t\t\t‸",
             PromptContext(
-                "", (), "class A:", "\tdef m(self):\n\t\tif x:\n\t\t\t", "", "\t\t", "\t", True
+                "", (), "class A:\n\tdef m(self):\n\t\t...", "\tdef m(self):\n\t\tif x:\n\t\t\t", "",
+                "\t\t", "\t", True,
             ),
             id="tabs",
         ),
@@ -228,7 +230,7 @@ def has_close(numbers: List[float], threshold: float) -> bool:
             PromptContext(
                 "",
                 (),
-                "class A:",
+                "class A:\n    def m(self):\n        ...",
                 "    def m(self):\n        def inner():\n            ",
                 "\n",
                 "        ",
@@ -272,13 +274,32 @@ def test_pieces_stable_first() -> None:
         "",
         "    ",
         True,
+        outline="def a(): ...\nclass C: ...",
     )
     assert context.pieces() == [
         "import os",
-        "def a():\n    ...",
+        "def a(): ...\nclass C: ...",
         "class C:",
+        "def a():\n    ...",
         "    def m(self):\n        ",
     ]
+
+
+def test_outline_of_a_file_with_many_definitions() -> None:
+    from lsp_server.prompts.context import OUTLINE_MIN_DEFINITIONS, outline
+
+    defs = [f"def f{i}(x):\n    return x\n" for i in range(OUTLINE_MIN_DEFINITIONS)]
+    source = ("import os\n\n" + "\n".join(defs) + "\n@dec\nclass K(Base):\n    y = 1\n").encode()
+    tree = parse_text(source.decode())
+    expected = "\n".join(
+        [f"def f{i}(x): ..." for i in range(OUTLINE_MIN_DEFINITIONS)] + ["class K(Base): ..."]
+    )
+    assert outline(tree, source) == expected
+    small = "\n".join(defs[:3]).encode()
+    assert outline(parse_text(small.decode()), small) == ""
+    # The same wherever the cursor is: it is in the context of every function.
+    marked = source.decode().replace("return x\n", "return ‸\n", 1)
+    assert context_of(marked).outline == expected
 
 
 @pytest.mark.parametrize(

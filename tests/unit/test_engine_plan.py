@@ -76,7 +76,10 @@ def test_plan_replaced_range_start(marked: str, start_line_offset: int | None) -
             PromptContext(
                 imports="import os",
                 definitions=(),
-                scope_header="class Stack:\n    def size(self):\n        ...\n    def pop(self):\n        ...",
+                scope_header=(
+                    "class Stack:\n    def size(self):\n        ...\n"
+                    "    def push(self, item):\n        ...\n    def pop(self):\n        ..."
+                ),
                 current="    def push(self, item):\n        x = 1\n",
                 suffix="\n        return x\n\n    def pop(self):\n        pass\n",
                 block_indent="    ",

@@ -99,7 +99,7 @@ def test_class_header_holds_while_an_open_bracket_swallows_the_next_method() -> 
             text = source[:end] + source[start + len(line) :]
             engine.complete_blocking(Document(uri="file:///textwrap.py", text=text), end)
             prompt = backend.requests[-1].prompt
-            heads.add(prompt[: prompt.index("    def _fix_sentence_endings")])
+            heads.add(prompt[: prompt.rindex("    def _fix_sentence_endings")])
     finally:
         worker.shutdown()
     assert len(backend.requests) == len(line) - line.index("patsearch(") + 1
