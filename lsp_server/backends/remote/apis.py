@@ -160,6 +160,31 @@ def openai_body(request: GenerationRequest, tokens: list[int], model: str) -> di
     return body
 
 
+def api_root(engine: str, endpoint: str) -> str:
+    """The URL the engine's paths are added to. OpenAI clients name a server by its base
+    URL with ``/v1`` (``http://host:8000/v1``); the paths here add ``/v1`` themselves, and
+    vLLM's ``/tokenize`` is at the root, so for ``openai`` a trailing ``/v1`` is dropped."""
+    root = endpoint.strip().rstrip("/")
+    if engine == "openai" and root.endswith("/v1"):
+        root = root[: -len("/v1")]
+    return root
+
+
+def tokenize_body(
+    engine: str, text: str, model: str, *, special: bool, add_special: bool
+) -> dict[str, Any]:
+    """``POST /tokenize``: llama-server reads ``content``/``add_special``/``parse_special``;
+    vLLM reads ``prompt``/``add_special_tokens`` (``model`` optional; its tokenizer parses
+    special tokens in text anyway). Behind ``openai`` either may answer, so both dialects
+    are sent: each ignores the other's fields."""
+    body: dict[str, Any] = {"content": text, "add_special": add_special, "parse_special": special}
+    if engine == "openai":
+        body.update(prompt=text, add_special_tokens=add_special)
+        if model:
+            body["model"] = model
+    return body
+
+
 def openai_pieces(lines: Iterable[bytes], where: str) -> Iterator[Piece]:
     finish = ""
     for data in sse_data(lines):
