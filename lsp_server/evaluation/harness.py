@@ -25,6 +25,9 @@ from lsp_server.evaluation.store import RunStore
 from lsp_server.evaluation.tasks import Task, check_program
 from lsp_server.evaluation.tasks import passed as tasks_passed
 from lsp_server.sandbox import SandboxLimits, isolation_available, run_python
+from lsp_server.tested import Candidate, Evidence, rank_key, test_candidates
+from lsp_server.tested.checks import examples_only
+from lsp_server.tested.rank import code_key
 
 RANKS = ("none", "logprob", "doctest")
 
@@ -109,8 +112,9 @@ def first_line(sample: Sample) -> Sample:
 
 
 def execute(task: Task, kind: str, index: int, sample: Sample, config: EvalConfig,
-            examples: Sequence[doctests.Example], docstring: str | None) -> dict[str, Any]:
-    """Check one sample in the sandbox: hidden tests, and the docstring examples if ranking."""
+            evidence: Evidence | None = None) -> dict[str, Any]:
+    """Check one sample's hidden tests in the sandbox; ``evidence`` is what the tested
+    pipeline found it passes of the docstring's examples (``--rank doctest``)."""
     filled = sample.apply(task.document_text)
     limits = SandboxLimits(timeout_s=config.timeout_s, output_limit_kb=64)
     nonce = secrets.token_hex(16)
@@ -125,15 +129,26 @@ def execute(task: Task, kind: str, index: int, sample: Sample, config: EvalConfi
         "error": _last_line(result.stderr) if not ok else "",
         "exec_s": round(result.duration_s, 4), "isolation": result.isolation,
     }
-    if config.rank == "doctest" and examples:
-        program = doctests.doctest_program(filled, doctests.as_docstring(list(examples)),
-                                           task.entry_point, nonce)
-        checked = run_python(program, limits=limits)
-        counts = doctests.parse_counts(checked.stdout, nonce)
-        attempted, failed = counts if counts else (len(examples), len(examples))
-        record["doctest"] = {"passed": checked.passed and counts is not None and failed == 0,
-                             "attempted": attempted, "failed": failed}
+    if evidence is not None:
+        record["doctest"] = {"passed": evidence.passes_all, "attempted": evidence.total,
+                             "failed": evidence.total - evidence.passed,
+                             "evidence": evidence.to_json()}
     return record
+
+
+def tested_evidence(task: Task, samples: Sequence[Sample], config: EvalConfig,
+                    examples: Sequence[doctests.Example]) -> list[Evidence | None]:
+    """Each sample's evidence from :func:`lsp_server.tested.test_candidates`, the very
+    function the editor's tested suggestions call (samples with the same code, formatting
+    aside, share one run)."""
+    if not examples:
+        return [None] * len(samples)
+    document = task.document_text
+    candidates = [Candidate(s.text, s.start, s.end, s.mean_logprob, i) for i, s in enumerate(samples)]
+    outcome = test_candidates(document, candidates, examples_only(task.entry_point, examples),
+                              timeout_s=config.timeout_s, workers=config.workers)
+    found = {code_key(document, c): c.evidence for c in outcome.candidates}
+    return [found.get(code_key(document, c)) if c.text.strip() else None for c in candidates]
 
 
 def run(tasks: Sequence[Task], config: EvalConfig, sampler: Sampler, store: RunStore,
@@ -168,11 +183,15 @@ def run(tasks: Sequence[Task], config: EvalConfig, sampler: Sampler, store: RunS
             docstring = doctests.function_docstring(task.prompt, task.entry_point)
             examples = doctests.examples(docstring, task.entry_point) \
                 if config.rank == "doctest" else []
-            for kind, index, sample in _generate(item, config, sampler, log):
-                if config.first_line_only:
-                    sample = first_line(sample)
-                pool.submit(execute, task, kind, index, sample, config, examples,
-                            docstring).add_done_callback(finish)
+            drawn = _generate(item, config, sampler, log)
+            if config.first_line_only:
+                drawn = [(kind, index, first_line(sample)) for kind, index, sample in drawn]
+            samples = [sample for kind, _, sample in drawn if kind == "sample"]
+            evidence = iter(tested_evidence(task, samples, config, examples)
+                            if config.rank == "doctest" else [None] * len(samples))
+            for kind, index, sample in drawn:
+                found = next(evidence) if kind == "sample" else None
+                pool.submit(execute, task, kind, index, sample, config, found).add_done_callback(finish)
     return records
 
 
@@ -225,11 +244,13 @@ def _logprob(record: dict[str, Any]) -> float:
 
 
 def doctest_choice(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """A sample that passes the docstring's examples, preferring the highest mean
-    log-probability; with none passing, the one failing the fewest examples."""
+    """The tested pick: the editor's ranking (:func:`lsp_server.tested.rank_key`: passes
+    all the docstring's examples, then the most, then mean log-probability)."""
     def score(record: dict[str, Any]) -> tuple[int, int, float]:
         check = record.get("doctest") or {}
-        attempted, failed = check.get("attempted", 0), check.get("failed", 0)
+        if "evidence" in check:
+            return rank_key(Evidence.from_json(check["evidence"]), _logprob(record))
+        attempted, failed = check.get("attempted", 0), check.get("failed", 0)  # older runs
         return (int(bool(check.get("passed"))), attempted - failed, _logprob(record))
 
     return _choose(samples, score)

@@ -142,8 +142,18 @@ class EngineSampler:
 
     def sample(self, text: str, cursor: int, *, seeds: list[int], temperature: float,
                top_p: float) -> list[Sample]:
-        samples = []
         document = self._document(text)
+        if self.mode in (None, "block") and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+            # Consecutive seeds (a task's samples): one batch, as the editor draws them.
+            from lsp_server.engine import Overrides
+
+            started = time.perf_counter()
+            drawn = self.engine.candidates_blocking(
+                document, cursor, k=len(seeds),
+                overrides=Overrides("block", self.max_tokens, temperature, top_p, seeds[0]))
+            per_sample = (time.perf_counter() - started) / max(1, len(drawn))
+            return [_from_suggestion(s if s.text else None, cursor, per_sample) for s in drawn]
+        samples = []
         for seed in seeds:
             started = time.perf_counter()
             drawn = self.engine.sample_blocking(

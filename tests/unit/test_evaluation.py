@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -323,3 +324,29 @@ def test_plan_counts_only_missing() -> None:
                 {"task_id": "T/add", "kind": "greedy", "index": 0}]
     (item,) = plan([ADD], config, finished)
     assert (item.greedy, item.sample_indices) == (False, [0, 2])
+
+
+def test_doctest_ranking_calls_the_editors_tested_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--rank doctest`` ranks with lsp_server.tested.test_candidates, the function the
+    editor's tested suggestions call: each sample's record carries its evidence."""
+    from lsp_server.evaluation import harness
+    from lsp_server.tested import pipeline
+
+    calls: list[int] = []
+
+    def spy(document: str, candidates: Any, checks: Any, **kwargs: Any) -> Any:
+        calls.append(len(candidates))
+        return pipeline.test_candidates(document, candidates, checks, **kwargs)
+
+    monkeypatch.setattr(harness, "test_candidates", spy)
+    sampler = FakeSampler(WRONG, [(OVERFIT, -0.2), (RIGHT, -0.3), (WRONG, -0.4)])
+    config = EvalConfig(benchmark="toy", model="fake", n=3, temperature=0.8, rank="doctest",
+                        ks=(1,), workers=1)
+    records = run([ADD], config, sampler, RunStore(tmp_path), progress=False)
+    assert calls == [3]
+    samples = [r for r in records if r["kind"] == "sample"]
+    assert all("evidence" in r["doctest"] for r in samples)
+    for record in samples:
+        evidence = record["doctest"]["evidence"]
+        assert evidence["examplesTotal"] == record["doctest"]["attempted"] > 0
+        assert record["doctest"]["passed"] == (evidence["examplesPassed"] == evidence["examplesTotal"])
