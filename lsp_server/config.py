@@ -61,6 +61,12 @@ class Settings:
     # Remote engines (lsp_server/backends/remote/): "local" runs the model in-process.
     backend: str = "local"  # "local" | "llama-server" | "openai" | "ollama"
     endpoint: str = ""  # the engine's base URL, e.g. http://127.0.0.1:8080
+    # Tested suggestions (lsp_server/tested/): candidates drawn, their sampling
+    # temperature and length, and the seconds each may run its examples and tests.
+    tested_candidates: int = 8
+    tested_temperature: float = 0.8
+    tested_max_tokens: int = 192
+    tested_timeout_s: float = 5.0
     remote_model: str = ""  # the engine's model name (OpenAI model id, Ollama tag)
     remote_tokenizer: str = ""  # registry name or GGUF path of the engine's model
     request_timeout_ms: int = 30000
@@ -97,6 +103,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 # Optional strings: "" means unset.
 _MAY_BE_EMPTY = frozenset(
     {"endpoint", "remote_model", "remote_tokenizer", "tls_ca_bundle", "tls_client_cert",
+    "tested_candidates": (1, 32),
+    "tested_temperature": (0.05, 2.0),
+    "tested_max_tokens": (16, 1024),
+    "tested_timeout_s": (0.5, 120.0),
      "tls_client_key", "api_key_env"}
 )  # fmt: skip
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
