@@ -45,6 +45,9 @@ class Settings:
     # Prompt size cap: the first request after opening a file evaluates this many tokens
     # at most (about 440 tokens/s on 2 cores with the embedded model).
     max_prompt_tokens: int = 1024
+    # KV state of recently edited places kept in RAM (MiB; 0: none), so that returning to
+    # a function evaluates only the new tokens (backends/kvcache.py).
+    kv_cache_mb: int = 256
     temperature: float = 0.0
     top_p: float = 0.95
     time_budget_ms: int = 1500
@@ -94,6 +97,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_tokens": (1, 2048),
     "max_line_tokens": (1, 512),
     "max_prompt_tokens": (64, 131072),
+    "kv_cache_mb": (0, 65536),
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
     "time_budget_ms": (50, 60000),

@@ -67,6 +67,37 @@ class Suggestion:
         return self.result.mean_logprob if self.result else float("-inf")
 
 
+@dataclass
+class RequestRecord:
+    """What one request to the model worker cost, suggested or not (``ghostpilot/stats``
+    answers the last one as ``lastRequest``; the latency bench reads it)."""
+
+    uri: str
+    outcome: str  # "suggested", "nothing to suggest: <why>", "dropped by post-processing"
+    queued_ms: float = 0.0  # waiting for the model worker (a job before it)
+    plan_ms: float = 0.0  # mode and prompt context
+    prompt_ms: float = 0.0  # token budget and prompt tokens
+    finish_ms: float = 0.0  # post-processing and the parse check
+    result: GenerationResult | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        result = self.result
+        return {
+            "uri": self.uri,
+            "outcome": self.outcome,
+            "queuedMs": round(self.queued_ms, 2),
+            "planMs": round(self.plan_ms, 2),
+            "promptMs": round(self.prompt_ms, 2),
+            "finishMs": round(self.finish_ms, 2),
+            "promptTokens": result.prompt_tokens if result else 0,
+            "reusedTokens": result.reused_tokens if result else 0,
+            "evaluatedTokens": result.evaluated_tokens if result else 0,
+            "generatedTokens": result.token_count if result else 0,
+            "promptEvalMs": round(result.prompt_eval_s * 1000, 2) if result else 0,
+            "decodeMs": round(result.decode_s * 1000, 2) if result else 0,
+        }
+
+
 @dataclass(frozen=True)
 class Overrides:
     """Per-call changes to the settings (evaluation and sampling use them)."""
@@ -153,6 +184,8 @@ class CompletionEngine:
         self._tokenizers: dict[int, PromptTokenizer] = {}
         self._recent: OrderedDict[str, tuple[Snapshot, Suggestion]] = OrderedDict()
         self.last: Suggestion | None = None
+        # The last request that reached the model worker, suggested or not.
+        self.last_request: RequestRecord | None = None
 
     # -- public -----------------------------------------------------------------------
 
@@ -163,10 +196,11 @@ class CompletionEngine:
         started = time.perf_counter()
         cached = self._type_through(snapshot, cursor)
         if cached is not None:
+            self.last_request = RequestRecord(snapshot.uri, "type-through cache")
             return cached
         suggestion = await self.worker.run(
             lambda backend, token: self._job(
-                backend, token, snapshot, cursor, explicit, Overrides(logprobs=False)
+                backend, token, snapshot, cursor, explicit, Overrides(logprobs=False), started
             ),
             key=key or document.uri,
         )
@@ -332,12 +366,23 @@ class CompletionEngine:
         cursor: int,
         explicit: bool,
         overrides: Overrides,
+        submitted: float | None = None,
     ) -> Suggestion | None:
         """The pipeline, on the worker thread: plan, prompt, request, generate, finish."""
+        began = time.perf_counter()
+        record = RequestRecord(snapshot.uri, "suggested")
+        record.queued_ms = (began - submitted) * 1000 if submitted is not None else 0.0
+        self.last_request = record
         settings = self.settings()
+        kv_cache = getattr(backend, "kv_cache", None)
+        if kv_cache is not None and kv_cache.limit_bytes != settings.kv_cache_mb << 20:
+            kv_cache.resize(settings.kv_cache_mb << 20)
         planned = plan(snapshot, cursor, explicit=explicit)
+        planned_at = time.perf_counter()
+        record.plan_ms = (planned_at - began) * 1000
         if planned.mode == "none" or planned.context is None:
             log.debug("no completion at %s:%d: %s", snapshot.uri, cursor, planned.reason)
+            record.outcome = f"nothing to suggest: {planned.reason}"
             return None
         mode: SuggestionMode = overrides.mode or planned.mode
         clean = not snapshot.tree.root_node.has_error
@@ -359,10 +404,14 @@ class CompletionEngine:
         )
         if header is not None:
             result = _follow_block(backend, token, prompt, request, result, header, settings)
+            record.result = result
             raw = result.text
             mode = "block"
+        generated = time.perf_counter()
         text = postprocess.finish(snapshot, cursor, planned.start, mode, raw)
+        record.finish_ms = (time.perf_counter() - generated) * 1000
         if text is None:
+            record.outcome = "dropped by post-processing"
             return None
         return Suggestion(
             text=text,

@@ -30,6 +30,7 @@ from lsp_server.backends.base import (
 )
 from lsp_server.backends.fim import FimTemplate, detect_template, resolve_tokens, template_by_name
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header
+from lsp_server.backends.kvcache import KvSnapshots, Snapshot, common_prefix
 from lsp_server.backends.sampler import Sampler
 from lsp_server.backends.stops import check_stops
 from lsp_server.backends.threadpool import attach_threadpool
@@ -64,14 +65,10 @@ def system_info() -> dict[str, object]:
     }
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    limit = min(len(a), len(b))
-    if limit == 0:
-        return 0
-    left = np.asarray(a[:limit], dtype=np.int64)
-    right = np.asarray(b[:limit], dtype=np.int64)
-    diff = np.nonzero(left != right)[0]
-    return int(diff[0]) if diff.size else limit
+# Save the live KV state before a request drops at least this many of its prompt tokens
+# (moving to another function); a restore must beat the live cache by this many tokens.
+SAVE_MIN_TOKENS = 64
+RESTORE_MIN_GAIN = 32
 
 
 class LlamaBackend:
@@ -148,6 +145,12 @@ class LlamaBackend:
             fim=fim,
         )
         self._cached: list[int] = []
+        # How many of the cached tokens were the last request's prompt (the rest were
+        # generated after it).
+        self._prompt_len = 0
+        # KV state of recently edited places (backends/kvcache.py); the engine sets its
+        # bound from the kvCacheMb setting.
+        self.kv_cache = KvSnapshots()
         self.threadpool = attach_threadpool(llama_cpp, self.llm.ctx, n_threads)
 
     def _apply_lora(self, llama_cpp: Any, path: str) -> Any:
@@ -238,7 +241,8 @@ class LlamaBackend:
 
     def _evaluate(self, tokens: list[int], cancel: CancelToken) -> tuple[int, int]:
         """Bring the KV cache to ``tokens``; returns (reused, evaluated) counts."""
-        reused = common_prefix(self._cached, tokens)
+        reused = self._from_snapshots(tokens, common_prefix(self._cached, tokens))
+        self._prompt_len = len(tokens)
         if reused >= len(tokens):
             reused = len(tokens) - 1  # the last token must be evaluated for fresh logits
         self.llm.n_tokens = reused
@@ -252,6 +256,62 @@ class LlamaBackend:
             self.llm.eval(piece)
             self._cached.extend(piece)
         return reused, len(pending)
+
+    def _from_snapshots(self, tokens: list[int], reused: int) -> int:
+        """Before a request drops a long stretch of the live prompt (the user moved to
+        another function), save the live state; where a saved state shares a longer
+        prefix with ``tokens`` than the live cache, restore it. Returns the prefix of
+        ``tokens`` that the KV cache now holds."""
+        cache = self.kv_cache
+        if cache.limit_bytes <= 0:
+            return reused
+        if min(self._prompt_len, len(self._cached)) - reused >= SAVE_MIN_TOKENS:
+            self._save_state()
+        snapshot, shared = cache.best(tokens)
+        if snapshot is None or shared < reused + RESTORE_MIN_GAIN:
+            return reused
+        if not self._restore_state(snapshot):
+            return 0
+        cache.used(snapshot, shared)
+        return min(shared, len(self._cached))
+
+    def _save_state(self) -> None:
+        """Copy sequence 0's state (the live cache) into the snapshot cache."""
+        if not self._cached or self.kv_cache.covered(self._cached):
+            return
+        llama_cpp, ctx = self._llama_cpp, self.llm.ctx
+        size = int(llama_cpp.llama_state_seq_get_size(ctx, 0))
+        if size <= 0 or size > self.kv_cache.limit_bytes:
+            return
+        data = bytearray(size)
+        buffer = (ctypes.c_uint8 * size).from_buffer(data)
+        written = int(llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0))
+        del buffer  # releases the bytearray's export
+        if written <= 0:
+            log.debug("llama_state_seq_get_data wrote nothing; state not saved")
+            return
+        del data[written:]
+        self.kv_cache.add(self._cached, data)
+
+    def _restore_state(self, snapshot: Snapshot) -> bool:
+        """Make ``snapshot`` the live cache; on failure the cache is emptied (False)."""
+        llama_cpp, ctx = self._llama_cpp, self.llm.ctx
+        buffer = (ctypes.c_uint8 * snapshot.size).from_buffer(snapshot.data)
+        try:
+            done = int(llama_cpp.llama_state_seq_set_data(ctx, buffer, snapshot.size, 0))
+        finally:
+            del buffer
+        if done <= 0:
+            log.warning("could not restore a saved KV state; evaluating the prompt afresh")
+            self.llm.n_tokens = 0
+            self._cached = []
+            return False
+        self._cached = list(snapshot.tokens)
+        self.llm.n_tokens = len(self._cached)
+        return True
+
+    def kv_cache_stats(self) -> dict[str, int | float]:
+        return self.kv_cache.stats()
 
     def request_tokens(self, request: GenerationRequest) -> list[int]:
         """The prompt tokens ``generate`` evaluates: the request's own (or its prompt

@@ -75,6 +75,12 @@ class ModelWorker:
     def info(self) -> ModelInfo | None:
         return self._backend.info if self._backend is not None else None
 
+    def kv_cache_stats(self) -> dict[str, Any] | None:
+        """The loaded backend's saved KV states (bound, bytes used, entries, restores);
+        None for a backend without them. Counters only: safe off the worker thread."""
+        stats = getattr(self._backend, "kv_cache_stats", None)
+        return dict(stats()) if callable(stats) else None
+
     # -- loading ------------------------------------------------------------------------
 
     def load(self, factory: BackendFactory, description: str) -> concurrent.futures.Future[None]:

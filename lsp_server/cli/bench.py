@@ -38,9 +38,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = parser.add_subparsers(dest="bench", metavar="BENCH")
     latency = kinds.add_parser("latency", help="keystroke-to-suggestion latency over LSP")
-    latency.add_argument("--file", type=Path, default=None,
-                         help="Python file to retype (default: the stdlib's textwrap.py)")
-    latency.add_argument("--functions", type=int, default=6, help="function bodies to retype")
+    latency.add_argument("--file", type=Path, action="append", default=None, nargs="+",
+                         help="Python file(s) to retype, one replay each (repeat the option "
+                              "or list several; default: the stdlib's textwrap.py)")
+    latency.add_argument("--pattern", choices=("typing", "jump"), default="typing",
+                         help="typing: retype whole function bodies one after another; jump: "
+                              "round-robin among functions, two words and two requests a visit")
+    latency.add_argument("--functions", type=int, default=None,
+                         help="function bodies to retype (default 6 typing, 5 jump)")
+    latency.add_argument("--visits", type=int, default=4,
+                         help="jump pattern: visits to each function (default 4)")
     latency.add_argument("--keystrokes", type=int, default=None, help="stop after N keystrokes")
     latency.add_argument("--keystroke-ms", type=float, default=0.0,
                          help="pause between mid-word keystrokes (default 0)")
@@ -107,22 +114,50 @@ def _peer_tool(args: argparse.Namespace, name: str) -> Path | None:
     return tool
 
 
+PEER_OPTIONS = ("--swa-full", "--cache-reuse", "256", "--cache-ram", "256")
+
+
 def run_latency(args: argparse.Namespace) -> int:
+    paths = [path for group in (args.file or []) for path in group] or [
+        Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"]
+    reports = []
+    for path in paths:
+        code, report = _latency_one(args, path)
+        if code:
+            return code
+        reports.append(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        whole = reports[0] if len(reports) == 1 else {"files": reports}
+        args.out.write_text(json.dumps(whole, indent=1) + "\n", encoding="utf-8")
+    if args.profile:
+        from lsp_server.evaluation import profiling
+
+        raw_profile = args.profile.read_text(encoding="utf-8", errors="replace")
+        sys.stdout.write(f"\nserver profile during the replay ({args.profile}):\n")
+        sys.stdout.write(profiling.table(raw_profile, top=25))
+    return 0
+
+
+def _latency_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, Any]]:
     from lsp_server.evaluation import latency, typing_replay
     from lsp_server.evaluation.llama_peer import LlamaServer
 
-    path = args.file or Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
     try:
         settings, raw = _settings(args)
         text = path.read_text(encoding="utf-8")
-        edits = typing_replay.session(text, functions=args.functions,
-                                      max_keystrokes=args.keystrokes)
+        if args.pattern == "jump":
+            edits = typing_replay.jump_session(text, functions=args.functions or 5,
+                                               visits=args.visits)
+        else:
+            edits = typing_replay.session(text, functions=args.functions or 6,
+                                          max_keystrokes=args.keystrokes)
         server_exe = _peer_tool(args, "llama-server")
     except (OSError, UnicodeDecodeError, ValueError, SyntaxError) as error:
         print(f"ghostpilot bench: {error}", file=sys.stderr)
-        return 2
-    _log(f"replaying {sum(e.kind == 'type' for e in edits)} keystrokes, "
-         f"{sum(e.request for e in edits)} requests on {path}")
+        return 2, {}
+    _log(f"{args.pattern} pattern: replaying {sum(e.kind == 'type' for e in edits)} keystrokes, "
+         f"{sum(e.request for e in edits)} requests on {path} ({len(text.splitlines())} lines)")
     try:
         with latency.competing_load(args.busy):
             replay = latency.replay_ours(path, edits, settings=raw,
@@ -130,21 +165,22 @@ def run_latency(args: argparse.Namespace) -> int:
                                          profile=args.profile)
     except (FileNotFoundError, RuntimeError) as error:
         print(f"ghostpilot bench: {error}", file=sys.stderr)
-        return 1
+        return 1, {}
     report: dict[str, Any] = {
-        "input": str(path), "debounce": latency.DEBOUNCE, "threads": settings.n_threads,
+        "input": str(path), "lines": len(text.splitlines()), "pattern": args.pattern,
+        "debounce": latency.DEBOUNCE, "threads": settings.n_threads,
         "model": settings.model, "busy_processes": args.busy, "ours": latency.summarize(replay),
     }
     if server_exe is not None:
         _log("building the same prompts through the engine for llama-server ...")
-        generated = [i for i, r in enumerate(replay.records) if r.mode and not r.cached]
+        generated = [i for i, r in enumerate(replay.records) if r.model_ran]
         prompts = latency.record_prompts([replay.snapshots[i] for i in generated],
                                          settings=settings, uri=path.resolve().as_uri())
         from lsp_server.backends.registry import resolve
 
         model_path = str(resolve(settings.model).path)
         peer = LlamaServer(server_exe, model_path, threads=settings.n_threads,
-                           n_ctx=settings.n_ctx, extra=["--swa-full"])
+                           n_ctx=settings.n_ctx, extra=list(PEER_OPTIONS))
         try:
             peer.wait_ready()
             _log(f"llama-server: {len(generated)} requests ...")
@@ -160,26 +196,19 @@ def run_latency(args: argparse.Namespace) -> int:
             report["llama_server"] = latency.peer_summary(replay.records)
             report["llama_server"]["rss_mb"] = peer.rss_mb()
             report["llama_server"]["argv"] = peer.argv
+            report["llama_server"]["options"] = list(PEER_OPTIONS)
         finally:
             peer.close()
     report["requests"] = [latency.record_json(r) for r in replay.records]
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    sys.stdout.write(latency_table(report))
-    if args.profile:
-        from lsp_server.evaluation import profiling
-
-        raw_profile = args.profile.read_text(encoding="utf-8", errors="replace")
-        sys.stdout.write(f"\nserver profile during the replay ({args.profile}):\n")
-        sys.stdout.write(profiling.table(raw_profile, top=25))
-    return 0
+    sys.stdout.write(latency_table(report) + "\n")
+    return 0, report
 
 
 def latency_table(report: dict[str, Any]) -> str:
     ours = report["ours"]
-    lines = [f"input: {report['input']}  threads: {report['threads']}  model: {report['model']}"
-             f"  competing busy processes: {report.get('busy_processes', 0)}",
+    lines = [f"input: {report['input']} ({report.get('lines', '?')} lines)  pattern: "
+             f"{report.get('pattern', 'typing')}  threads: {report['threads']}  model: "
+             f"{report['model']}  competing busy processes: {report.get('busy_processes', 0)}",
              f"debounce: {report['debounce']}",
              f"keystrokes {ours['keystrokes']}, requests {ours['requests']}, suggestions "
              f"{ours['suggestions']} ({ours['cached_suggestions']} from the type-through cache)",
@@ -189,6 +218,19 @@ def latency_table(report: dict[str, Any]) -> str:
         if stats.get("count"):
             lines.append(f"| ours {name.replace('_', '-')} | {stats['count']} | {stats['p50_ms']} |"
                          f" {stats['p95_ms']} | {stats['max_ms']} |")
+    nothing = ours.get("nothing_generated") or {}
+    if nothing.get("count"):
+        lines.append(f"| ours, model generated nothing | {nothing['count']} | {nothing['p50_ms']} |"
+                     f" {nothing['p95_ms']} | {nothing['max_ms']} |")
+    phases = ours.get("phases") or {}
+    if phases:
+        lines += ["", "| jump pattern (ms) | n | p50 | p95 | max | prompt tokens evaluated "
+                      "(p50 / mean / total) |", "|---|---|---|---|---|---|"]
+        for phase, entry in phases.items():
+            stats, evaluated = entry["latency"], entry["evaluated_tokens"]
+            lines.append(f"| ours {phase} | {stats['count']} | {stats['p50_ms']} | "
+                         f"{stats['p95_ms']} | {stats['max_ms']} | {evaluated.get('p50')} / "
+                         f"{evaluated.get('mean')} / {evaluated.get('total')} |")
     tokens = ours["prompt_tokens"]
     lines += ["",
               f"prompt tokens per generating request: mean {tokens['mean_prompt_tokens']}, "
@@ -197,19 +239,34 @@ def latency_table(report: dict[str, Any]) -> str:
               f"{tokens['evaluated_share_p50']}, mean {tokens['evaluated_share_mean']}",
               f"decode tokens/s (p50): {ours['decode_tokens_per_s']['p50']}",
               f"server RSS: {ours['server_rss_mb']['end']} MB (peak {ours['server_rss_mb']['peak']} MB)"]
+    if ours.get("server_side_ms"):
+        side = ours["server_side_ms"]
+        lines.append("server steps, p50 ms where the model ran: " + ", ".join(
+            f"{name} {value}" for name, value in side.items()))
+    if ours.get("kv_cache"):
+        lines.append("saved KV states: " + ", ".join(f"{k} {v}" for k, v in ours["kv_cache"].items()))
     peer = report.get("llama_server")
     if peer:
-        lines += ["", f"same prompts, llama-server with cache_prompt ({peer['paired_requests']} "
-                      "requests, same number of generated tokens):",
+        lines += ["", f"same prompts, llama-server {' '.join(peer.get('options', []))} with "
+                      f"cache_prompt ({peer['paired_requests']} requests, same number of "
+                      "generated tokens):",
                   "| | n | ours p50 | llama-server p50 | ratio | ours p95 | llama-server p95 | ratio |",
                   "|---|---|---|---|---|---|---|---|"]
-        for name in ("single_line", "multi_line", "all"):
-            entry = peer[name]
+        for name in ("single_line", "multi_line", "all", "first", "return", "warm"):
+            entry = peer.get(name)
+            if not entry:
+                continue
             o, t = entry["ours"], entry["llama_server"]
             if o.get("count"):
                 lines.append(f"| {name.replace('_', '-')} | {o['count']} | {o['p50_ms']} | "
                              f"{t['p50_ms']} | {entry.get('ratio_p50')} | {o['p95_ms']} | "
                              f"{t['p95_ms']} | {entry.get('ratio_p95')} |")
+        nd = peer.get("not_decode") or {}
+        if nd.get("ours", {}).get("count"):
+            lines.append(f"everything but decoding, p50: ours {nd['ours']['p50_ms']} ms, "
+                         f"llama-server {nd['llama_server']['p50_ms']} ms "
+                         f"(ratio {nd.get('ratio_p50')}); p95 {nd['ours']['p95_ms']} vs "
+                         f"{nd['llama_server']['p95_ms']}")
         lines.append(f"llama-server prompt tokens evaluated: {peer['peer_prompt_tokens_evaluated']}"
                      f" / {peer['peer_prompt_tokens_total']}; RSS {peer.get('rss_mb')} MB")
     return "\n".join(lines) + "\n"

@@ -92,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key}: {value}")
     print(f"threads: {settings.n_threads}; context: {settings.n_ctx} tokens; "
           f"GPU layers: {settings.n_gpu_layers}")
+    print(f"KV cache of recently edited places: up to {settings.kv_cache_mb} MB in RAM "
+          "(kvCacheMb; 0 turns it off)")
     print(f"sandbox: {sandbox['isolation']}")
     print(f"  memory bound: {sandbox['memory_bound']} ({sandbox['memory_bound_detail']})")
     print(f"  a default run: {sandbox['memory_plan']}")

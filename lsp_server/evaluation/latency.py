@@ -53,7 +53,27 @@ class RequestRecord:
     generated_tokens: int = 0
     decode_ms: float = 0.0
     server_latency_ms: float = 0.0
+    # Jump pattern: "first" | "return" | "warm" ("" in the typing pattern).
+    phase: str = ""
+    # The server's own account of the request (``lastRequest`` of ghostpilot/stats),
+    # given for requests that suggested nothing too.
+    outcome: str = ""
+    queued_ms: float = 0.0
+    plan_ms: float = 0.0
+    prompt_ms: float = 0.0
+    prompt_eval_ms: float = 0.0
+    finish_ms: float = 0.0
     peer: dict[str, Any] | None = None
+
+    @property
+    def model_ran(self) -> bool:
+        return not self.cached and self.generated_tokens > 0
+
+    @property
+    def not_decode_ms(self) -> float:
+        """Everything but decoding: transport, queueing, prompt building, prompt
+        evaluation, post-processing."""
+        return self.latency_ms - self.decode_ms
 
 
 @dataclass
@@ -66,6 +86,7 @@ class Replay:
     peak_rss_mb: float | None = None
     load_s: float = 0.0
     server_stdout_clean: bool = True
+    kv_cache: dict[str, Any] | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -139,6 +160,7 @@ def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: di
                 if profiler is not None:
                     profiler.stop()
             replay.load_s = load_s
+            replay.kv_cache = (client.request("ghostpilot/stats", {}) or {}).get("kvCache")
             replay.rss_mb = process_rss_mb(client.process.pid)
             replay.peak_rss_mb = process_rss_mb(client.process.pid, "VmHWM")
             replay.server_stdout_clean = not client.bad_output
@@ -186,25 +208,37 @@ def _drive(client: LspClient, uri: str, text: str, edits: Sequence[typing_replay
             "context": {"triggerKind": 2}}, timeout=300)
         latency = (time.perf_counter() - sent) * 1000
         record = RequestRecord(index=len(records), function=edit.function,
-                               keystroke=keystrokes, offset=cursor, latency_ms=latency)
+                               keystroke=keystrokes, offset=cursor, latency_ms=latency,
+                               phase=edit.phase)
         items = (answer or {}).get("items", []) if isinstance(answer, dict) else (answer or [])
+        stats = client.request("ghostpilot/stats", {}) or {}
+        last = stats.get("last") or {}
+        suggestion_id = None
         if items:
             item = items[0]
             record.text = item.get("insertText", "")
             suggestion_id = ((item.get("command") or {}).get("arguments") or [None])[0]
-            stats = client.request("ghostpilot/stats", {})
-            last = (stats or {}).get("last") or {}
             if last.get("id") == suggestion_id:
                 record.mode = last.get("mode")
                 record.cached = bool(last.get("cached"))
-                record.prompt_tokens = int(last.get("promptTokens", 0))
-                record.reused_tokens = int(last.get("reusedTokens", 0))
-                record.evaluated_tokens = int(last.get("evaluatedTokens", 0))
-                record.generated_tokens = int(last.get("generatedTokens", 0))
-                record.decode_ms = float(last.get("decodeMs", 0.0))
                 record.server_latency_ms = float(last.get("latencyMs", 0.0))
             else:
                 record.mode = "block" if "\n" in record.text else "line"
+        job = stats.get("lastRequest") or {}
+        if record.cached:
+            record.outcome = "type-through cache"
+        elif job:
+            record.outcome = str(job.get("outcome", ""))
+            record.prompt_tokens = int(job.get("promptTokens", 0))
+            record.reused_tokens = int(job.get("reusedTokens", 0))
+            record.evaluated_tokens = int(job.get("evaluatedTokens", 0))
+            record.generated_tokens = int(job.get("generatedTokens", 0))
+            record.decode_ms = float(job.get("decodeMs", 0.0))
+            record.prompt_eval_ms = float(job.get("promptEvalMs", 0.0))
+            record.queued_ms = float(job.get("queuedMs", 0.0))
+            record.plan_ms = float(job.get("planMs", 0.0))
+            record.prompt_ms = float(job.get("promptMs", 0.0))
+            record.finish_ms = float(job.get("finishMs", 0.0))
         records.append(record)
         snapshots.append((text, cursor))
         if progress and (len(records) % 10 == 0 or len(records) == total):
@@ -279,7 +313,7 @@ def summarize(replay: Replay) -> dict[str, Any]:
     single = [r.latency_ms for r in records if r.mode == "line"]
     multi = [r.latency_ms for r in records if r.mode == "block"]
     empty = [r.latency_ms for r in records if r.mode is None]
-    generated = [r for r in records if r.mode is not None and not r.cached]
+    generated = [r for r in records if r.model_ran]
     with_prompt = [r for r in generated if r.prompt_tokens]
     shares = [r.evaluated_tokens / r.prompt_tokens for r in with_prompt]
     decode = [r.generated_tokens / (r.decode_ms / 1000) for r in generated
@@ -314,7 +348,56 @@ def summarize(replay: Replay) -> dict[str, Any]:
         "server_rss_mb": {"end": _round(replay.rss_mb), "peak": _round(replay.peak_rss_mb)},
         "model_load_s": round(replay.load_s, 2),
         "stdout_only_jsonrpc": replay.server_stdout_clean,
+        "kv_cache": replay.kv_cache,
+        "phases": phase_summary(records),
+        "server_side_ms": server_side(records),
+        "nothing_generated": latency_stats([r.latency_ms for r in records
+                                            if not r.cached and r.generated_tokens == 0]),
     }
+
+
+PHASES = ("first", "return", "warm")
+
+
+def phase_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
+    """Jump pattern: latency and prompt tokens evaluated per phase (empty for typing)."""
+    out: dict[str, Any] = {}
+    for phase in PHASES:
+        chosen = [r for r in records if r.phase == phase]
+        if not chosen:
+            continue
+        ran = [r for r in chosen if r.model_ran]
+        out[phase] = {
+            "latency": latency_stats([r.latency_ms for r in chosen]),
+            "model_ran": len(ran),
+            "evaluated_tokens": _token_stats([r.evaluated_tokens for r in ran]),
+            "prompt_tokens": _token_stats([r.prompt_tokens for r in ran]),
+            "not_decode_ms": latency_stats([r.not_decode_ms for r in ran]),
+        }
+    return out
+
+
+def server_side(records: Sequence[RequestRecord]) -> dict[str, Any]:
+    """Medians of the server's own steps, over the requests where the model ran."""
+    ran = [r for r in records if r.model_ran]
+    if not ran:
+        return {}
+    steps = {"queued": "queued_ms", "plan": "plan_ms", "prompt": "prompt_ms",
+             "prompt_eval": "prompt_eval_ms", "decode": "decode_ms", "finish": "finish_ms"}
+    out: dict[str, Any] = {name: round(percentile([getattr(r, key) for r in ran], 50), 2)
+                           for name, key in steps.items()}
+    server = [r.queued_ms + r.plan_ms + r.prompt_ms + r.prompt_eval_ms + r.finish_ms for r in ran]
+    transport = [r.latency_ms - r.decode_ms - s for r, s in zip(ran, server)]
+    out["server_not_decode_p50"] = round(percentile(server, 50), 2)
+    out["transport_and_rest_p50"] = round(percentile(transport, 50), 2)
+    return out
+
+
+def _token_stats(values: Sequence[int]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0}
+    return {"count": len(values), "total": sum(values), "p50": round(percentile(values, 50), 1),
+            "p95": round(percentile(values, 95), 1), "mean": round(sum(values) / len(values), 1)}
 
 
 def peer_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
@@ -330,6 +413,26 @@ def peer_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
             entry["ratio_p50"] = round(percentile(ours, 50) / percentile(theirs, 50), 3)
             entry["ratio_p95"] = round(percentile(ours, 95) / percentile(theirs, 95), 3)
         out[name] = entry
+    ours_nd = [r.not_decode_ms for r in paired]
+    theirs_nd = [float(r.peer["latency_ms"]) - float(r.peer.get("predicted_ms", 0.0))  # type: ignore[index,union-attr]
+                 for r in paired]
+    out["not_decode"] = {"ours": latency_stats(ours_nd), "llama_server": latency_stats(theirs_nd)}
+    if ours_nd:
+        out["not_decode"]["ratio_p50"] = round(percentile(ours_nd, 50)
+                                               / max(percentile(theirs_nd, 50), 1e-6), 3)
+    for phase in PHASES:
+        chosen = [r for r in paired if r.phase == phase]
+        if chosen:
+            ours = [r.latency_ms for r in chosen]
+            theirs = [float(r.peer["latency_ms"]) for r in chosen]  # type: ignore[index]
+            peer_evaluated = [int(r.peer["prompt_n"]) for r in chosen]  # type: ignore[index]
+            out[phase] = {
+                "ours": latency_stats(ours), "llama_server": latency_stats(theirs),
+                "ratio_p50": round(percentile(ours, 50) / percentile(theirs, 50), 3),
+                "ratio_p95": round(percentile(ours, 95) / percentile(theirs, 95), 3),
+                "ours_evaluated": sum(r.evaluated_tokens for r in chosen),
+                "peer_evaluated": sum(peer_evaluated),
+            }
     peers: list[dict[str, Any]] = [r.peer for r in paired if r.peer is not None]
     prompt_n = sum(int(peer["prompt_n"]) for peer in peers)
     total = sum(len(peer.get("tokens", [])) for peer in peers)

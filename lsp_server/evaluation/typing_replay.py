@@ -30,6 +30,10 @@ class Edit:
     # "delete" (removing a body), "type" (a keystroke).
     kind: str = "type"
     function: str = ""
+    # For the jump pattern, what a request is: "first" (first request of the first visit
+    # to a function), "return" (first request on coming back to it), "warm" (the next
+    # request in the same place). "" in the typing pattern.
+    phase: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,3 +157,57 @@ def _spread(bodies: list[FunctionBody], count: int) -> list[FunctionBody]:
 
 def apply(text: str, edit: Edit) -> str:
     return text[: edit.start] + edit.new_text + text[edit.end :]
+
+
+def words(body: str) -> list[list[tuple[str, bool]]]:
+    """The body's keystrokes in words: each ends with the keystroke that asks."""
+    out: list[list[tuple[str, bool]]] = [[]]
+    for piece, request in keystrokes(body):
+        out[-1].append((piece, request))
+        if request:
+            out.append([])
+    return [word for word in out if word]
+
+
+def jump_session(text: str, *, functions: int = 5, visits: int = 4, min_lines: int = 3,
+                 max_lines: int = 30) -> list[Edit]:
+    """The jump pattern: round-robin among ``functions`` function bodies of ``text``,
+    ``visits`` visits each. A function's body is deleted at its first visit (its ``def``
+    line and docstring stay) and typed back two words per visit, asking once after
+    each word: the first ask of a visit is a "first" or "return" request, the second a
+    "warm" one."""
+    bodies = _spread(function_bodies(text, min_lines=min_lines, max_lines=max_lines), functions)
+    if not bodies:
+        raise ValueError("no function bodies to retype in this file")
+    # Where each function's body starts in the current text, and where its retyped part
+    # ends (each moves with the edits before it); what is left to type.
+    starts = [body.start for body in bodies]
+    ends = [body.end for body in bodies]
+    left = [words(text[body.start:body.end]) for body in bodies]
+    started = [False] * len(bodies)
+    edits: list[Edit] = []
+
+    def edit(index: int, start: int, end: int, new_text: str, **fields: object) -> None:
+        edits.append(Edit(start, end, new_text, function=bodies[index].name, **fields))  # type: ignore[arg-type]
+        delta = len(new_text) - (end - start)
+        for other in range(len(bodies)):
+            if other != index and starts[other] >= end:
+                starts[other] += delta
+                ends[other] += delta
+        ends[index] = start + len(new_text)
+
+    for _ in range(visits):
+        for index in range(len(bodies)):
+            if len(left[index]) < 2:
+                continue
+            if not started[index]:
+                edit(index, starts[index], ends[index], "", kind="delete")
+            for ask in range(2):
+                word = left[index].pop(0)
+                for number, (piece, _) in enumerate(word):
+                    last = number == len(word) - 1
+                    phase = ("warm" if ask else "return" if started[index] else "first") if last else ""
+                    edit(index, ends[index], ends[index], piece, request=last, kind="type", phase=phase)
+            started[index] = True
+    return edits
+

@@ -15,7 +15,7 @@ from typing import Any
 from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.backends.base import ModelInfo
-from lsp_server.engine import Suggestion
+from lsp_server.engine import RequestRecord, Suggestion
 from lsp_server.features._common import command_arguments
 
 # At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
@@ -43,11 +43,19 @@ def suggestion_id(arguments: Sequence[Any]) -> str:
 
 
 def stats(
-    last: Suggestion | None, info: ModelInfo | None, model_state: str, superseded: int, rss: int
+    last: Suggestion | None,
+    info: ModelInfo | None,
+    model_state: str,
+    superseded: int,
+    rss: int,
+    last_request: RequestRecord | None = None,
+    kv_cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``ghostpilot/stats`` answer."""
     result = last.result if last else None
     return {
+        "lastRequest": last_request.as_json() if last_request is not None else None,
+        "kvCache": kv_cache,
         "model": info.name if info else None,
         "modelState": model_state,
         "fimTemplate": info.fim_template if info else None,
@@ -88,4 +96,5 @@ def setup(server: GhostpilotServer) -> None:
 
     @server.feature(STATS)
     def stats_request(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
-        return stats(ls.engine.last, ls.worker.info, ls.worker.state, ls.superseded_requests, rss_bytes())
+        return stats(ls.engine.last, ls.worker.info, ls.worker.state, ls.superseded_requests,
+                     rss_bytes(), ls.engine.last_request, ls.worker.kv_cache_stats())

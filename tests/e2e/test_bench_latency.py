@@ -97,3 +97,36 @@ def test_bad_input_is_one_clear_error(args: list[str], message: str, tmp_path: P
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_jump_pattern_replay_returns_cost_only_the_new_tokens(tmp_path: Path) -> None:
+    """The jump pattern in its small size through ``ghostpilot serve``: three functions,
+    two visits each. Coming back to a function restores its saved KV state
+    (``kvCache`` in ghostpilot/stats), so a return evaluates far fewer prompt tokens
+    than the first visit did."""
+    out = tmp_path / "jump.json"
+    done = ghostpilot("bench", "latency", "--pattern", "jump", "--file", str(TEXTWRAP),
+                      "--functions", "3", "--visits", "2", "--peer", "off", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["pattern"] == "jump"
+    edits = typing_replay.jump_session(TEXTWRAP.read_text(), functions=3, visits=2)
+    phases = [e.phase for e in edits if e.request]
+    assert phases.count("first") == phases.count("return") == 3 and phases.count("warm") == 6
+    ours = report["ours"]
+    assert [r["phase"] for r in report["requests"]] == phases
+    assert {name: entry["latency"]["count"] for name, entry in ours["phases"].items()} == {
+        "first": 3, "return": 3, "warm": 6}
+    for record in report["requests"]:
+        # Every request is accounted for by the server, suggested or not.
+        assert record["outcome"], record
+        if not record["cached"] and record["generated_tokens"]:
+            assert record["prompt_tokens"] == record["reused_tokens"] + record["evaluated_tokens"]
+    kv = ours["kv_cache"]
+    assert kv["limitMb"] == 256 and kv["saves"] >= 2 and kv["restores"] >= 1
+    assert 0 < kv["usedMb"] <= kv["limitMb"]
+    first = ours["phases"]["first"]["evaluated_tokens"]
+    back = ours["phases"]["return"]["evaluated_tokens"]
+    if first["count"] and back["count"]:
+        assert back["mean"] < first["mean"] / 2, (first, back)
+    assert "| ours return |" in done.stdout and "saved KV states:" in done.stdout

@@ -222,3 +222,61 @@ def test_competing_load_runs_busy_processes_and_stops_them() -> None:
     assert busy_children() == set()
     with competing_load(0):
         assert busy_children() == set()
+
+
+def test_jump_session_round_robin_two_asks_a_visit() -> None:
+    """Three functions, three visits: bodies deleted at the first visit and typed back two
+    words a visit, each word ending with a request; the phases say first/return/warm."""
+    text = SOURCE + "\n\ndef last(values):\n    total = 0\n    for v in values:\n        total += v\n    return total\n"
+    edits = typing_replay.jump_session(text, functions=3, visits=3, min_lines=2)
+    asked = [e for e in edits if e.request]
+    assert [e.phase for e in asked] == ["first", "warm"] * 3 + ["return", "warm"] * 6
+    assert [e.function for e in asked][:6] == ["first", "first", "size", "size", "last", "last"]
+    assert sum(e.kind == "delete" for e in edits) == 3
+    current = text
+    for edit in edits:
+        current = typing_replay.apply(current, edit)
+    # Each body is retyped from its start: what is there now is a prefix of the original.
+    for name, start_line in (("first", "    for item"), ("last", "    total = 0")):
+        body_start = current.index(f"def {name}(")
+        typed = current[current.index(start_line[:8], body_start):]
+        original = text[text.index(start_line, text.index(f"def {name}(")):]
+        assert original.startswith(typed[: typed.index("\n\n")] if "\n\n" in typed else typed)
+
+
+def test_jump_session_typed_to_the_end_gives_the_file_back() -> None:
+    text = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()
+    edits = typing_replay.jump_session(text, functions=4, visits=10_000)
+    current = text
+    for edit in edits:
+        current = typing_replay.apply(current, edit)
+    # Only what is left after a function's last whole pair of words is missing.
+    bodies = typing_replay._spread(typing_replay.function_bodies(text, min_lines=3), 4)
+    missing = len(text) - len(current)
+    assert 0 <= missing < sum(len(text[b.start:b.end]) for b in bodies) // 4
+
+
+def test_phase_summary_and_everything_but_decode() -> None:
+    records = [
+        RequestRecord(0, "f", 1, 0, 900.0, mode="line", phase="first", prompt_tokens=800,
+                      evaluated_tokens=700, reused_tokens=100, generated_tokens=5, decode_ms=100.0,
+                      peer={"latency_ms": 600.0, "predicted_ms": 90.0, "prompt_n": 650}),
+        RequestRecord(1, "f", 2, 0, 150.0, mode="line", phase="warm", prompt_tokens=805,
+                      evaluated_tokens=3, reused_tokens=802, generated_tokens=5, decode_ms=100.0,
+                      peer={"latency_ms": 140.0, "predicted_ms": 90.0, "prompt_n": 3}),
+        RequestRecord(2, "g", 3, 0, 200.0, phase="return", prompt_tokens=700,
+                      evaluated_tokens=10, reused_tokens=690, generated_tokens=8, decode_ms=120.0,
+                      peer={"latency_ms": 500.0, "predicted_ms": 110.0, "prompt_n": 400}),
+        RequestRecord(3, "g", 4, 0, 2.0, mode="line", cached=True, phase="warm"),
+    ]
+    summary = summarize(Replay(records, keystrokes=4, edits=4))
+    phases = summary["phases"]
+    assert phases["first"]["evaluated_tokens"]["total"] == 700
+    assert phases["return"]["latency"]["count"] == 1 and phases["return"]["model_ran"] == 1
+    assert phases["warm"]["latency"]["count"] == 2 and phases["warm"]["model_ran"] == 1
+    assert phases["warm"]["not_decode_ms"]["p50_ms"] == 50.0
+    assert summary["nothing_generated"]["count"] == 0
+    peer = peer_summary(records)
+    assert peer["return"]["ours_evaluated"] == 10 and peer["return"]["peer_evaluated"] == 400
+    assert peer["not_decode"]["ours"]["p50_ms"] == 80.0  # 800, 50, 80
+    assert peer["not_decode"]["llama_server"]["p50_ms"] == 390.0  # 510, 50, 390
