@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 TOKENIZER_PROBE = 'def mean(xs: list[float]) -> float:\n\t"""Ünïcode 中文 ok."""\n    return sum(xs) / len(xs)  # x\n'
 # Bytes per token assumed where no tokenizer is reachable (code averages 3-4).
 ESTIMATE_BYTES_PER_TOKEN = 3
+# For benchmarks (``ghostpilot bench team``): when set, one JSON line per request is
+# appended to this file: outcome (ended, stopped, cancelled, failed) and token counts.
+USAGE_LOG_ENV = "GHOSTPILOT_REMOTE_USAGE_LOG"
 
 _warned_plain_http: set[str] = set()
 
@@ -69,6 +72,22 @@ def plain_http_warning(endpoint: str) -> str | None:
             "unencrypted (use https://, or an SSH tunnel to a loopback port)"
         )
     return None
+
+
+def _usage(outcome: str, received: int, prompt: int, counts: dict[str, Any]) -> None:
+    path = os.environ.get(USAGE_LOG_ENV)
+    if not path:
+        return
+    import json
+
+    record = {"outcome": outcome, "received": received, "prompt": prompt,
+              "generated": counts.get("generated"), "reused": counts.get("reused"),
+              "evaluated": counts.get("evaluated"), "time": time.time()}  # fmt: skip
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+    except OSError as error:
+        log.debug("cannot write the usage log %s: %s", path, error)
 
 
 class _LocalVocab:
@@ -107,7 +126,7 @@ class RemoteBackend:
                 f"unknown backend {config.engine!r}; one of local, {', '.join(apis.ENGINES)}"
             )
         self.config = config
-        self.base = config.endpoint.rstrip("/")
+        self.base = apis.api_root(config.engine, config.endpoint)
         self.where = f"{config.engine} at {self.base}"
         warning = plain_http_warning(self.base)
         if warning and self.base not in _warned_plain_http:
@@ -310,9 +329,9 @@ class RemoteBackend:
     ) -> list[int]:
         self._gate()
         try:
-            answer = self._get(
-                "/tokenize", {"content": text, "add_special": add_special, "parse_special": special}
-            )
+            body = apis.tokenize_body(self.config.engine, text, self.model, special=special,
+                                      add_special=add_special)  # fmt: skip
+            answer = self._get("/tokenize", body)
         except RemoteError as error:
             self._failed(error)
             raise
@@ -380,6 +399,7 @@ class RemoteBackend:
         response = None
         lines: Iterator[bytes] = iter(())
         ended = False
+        outcome = "stopped"  # a client-side rule closed the stream, unless said otherwise
         text = ""
         count = 0
         reason = "length"
@@ -420,11 +440,17 @@ class RemoteBackend:
                 if piece.done:
                     reason = piece.finish or "eos"
                     ended = True
+                    outcome = "ended"
                     break
         except RemoteError as error:
             self._failed(error)
+            outcome = "failed"
+            raise
+        except Cancelled:
+            outcome = "cancelled"
             raise
         finally:
+            _usage(outcome, count, len(tokens), counts)
             if response is not None:
                 # A stream the engine ended is read to its end and its connection goes
                 # back to the pool (keep-alive); one cut short is closed, and closing it

@@ -43,6 +43,11 @@ POLL_S = 0.05  # how often a waiting read checks the cancel token
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_IDLE = 4  # idle keep-alive connections kept per engine
+# Linux delays ACKs on a connection past its first few segments; an engine that writes an
+# answer's head and body (or a stream's events) in separate small sends without
+# TCP_NODELAY then waits for that ACK (Nagle): 40 ms per answer on a kept-alive
+# connection. Asking for quick ACKs again after each read avoids it.
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 class RemoteError(ModelUnavailable):
@@ -201,6 +206,14 @@ def _still_open(sock: socket.socket) -> bool:
     return not readable
 
 
+def _quick_ack(sock: socket.socket | None) -> None:
+    if QUICKACK is not None and sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        except OSError:
+            pass
+
+
 def _close(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
@@ -261,6 +274,7 @@ class Response:
                 return False
             self.got_bytes = True
             self._buffer.extend(data)
+            _quick_ack(self._sock)
             return True
 
     def _read_line(self, what: str, limit: int = MAX_HEADER_BYTES) -> bytes | None:
@@ -454,6 +468,7 @@ def _connect(host: str, port: int, deadline: _Deadline, where: str) -> socket.so
             sock.close()
             raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _quick_ack(sock)
         sock.settimeout(POLL_S)
         return sock
     if failure is not None and failure.errno == errno.ECONNREFUSED:
