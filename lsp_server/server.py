@@ -49,6 +49,7 @@ FEATURES: tuple[str, ...] = (
     "lsp_server.features.models",
     "lsp_server.features.reliance_diagnostics",
     "lsp_server.features.reliance_commands",
+    "lsp_server.features.tested",
     "lsp_server.features.code_actions",  # last: it serves the providers the others added
 )
 

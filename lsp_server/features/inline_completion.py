@@ -1,6 +1,8 @@
 """textDocument/inlineCompletion (LSP 3.18): ghost text from the local model.
 
-Each item carries a ``range`` (the cursor, or the line's indentation on a blank line)
+Explicitly invoked (``triggerKind: Invoked``) in an empty or partial body of a function
+with docstring examples or referencing tests, the items are tested candidates, best
+first (``features/tested.py``). Otherwise each item carries a ``range`` (the cursor, or the line's indentation on a blank line)
 and the command ``ghostpilot.accept`` that clients execute when the user accepts it.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from lsp_server.features import tested
 from lsp_server.features._common import (
     accept_command,
     releasing_frames,
@@ -27,6 +30,10 @@ def setup(server: GhostpilotServer) -> None:
         ls: GhostpilotServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
         explicit = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        if explicit:  # in a function body with examples or tests: tested candidates
+            ranked = await tested.inline(ls, params.text_document.uri, params.position)
+            if ranked is not None:
+                return ranked
         document, suggestion = await suggestion_at(
             ls, params.text_document.uri, params.position, explicit=explicit
         )
