@@ -502,6 +502,7 @@ def _follow_block(
     broken, so go on for its body. The prompt's KV cache is reused."""
     line_text, width = header
     opened = prompt.prefix + line_text + "\n"
+    budget = request.time_budget
     follow = replace(
         request,
         prompt=opened,
@@ -509,6 +510,11 @@ def _follow_block(
         max_tokens=settings.max_tokens,
         stop_rule=postprocess.block_stop_rule(width, True),
         ban_first=CODE_FIRST,
+        # One time budget for the request: the body gets what the line left of it (it
+        # had its own, so a line then its body could take twice the budget and more).
+        time_budget=None if budget is None else replace(
+            budget, seconds=max(0.0, budget.seconds - result.total_s)
+        ),
     )
     more = backend.generate(follow, token)
     return _combine(result, more, line_text + "\n" + more.text)

@@ -179,3 +179,28 @@ def test_time_budget_cut_is_a_stop_rule_from_the_engine() -> None:
     assert request.time_budget is not None
     assert request.time_budget.seconds == Settings().time_budget_ms / 1000.0
     assert request.time_budget.cut is complete_line_cut
+
+
+def test_a_block_after_a_suggested_header_gets_what_is_left_of_the_time_budget() -> None:
+    """The line and the body it opens share one time budget: a request that suggested a
+    header after 1.2 s of a 1.5 s budget may spend 0.3 s more, not another 1.5 s."""
+
+    class Slow(Recorder):
+        def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+            self.requests.append(request)
+            return GenerationResult(text=self.answers[len(self.requests) - 1], token_count=3,
+                                    total_s=1.2)
+
+    backend = Slow([" y:", "        return y\n"])
+    worker = ModelWorker()
+    worker.load(lambda: backend, "stand-in").result(timeout=5)
+    engine = CompletionEngine(worker, lambda: Settings(time_budget_ms=1500))
+    try:
+        text = "def f(x):\n    y = x\n    if"
+        engine.complete_blocking(Document(uri="file:///t.py", text=text), len(text))
+    finally:
+        worker.shutdown()
+    first, follow = backend.requests
+    assert first.time_budget is not None and first.time_budget.seconds == pytest.approx(1.5)
+    assert follow.time_budget is not None and follow.time_budget.seconds == pytest.approx(0.3)
+    assert follow.time_budget.cut is first.time_budget.cut
