@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from lsp_server.parsing.document import TextChange
 from lsp_server.reliance import spans as sp
@@ -40,6 +41,9 @@ class AIRecord:
     reviewed_at: float | None = None
     # The text of [start, end) in the basis text; refreshed whenever the state is saved.
     anchor: str = ""
+    # A tested suggestion's evidence when it was accepted (lsp_server/tested/): what it
+    # passed ("examples", "tests", "label") and the ``function_hash`` it passed against.
+    evidence: dict[str, Any] | None = None
 
     @property
     def text_hash(self) -> str:

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pygls.uris import from_fs_path, to_fs_path
 
@@ -66,6 +66,8 @@ class Accepted:
     start: int  # code-point offset where the suggestion began
     model: str
     accepted_at: float
+    # A tested suggestion's evidence (features/tested.evidence_of), None for others.
+    evidence: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,15 @@ class TestDraft:
     imports: str
     name: str
     prompt: testgen.TestPrompt
+
+
+def with_function_hash(evidence: dict[str, Any], text: str, offset: int) -> dict[str, Any]:
+    """``evidence`` with the hash of the function holding ``offset`` in ``text``: the code
+    it passed against (it holds while that function's source is unchanged)."""
+    inside = [f for f in fn.functions(text) if f.qualname != fn.MODULE and f.start <= offset < f.end]
+    if not inside:
+        return dict(evidence)
+    return {**evidence, "function_hash": fn.function_hash(text, inside[-1])}
 
 
 def _ignore(*_args: object) -> None:
@@ -300,6 +311,8 @@ class RelianceSession:
         self._accepted.add(suggestion.id)
         record = new_record(start, document.text[start:end], suggestion.model, suggestion.accepted_at)
         record.id = suggestion.id
+        if suggestion.evidence is not None:
+            record.evidence = with_function_hash(suggestion.evidence, document.text, start)
         located.workspace.add_record(located.key, record, document.text)
         self.changed(suggestion.uri)
         self.schedule_save()

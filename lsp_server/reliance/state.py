@@ -177,6 +177,7 @@ def _encode_record(record: AIRecord) -> dict[str, Any]:
         "accepted_at": record.accepted_at,
         "reviewed_at": record.reviewed_at,
         "anchor": record.anchor,
+        **({"evidence": record.evidence} if record.evidence is not None else {}),
     }
 
 
@@ -226,6 +227,8 @@ def _decode_record(raw: Any, where: str) -> AIRecord:
     _expect(isinstance(accepted, (int, float)), f"{where}.accepted_at is not a number")
     reviewed_at = raw.get("reviewed_at")
     _expect(reviewed_at is None or isinstance(reviewed_at, (int, float)), f"{where}.reviewed_at")
+    evidence = raw.get("evidence")
+    _expect(evidence is None or isinstance(evidence, dict), f"{where}.evidence is not an object")
     return AIRecord(
         id=raw["id"],
         spans=spans,
@@ -235,6 +238,7 @@ def _decode_record(raw: Any, where: str) -> AIRecord:
         accepted_at=float(accepted),
         reviewed_at=None if reviewed_at is None else float(reviewed_at),
         anchor=raw["anchor"],
+        evidence=evidence,
     )
 
 

@@ -122,6 +122,28 @@ def decide(
     return UNTESTED, "no test references it"
 
 
+def evidence_note(evidence: list[dict[str, Any]], function_hash: str) -> str:
+    """What the tested suggestion accepted here passed ("AI code, passes its 3 docstring
+    examples"), while the function is the code it passed against; "" otherwise.
+
+    Passing its examples does not clear the warning: see the README (Tested suggestions)."""
+    valid = [e for e in evidence if e.get("function_hash") == function_hash]
+    if not valid:
+        return ""
+    latest = valid[-1]
+    examples = [bool(x) for x in latest.get("examples", [])]
+    tests = dict(latest.get("tests", {}))
+    parts = []
+    if examples:
+        passed = sum(examples)
+        parts.append(f"passes its {len(examples)} docstring example{'s' if len(examples) != 1 else ''}"
+                     if passed == len(examples) else f"passes {passed} of its {len(examples)} docstring examples")
+    if tests:
+        passed = sum(1 for v in tests.values() if v == "passed")
+        parts.append(f"passed {passed}/{len(tests)} referencing tests when accepted")
+    return "AI code, " + ", ".join(parts) if parts else ""
+
+
 def untested_chars(
     status: str,
     text: str,

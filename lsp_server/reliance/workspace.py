@@ -22,9 +22,12 @@ from lsp_server.reliance import testgen
 from lsp_server.reliance.records import AIRecord, Tracker
 from lsp_server.reliance.runner import RunOutcome, RunOutput, Target, function_runs, run_tests
 from lsp_server.reliance.status import (
+    REVIEWED,
+    UNTESTED,
     Entry,
     Report,
     decide,
+    evidence_note,
     run_key,
     untested_chars,
     valid_run,
@@ -241,6 +244,14 @@ class RelianceWorkspace:
             )
             if run is not None and valid and run.message and status != "reviewed":
                 detail = f"{detail}; {run.message}" if run.message not in detail else detail
+            note = evidence_note(
+                [r.evidence for r in records if r.id in share.record_ids and r.evidence is not None],
+                fn.function_hash(text, function),
+            )
+            if note and status == UNTESTED:
+                detail = f"{note}; no test file references it"
+            elif note and status != REVIEWED:
+                detail = f"{detail}; {note}"
             out.append(
                 Entry(
                     path=key,

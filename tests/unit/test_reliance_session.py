@@ -315,3 +315,24 @@ def test_summarize(harness: Harness) -> None:
         "counts": {"passed": 1, "failed": 0, "skipped": 0},
     }]  # fmt: skip
     assert summarize([], []).summary == "nothing to run"
+
+
+def test_an_accepted_tested_candidate_keeps_its_evidence_while_its_code_holds(harness: Harness) -> None:
+    """Accepting a tested suggestion records what it passed, against which code; the
+    diagnostics' detail says it (and that no test references it) until the function
+    changes, and the state file keeps it across a restart."""
+    uri = harness.open("calc.py", CALC)
+    document = harness.documents.get(uri)
+    evidence = {"function": "add", "examples": [True, True, True], "tests": {}, "label": "passes 3/3 examples"}
+    harness.session.accept(Accepted("t1", uri, BODY, document.text.index(BODY), "m", 1000.0, evidence))
+    (entry,) = harness.session.warnings(harness.documents.get(uri))
+    assert entry.status == "untested"  # passing its own examples does not clear the warning
+    assert entry.detail == "AI code, passes its 3 docstring examples; no test file references it"
+    restarted = Harness(harness.root)
+    again = restarted.open("calc.py", CALC)
+    (kept,) = restarted.session.warnings(restarted.documents.get(again))
+    assert kept.detail == entry.detail
+    harness.insert(uri, 1, 4, "x = 1\n    ")  # the function changed: the evidence no longer holds
+    (changed,) = harness.session.warnings(harness.documents.get(uri))
+    assert "docstring examples" not in changed.detail
+    assert changed.detail == "no test references it"
