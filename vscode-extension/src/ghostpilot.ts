@@ -38,6 +38,7 @@ import { keyEnvName, serverEnvironment, withKeyEnv } from './secrets';
 import { ServerKey, languagesFrom, needsRestart, serverSettings } from './settings';
 import { ProgressInfo, applyProgress, parseStatus } from './status';
 import { StatusBar } from './statusBar';
+import { CandidateCycle, CommandCandidate, pickRows } from './tested';
 
 /** Commands this extension contributes. Server commands keep their own ids (see package.json). */
 export const COMMANDS = {
@@ -47,12 +48,17 @@ export const COMMANDS = {
   restart: 'ghostpilot.restartServer',
   showLog: 'ghostpilot.showLog',
   selectModel: 'ghostpilot.selectModel',
+  suggestTested: 'ghostpilot.suggestTestedImplementation',
+  nextCandidate: 'ghostpilot.nextTestedCandidate',
+  previousCandidate: 'ghostpilot.previousTestedCandidate',
 } as const;
 
 /** Commands the server executes (workspace/executeCommand). */
 export const SERVER_COMMANDS = {
   generateDocstring: 'ghostpilot.generateDocstring',
   relianceReport: 'ghostpilot.relianceReport',
+  suggestTested: 'ghostpilot.suggestTested',
+  accept: 'ghostpilot.accept',
 } as const;
 
 const STATUS_NOTIFICATION = 'ghostpilot/status';
@@ -119,6 +125,9 @@ export class Ghostpilot implements vscode.Disposable {
   private readonly reportChanged = new vscode.EventEmitter<vscode.Uri>();
   /** The variable the stored API key is passed in (see secrets.ts); undefined without a key. */
   private keyEnv: string | undefined;
+  /** The tested candidates on screen (src/tested.ts) and their status bar item. */
+  private readonly candidates = new CandidateCycle();
+  private readonly candidateItem = vscode.window.createStatusBarItem('ghostpilot.candidate', vscode.StatusBarAlignment.Right, 101);
 
   /** `apiKey` reads the remote engine's key from SecretStorage (src/secrets.ts). */
   constructor(private readonly apiKey?: () => Promise<string | undefined>) {
@@ -133,6 +142,11 @@ export class Ghostpilot implements vscode.Disposable {
       vscode.commands.registerCommand(COMMANDS.restart, () => this.restart(true)),
       vscode.commands.registerCommand(COMMANDS.showLog, () => this.log.show(true)),
       vscode.commands.registerCommand(COMMANDS.selectModel, () => this.selectModel()),
+      vscode.commands.registerCommand(COMMANDS.suggestTested, () => this.suggestTested()),
+      vscode.commands.registerCommand(COMMANDS.nextCandidate, () => this.showCandidate(1)),
+      vscode.commands.registerCommand(COMMANDS.previousCandidate, () => this.showCandidate(-1)),
+      this.candidateItem,
+      vscode.window.onDidChangeTextEditorSelection(() => this.hideCandidates()),
       vscode.workspace.onDidChangeConfiguration((event) => this.onConfigurationChanged(event)),
       this.reportChanged,
       vscode.workspace.registerTextDocumentContentProvider(REPORT_SCHEME, {
@@ -313,7 +327,12 @@ export class Ghostpilot implements vscode.Disposable {
           this.requestStarted();
           try {
             const result = await next(document, position, context, token);
-            const count = !result ? 0 : Array.isArray(result) ? result.length : result.items.length;
+            const items = !result ? [] : Array.isArray(result) ? result : result.items;
+            const count = items.length;
+            if (!token.isCancellationRequested) {
+              this.candidates.set(items);
+              this.renderCandidate();
+            }
             if (count > 0 && !token.isCancellationRequested) {
               this.status.patch({ roundTripMs: Date.now() - started });
             }
@@ -496,6 +515,66 @@ export class Ghostpilot implements vscode.Disposable {
     const message = (result as { message?: unknown } | null | undefined)?.message;
     if (typeof message === 'string' && message) {
       void vscode.window.showInformationMessage(`Ghostpilot: ${message}`);
+    }
+  }
+
+  /** VS Code's next/previous inline item, with the candidate line following it. */
+  private async showCandidate(step: number): Promise<void> {
+    await vscode.commands.executeCommand(step > 0 ? 'editor.action.inlineSuggest.showNext' : 'editor.action.inlineSuggest.showPrevious');
+    this.candidates.move(step);
+    this.renderCandidate();
+  }
+
+  private hideCandidates(): void {
+    if (this.candidates.text !== undefined) {
+      this.candidates.clear();
+      this.renderCandidate();
+    }
+  }
+
+  private renderCandidate(): void {
+    const text = this.candidates.text;
+    if (text === undefined) {
+      this.candidateItem.hide();
+      return;
+    }
+    this.candidateItem.text = text;
+    this.candidateItem.tooltip = this.candidates.tooltip;
+    this.candidateItem.show();
+  }
+
+  /**
+   * Ghostpilot: Suggest tested implementation. The server draws k bodies for the function
+   * at the cursor, runs its examples and tests on each in the sandbox and ranks them;
+   * the candidates come back in a quick pick with their pass counts, best first.
+   */
+  private async suggestTested(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    const client = editor ? await this.runningClient() : undefined;
+    if (!editor || !client) {
+      return;
+    }
+    const uri = client.code2ProtocolConverter.asUri(editor.document.uri);
+    const position = client.code2ProtocolConverter.asPosition(editor.selection.active);
+    const answer = (await this.executeOnServer(SERVER_COMMANDS.suggestTested, [uri, position], 'tested suggestions')) as
+      | { summary?: string; candidates?: CommandCandidate[]; cancelled?: boolean }
+      | undefined;
+    const candidates = answer?.candidates ?? [];
+    if (!answer || answer.cancelled || !candidates.length) {
+      return;
+    }
+    const picked = await vscode.window.showQuickPick(pickRows(candidates), {
+      title: `Ghostpilot: ${answer.summary ?? ''}`,
+      placeHolder: 'Insert which candidate?',
+    });
+    if (!picked) {
+      return;
+    }
+    const chosen = candidates[picked.index];
+    const range = client.protocol2CodeConverter.asRange(chosen.range);
+    const applied = await editor.edit((edit) => edit.replace(range, chosen.text));
+    if (applied) {
+      await this.executeOnServer(SERVER_COMMANDS.accept, [chosen.id], 'accepting the candidate');
     }
   }
 

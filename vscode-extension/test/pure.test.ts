@@ -6,6 +6,7 @@ import { chooseLaunch, findExecutable, isProblem, missingMessage } from '../src/
 import { logLevelOf } from '../src/serverLog';
 import { SERVER_KEYS, explicitValue, languagesFrom, needsRestart, serverSettings } from '../src/settings';
 import { StatusSnapshot, applyProgress, applyStatus, parseStatus, statusView } from '../src/status';
+import { CandidateCycle, candidateInfo, pickRows } from '../src/tested';
 
 describe('chooseLaunch', () => {
   const cases: [string, unknown, unknown, unknown][] = [
@@ -196,5 +197,33 @@ describe('statusView: local fallback', () => {
     const normal = statusView({ ...base, message: 'llama-server at http://gpu:8080' });
     assert.doesNotMatch(normal.text, /fallback/);
     assert.equal(normal.kind, 'normal');
+  });
+});
+
+describe('tested candidates', () => {
+  const item = (candidate: number, of: number) => ({
+    insertText: 'x',
+    command: { title: 't', command: 'ghostpilot.accept', arguments: ['id', { title: `candidate ${candidate}/${of} · passes ${candidate}/3 examples`, candidate, of, summary: '1 of 2 pass' }] },
+  });
+  it('reads the details the server attaches', () => {
+    assert.deepEqual(candidateInfo(item(1, 2)), { title: 'candidate 1/2 · passes 1/3 examples', candidate: 1, of: 2, summary: '1 of 2 pass' });
+    assert.equal(candidateInfo({ insertText: 'x', command: { arguments: ['id'] } }), undefined);
+  });
+  it('follows the item on screen through next and previous, wrapping', () => {
+    const cycle = new CandidateCycle();
+    cycle.set([item(1, 2), item(2, 2)]);
+    assert.equal(cycle.text, '$(beaker) candidate 1/2 · passes 1/3 examples');
+    cycle.move(1);
+    assert.equal(cycle.text, '$(beaker) candidate 2/2 · passes 2/3 examples');
+    cycle.move(1);
+    assert.equal(cycle.text, '$(beaker) candidate 1/2 · passes 1/3 examples');
+    cycle.move(-1);
+    assert.match(cycle.text ?? '', /candidate 2\/2/);
+    cycle.set([{ insertText: 'plain' }]);
+    assert.equal(cycle.text, undefined);
+  });
+  it('lists command candidates for a quick pick', () => {
+    const rows = pickRows([{ id: 'a', title: 'candidate 1/1 · passes 3/3 examples', text: '    x = 1\n\n    return x\n', range: { start: { line: 1, character: 0 }, end: { line: 1, character: 0 } } }]);
+    assert.deepEqual(rows, [{ label: 'candidate 1/1 · passes 3/3 examples', detail: 'x = 1  ⏎  return x', index: 0 }]);
   });
 });
