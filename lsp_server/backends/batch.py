@@ -12,9 +12,12 @@ Design (decided here, documented in docs/ARCHITECTURE.md):
   :data:`MAX_SEQUENCES` and a unified KV cache (``kv_unified``): the k sequences share
   the prompt's KV cells (``llama_memory_seq_cp`` adds sequence ids to the cells, it
   copies nothing), and each sequence's own tokens take new cells. It is created on the
-  first batch, sized to ``n_ctx + (MAX_SEQUENCES - 1) * max_tokens`` cells (made again,
+  first batch, sized to that request's ``prompt + k * max_tokens`` cells (made again,
   larger, only when a request needs more), and freed by :meth:`BatchContext.close`
-  (``LlamaBackend.close`` calls it). Its memory is the KV cache of that many cells.
+  (``LlamaBackend.close`` calls it). Its memory is the KV cache of that many cells (the
+  embedded model: about 18 KiB per cell, so 8 x 192 tokens and a 1,000-token prompt take
+  about 45 MiB). It gets no persistent threadpool: two polling pools on one machine's
+  cores would take turns spinning.
 - The prompt is **evaluated in the batch context** (not copied from the main one with
   ``llama_state_seq_get_data``): a copy costs a serialisation of the whole sequence
   state, while the batch context keeps its own last prompt and evaluates only the tokens
