@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 COMMAND = "ghostpilot.suggestTested"
 ACTION_TITLE = "Suggest tested implementation"
-KIND = types.CodeActionKind.RefactorRewrite
+# Its own kind, so a client asking for "refactor.rewrite" (docstrings) gets no extra menu.
+KIND = f"{types.CodeActionKind.Refactor.value}.tested"
 ATTRIBUTE = "tested"  # where the server keeps its TestedSuggestions
 
 
@@ -346,6 +347,9 @@ def setup(server: GhostpilotServer) -> None:
 
     def code_actions(ls: GhostpilotServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         uri = params.text_document.uri
+        only = params.context.only
+        if only and not any(KIND == want or KIND.startswith(f"{want}.") for want in only):
+            return []
         try:
             document, offset = document_at(ls.documents, uri, params.range.start)
         except JsonRpcInvalidParams:

@@ -9,6 +9,8 @@ the tests skip, except under CI=true, where that is a failure.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.editors.harness import (
@@ -60,6 +62,7 @@ def test_scenario_exits_cleanly(nvim_run: Run) -> None:
         pytest.param("complete", id="completion-offers-ai-item"),
         pytest.param("accept", id="accept-applies-text-edit"),
         pytest.param("docstring", id="docstring-code-action"),
+        pytest.param("tested", id="tested-suggestion-code-actions"),
         pytest.param("shutdown", id="server-stops"),
     ],
 )
@@ -99,3 +102,17 @@ def test_docstring_code_action_documents_add(nvim_run: Run) -> None:
     facts = nvim_run.facts("docstring")
     assert facts["via"] == "codeAction", facts
     check_docstring_action(facts["title"], nvim_run.report["after_accept"], facts["after_docstring"], "add")
+
+
+def test_tested_suggestion_offers_ranked_candidates_as_code_actions(nvim_run: Run) -> None:
+    """"Suggest tested implementation": the candidates come back ranked with their pass
+    counts, the code actions say "Insert candidate 1: passes N/2 examples", and the
+    chosen one lands in the buffer."""
+    facts = nvim_run.facts("tested")
+    candidates = facts["candidates"]
+    assert candidates, facts
+    assert facts["summary"].startswith(f"{facts['passing']} of {len(candidates)} pass 2 docstring examples")
+    inserts = [t for t in facts["titles"] if t.startswith("Insert candidate ")]
+    assert len(inserts) == len(candidates)
+    assert re.fullmatch(r"Insert candidate 1: passes [0-2]/2 examples.*", inserts[0]), inserts
+    assert candidates[0]["text"].strip() in facts["after_tested"]

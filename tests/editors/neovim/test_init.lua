@@ -78,6 +78,7 @@ local function main()
     cmd = { env.GHOSTPILOT_SERVER, 'serve' },
     mode = 'fallback',
     auto_trigger = false,
+    settings = { testedCandidates = 4, testedMaxTokens = 64 },
   })
   report.mode = vim.lsp.inline_completion and 'inline-capable' or 'fallback'
 
@@ -240,6 +241,53 @@ local function main()
     return { via = info.via, title = info.title, after_docstring = buffer_text(bufnr) }
   end)
   local docstring_ok = ok
+
+  -- Tested suggestions: a function with examples appended at the end; the server's
+  -- command draws and tests candidates, then the code actions there insert one.
+  ok = step('tested', function()
+    local first = api.nvim_buf_line_count(bufnr)
+    api.nvim_buf_set_lines(bufnr, first, first, false, {
+      '', '', 'def halve(n):', '    """Half of n.', '', '    >>> halve(4)', '    2.0', '    >>> halve(1)', '    0.5', '    """', '',
+    })
+    local body_line = first + 10 -- 0-based: the blank line after the docstring
+    local uri = vim.uri_from_bufnr(bufnr)
+    local answers = vim.lsp.buf_request_sync(bufnr, 'workspace/executeCommand', {
+      command = 'ghostpilot.suggestTested',
+      arguments = { uri, { line = body_line, character = 0 } },
+    }, step_timeout)
+    local answer
+    for _, response in pairs(answers or {}) do
+      answer = answer or response.result
+      if response.err then
+        error('ghostpilot.suggestTested failed: ' .. vim.inspect(response.err))
+      end
+    end
+    if not answer then
+      error('no answer to ghostpilot.suggestTested')
+    end
+    local position = { line = body_line, character = 0 }
+    local actions = vim.lsp.buf_request_sync(bufnr, 'textDocument/codeAction', {
+      textDocument = { uri = uri },
+      range = { start = position, ['end'] = position },
+      context = { diagnostics = {} },
+    }, 20000)
+    local titles, insert = {}, nil
+    for _, response in pairs(actions or {}) do
+      for _, action in ipairs(response.result or {}) do
+        table.insert(titles, action.title)
+        if not insert and action.title:match('^Insert candidate 1: ') then
+          insert = action
+        end
+      end
+    end
+    if not insert then
+      error('no "Insert candidate 1" code action: ' .. vim.inspect(titles))
+    end
+    vim.lsp.util.apply_workspace_edit(insert.edit, 'utf-16')
+    return { summary = answer.summary, passing = answer.passing, candidates = answer.candidates,
+             titles = titles, after_tested = buffer_text(bufnr) }
+  end)
+  local tested_ok = ok
   report.final = buffer_text(bufnr)
   -- Stop the server cleanly so its exit is part of the test, whatever came before.
   ok = step('shutdown', function()
@@ -250,7 +298,7 @@ local function main()
     end)
     return {}
   end)
-  finish((ok and docstring_ok) and 0 or 1)
+  finish((ok and docstring_ok and tested_ok) and 0 or 1)
 end
 
 -- Never hang CI: a watchdog past every step's own timeout.
