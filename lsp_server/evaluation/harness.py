@@ -291,6 +291,11 @@ def summarize(records: Sequence[dict[str, Any]], config: EvalConfig) -> dict[str
         if config.rank == "doctest":
             ranked["doctest, then log-prob"] = [float(bool(doctest_choice(s)["passed"]))
                                                for s in sampled.values()]
+            for k in sorted(set(config.ks)):  # the editor's pick with fewer candidates
+                first = [[r for r in s if r["index"] < k] for s in sampled.values()]
+                if 1 < k < config.n and all(len(f) == k for f in first):
+                    ranked[f"tested pick, first {k} samples"] = [
+                        float(bool(doctest_choice(f)["passed"])) for f in first]
             with_examples = [t for t, s in sampled.items() if any("doctest" in r for r in s)]
             summary["tasks_with_examples"] = len(with_examples)
         ranked[f"oracle (pass@{config.n})"] = [float(any(r["passed"] for r in s))

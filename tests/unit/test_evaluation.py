@@ -350,3 +350,19 @@ def test_doctest_ranking_calls_the_editors_tested_pipeline(tmp_path: Path, monke
         evidence = record["doctest"]["evidence"]
         assert evidence["examplesTotal"] == record["doctest"]["attempted"] > 0
         assert record["doctest"]["passed"] == (evidence["examplesPassed"] == evidence["examplesTotal"])
+
+
+def test_summary_gives_the_tested_pick_with_fewer_candidates() -> None:
+    """With n=3 and k=2 in --k, the pick among each task's first 2 samples is reported too."""
+    def record(index: int, passed: bool, examples: bool, logprob: float) -> dict[str, Any]:
+        evidence = {"examples": [examples], "tests": {}, "status": "ran", "testsTotal": 0}
+        return {"task_id": "t", "kind": "sample", "index": index, "passed": passed, "status": "passed",
+                "mean_logprob": logprob,
+                "doctest": {"passed": examples, "attempted": 1, "failed": int(not examples),
+                            "evidence": evidence}}
+
+    records = [record(0, False, False, -0.1), record(1, False, False, -0.2), record(2, True, True, -0.9)]
+    config = EvalConfig(benchmark="toy", model="fake", n=3, temperature=0.8, rank="doctest", ks=(1, 2, 3))
+    ranked = summarize(records, config)["ranked_pass_at_1"]
+    assert ranked["doctest, then log-prob"] == 1.0  # all 3: the passing one is among them
+    assert ranked["tested pick, first 2 samples"] == 0.0  # not among the first 2
