@@ -395,7 +395,8 @@ class CompletionEngine:
             first_line_is_new=first_line_is_new,
             code_first=mode == "block" and first_line_is_new and planned.reason in _CODE_FIRST_REASONS,
         )  # fmt: skip
-        result = backend.generate(request, token)
+        record.prompt_ms = (time.perf_counter() - planned_at) * 1000
+        result = record.result = backend.generate(request, token)
         raw = result.text
         header = (
             postprocess.opened_block(snapshot.text, planned.start, cursor, raw)

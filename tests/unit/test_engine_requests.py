@@ -204,3 +204,30 @@ def test_a_block_after_a_suggested_header_gets_what_is_left_of_the_time_budget()
     assert first.time_budget is not None and first.time_budget.seconds == pytest.approx(1.5)
     assert follow.time_budget is not None and follow.time_budget.seconds == pytest.approx(0.3)
     assert follow.time_budget.cut is first.time_budget.cut
+
+
+def test_last_request_accounts_for_every_request() -> None:
+    """``lastRequest`` (ghostpilot/stats) has the tokens of a plain line suggestion, of
+    one dropped by post-processing, and the reason when nothing was asked of the model."""
+    backend = Recorder([" + 1", " + (", "x"])
+    worker = ModelWorker()
+    worker.load(lambda: backend, "stand-in").result(timeout=5)
+    engine = CompletionEngine(worker, lambda: Settings())
+    text = "def f(x):\n    y = x\n    return y"
+    try:
+        assert engine.complete_blocking(Document(uri="file:///t.py", text=text), len(text))
+        shown = engine.last_request
+        assert shown is not None and shown.outcome == "suggested"
+        assert shown.as_json()["generatedTokens"] == 3 and shown.prompt_ms >= 0
+        engine.forget("file:///t.py")  # no type-through
+        assert engine.complete_blocking(Document(uri="file:///t.py", text=text), len(text)) is None
+        dropped = engine.last_request
+        assert dropped is not None and dropped.outcome == "dropped by post-processing"
+        assert dropped.as_json()["generatedTokens"] == 3
+        comment = "def f(x):\n    # a comment"
+        assert engine.complete_blocking(Document(uri="file:///t.py", text=comment), len(comment)) is None
+        nothing = engine.last_request
+        assert nothing is not None and nothing.outcome.startswith("nothing to suggest")
+        assert nothing.as_json()["generatedTokens"] == 0 and len(backend.requests) == 2
+    finally:
+        worker.shutdown()
