@@ -180,3 +180,31 @@ def test_cancelling_returns_what_finished() -> None:
     outcome = test_candidates(FUNCTION, candidates(GOOD, HALF), checks_for(target), check=check,
                               cancel=cancel, workers=1)
     assert outcome.cancelled and outcome.candidates == ()
+
+
+def test_body_range_draws_at_the_cursor_or_replaces_the_body() -> None:
+    from lsp_server.features.tested import body_range
+
+    empty = function_at(FUNCTION, len(FUNCTION))
+    assert empty is not None
+    # An empty body: drawn after the docstring, nothing replaced, however it was asked.
+    assert body_range(FUNCTION, empty, len(FUNCTION), at_cursor=False) == (len(FUNCTION), len(FUNCTION))
+    text = FUNCTION + "    total = a\n    return total + b\n"
+    target = function_at(text, len(FUNCTION) + 4)
+    assert target is not None
+    # The command replaces the whole body after the docstring ...
+    start, end = body_range(text, target, len(FUNCTION) + 4, at_cursor=False)
+    assert (start, text[start:end]) == (len(FUNCTION), "    total = a\n    return total + b")
+    # ... inline completion continues at the cursor in a partial body.
+    cursor = len(FUNCTION) + len("    total = a\n")
+    assert body_range(text, target, cursor, at_cursor=True) == (cursor, cursor)
+
+
+def test_insert_titles_and_command_titles_carry_the_pass_counts() -> None:
+    from lsp_server.features.tested import insert_title
+
+    candidate = Candidate("x", 0, 0, -1.0, 0, Evidence((True, True, False), {"t::a": "passed", "t::b": "failed"}))
+    assert insert_title(1, candidate) == "Insert candidate 1: passes 2/3 examples, 1/2 tests"
+    assert candidate_title(2, 5, candidate) == "candidate 2/5 \u00b7 passes 2/3 examples, 1/2 tests"
+    killed = Candidate("x", 0, 0, -1.0, 1, Evidence((False,), {}, "timeout", "killed: ran past its time limit"))
+    assert insert_title(3, killed) == "Insert candidate 3: passes 0/1 examples (killed: ran past its time limit)"
