@@ -10,6 +10,7 @@ that is a failure.
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -94,6 +95,7 @@ def test_scenario_exits_cleanly(emacs_run: Run) -> None:
         pytest.param("complete", id="completion-at-point-applies-ai-item"),
         pytest.param("suggest", id="ghost-text-preview-and-accept"),
         pytest.param("docstring", id="docstring-code-action"),
+        pytest.param("tested", id="tested-suggestion-code-actions"),
     ],
 )
 def test_step_passes(emacs_run: Run, name: str) -> None:
@@ -140,3 +142,16 @@ def test_docstring_code_action_documents_add(emacs_run: Run) -> None:
     assert facts["via"] == "eglot-code-actions", facts
     assert facts["docstring_commands"] == 1, "the command did not go through ghostpilot.el's method"
     check_docstring_action(facts["title"], emacs_run.report["after_accept"], facts["after"], "add")
+
+
+def test_tested_suggestion_offers_ranked_candidates_as_code_actions(emacs_run: Run) -> None:
+    """"Suggest tested implementation" through eglot: ranked candidates with their pass
+    counts, code actions "Insert candidate 1: passes N/2 examples", the chosen one in the
+    buffer."""
+    facts = emacs_run.facts("tested")
+    assert facts["count"] >= 1, facts
+    assert facts["summary"].startswith(f"{facts['passing']} of {facts['count']} pass 2 docstring examples")
+    inserts = [t for t in facts["titles"] if t.startswith("Insert candidate ")]
+    assert len(inserts) == facts["count"], facts["titles"]
+    assert re.fullmatch(r"Insert candidate 1: passes [0-2]/2 examples.*", inserts[0]), inserts
+    assert facts["best"].strip() in facts["after"]

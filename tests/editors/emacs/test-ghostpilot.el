@@ -104,7 +104,8 @@
   (setq eglot-connect-timeout gp-test-timeout
         eglot-sync-connect gp-test-timeout)
   (setq ghostpilot-server-command (list (getenv "GHOSTPILOT_SERVER") "serve")
-        ghostpilot-request-timeout gp-test-timeout)
+        ghostpilot-request-timeout gp-test-timeout
+        ghostpilot-settings '(:testedCandidates 4 :testedMaxTokens 64))
   (load (expand-file-name "ghostpilot.el" (getenv "GHOSTPILOT_PLUGIN")) nil t)
   (ghostpilot-eglot-setup)
   (advice-add 'ghostpilot--execute :around
@@ -199,7 +200,7 @@
 
   ;; Step 3: the docstring code action through eglot's own code-action command, as
   ;; M-x eglot-code-actions runs it (one action of that kind: no menu to answer).
-  (let ((ok (gp-test-step "docstring"
+  (let* ((ok (gp-test-step "docstring"
               (gp-test-goto (getenv "GHOSTPILOT_DOCSTRING_AT"))
               (let* ((before (gp-test-buffer-text))
                      (kind "refactor.rewrite")
@@ -217,9 +218,39 @@
                             (length (cl-remove-if-not
                                      (lambda (c) (equal (car c) "ghostpilot.generateDocstring"))
                                      gp-test-commands)))
-                      (cons 'after (gp-test-buffer-text)))))))
+                      (cons 'after (gp-test-buffer-text))))))
+        ;; Step 4: tested suggestions. A function with examples at the end; the server's
+        ;; command draws and tests candidates, then the code actions there insert one.
+        (tested-ok
+         (gp-test-step "tested"
+           (goto-char (point-max))
+           (insert "\n\ndef halve(n):\n    \"\"\"Half of n.\n\n    >>> halve(4)\n    2.0\n"
+                   "    >>> halve(1)\n    0.5\n    \"\"\"\n")
+           (eglot--signal-textDocument/didChange)
+           (let* ((body (point))
+                  (server (eglot--current-server-or-lose))
+                  (answer (jsonrpc-request
+                           server :workspace/executeCommand
+                           (list :command "ghostpilot.suggestTested"
+                                 :arguments (vector (eglot--path-to-uri (buffer-file-name))
+                                                    (eglot--pos-to-lsp-position body)))
+                           :timeout gp-test-timeout))
+                  (actions (eglot-code-actions body body "refactor.tested"))
+                  (titles (mapcar (lambda (a) (plist-get a :title)) actions))
+                  (chosen (cl-find-if (lambda (a) (string-prefix-p "Insert candidate 1: " (plist-get a :title)))
+                                      actions))
+                  (candidates (plist-get answer :candidates)))
+             (unless chosen
+               (error "No \"Insert candidate 1\" code action: %S" titles))
+             (eglot--apply-workspace-edit (plist-get chosen :edit))
+             (list (cons 'summary (plist-get answer :summary))
+                   (cons 'passing (plist-get answer :passing))
+                   (cons 'count (length candidates))
+                   (cons 'best (plist-get (aref candidates 0) :text))
+                   (cons 'titles (vconcat titles))
+                   (cons 'after (gp-test-buffer-text)))))))
     (push (cons 'final (gp-test-buffer-text)) gp-test-report)
-    (gp-test-finish (if ok 0 1))))
+    (gp-test-finish (if (and ok tested-ok) 0 1))))
 
 ;; Never hang CI: a watchdog past every step's own timeout.
 (run-with-timer (* 5 gp-test-timeout) nil
