@@ -29,6 +29,11 @@ export const SERVER_KEYS = [
   'completionFallback',
   'docstringStyle',
   'reliance',
+  // Tested suggestions (README "Tested suggestions").
+  'testedCandidates',
+  'testedTemperature',
+  'testedMaxTokens',
+  'testedTimeoutS',
   // Remote engines (README "Remote engines"); the API key itself is never a setting.
   'backend',
   'endpoint',
