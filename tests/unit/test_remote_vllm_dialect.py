@@ -5,7 +5,8 @@
 - ``/v1/models`` gives ``max_model_len``;
 - ``/tokenize`` is at the root and reads ``prompt`` and ``add_special_tokens`` (default
   true): without ``prompt`` it answers 400, as vLLM's request validation does;
-- the stream's last event before ``[DONE]`` has no choices, only ``usage``.
+- the stream's last event before ``[DONE]`` has no choices, only ``usage``;
+- ``stop`` takes at most 4 strings (400 otherwise), as in OpenAI's API.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def _vllm(method: str, path: str, body: Any) -> tuple[int, str, list[bytes]]:
         answer = {"count": len(ids), "max_model_len": 3072, "tokens": ids, "token_strs": None}
         return 200, "application/json", [json.dumps(answer).encode()]
     if path == "/v1/completions":
+        if len(body.get("stop") or ()) > 4:
+            detail = {"error": {"message": "stop: List should have at most 4 items", "code": 400}}
+            return 400, "application/json", [json.dumps(detail).encode()]
         chunk = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": MODEL}
         events: list[Any] = [
             {**chunk, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": None,
@@ -89,6 +93,15 @@ def test_generation_reads_text_and_the_usage_event(vllm: StandIn) -> None:
     assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
     assert result.text == "if n < 2:" and result.stop_reason == "length"
     assert result.token_count == 5 and result.prompt_tokens == len(sent.body["prompt"])
+
+
+def test_more_than_four_stop_strings_all_apply(vllm: StandIn) -> None:
+    backend = RemoteBackend(RemoteConfig("openai", vllm.url, http=HttpOptions(timeout_s=5)))
+    stops = ("\ndef", "\nclass", "\nif", "\n#", " <")  # the fifth is met in the stream
+    request = GenerationRequest(prompt="def f(n):\n    ", max_tokens=5, stop=stops)
+    result = backend.generate(request, CancelToken())
+    assert vllm.seen[-1].body["stop"] == list(stops[:4])
+    assert result.text == "if n" and result.stop_reason == "stop"
 
 
 def test_llama_server_tokenize_body_is_unchanged() -> None:

@@ -25,6 +25,7 @@ from lsp_server.backends.base import GenerationRequest
 from lsp_server.backends.remote.http import RemoteError
 
 ENGINES = ("llama-server", "openai", "ollama")
+OPENAI_MAX_STOP = 4
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,9 @@ def openai_body(request: GenerationRequest, tokens: list[int], model: str) -> di
         "stream_options": {"include_usage": True},
     }
     if request.stop:
-        body["stop"] = list(request.stop)
+        # The OpenAI API (and vLLM, which validates it) takes at most 4 stop strings: the
+        # rest are applied here as the stream arrives (all of them are, in any case).
+        body["stop"] = list(request.stop)[:OPENAI_MAX_STOP]
     if request.seed is not None:
         body["seed"] = request.seed
     return body
