@@ -421,3 +421,20 @@ def test_select_model_lists_models_then_downloads_and_switches(run: dict[str, An
     ready = [m.body for m in run["trace"] if m.method == "ghostpilot/status" and isinstance(m.body, dict)
              and m.body.get("model") == SELECT_MODEL and m.body.get("state") == "ready"]  # fmt: skip
     assert ready, "the server never reported the selected model ready"
+
+
+def test_tested_candidate_shows_its_pass_count_in_the_status_bar(run: dict[str, Any]) -> None:
+    """Alt+\\ in the empty body of a function with examples: the inline items are ranked
+    tested candidates, and the status bar names the one on screen with what it passed;
+    Alt+] moves to the next and the line follows. Screenshot: 08-tested-candidate.png."""
+    tested = run["tested"]
+    assert tested["error"] is None, tested
+    match = re.fullmatch(r".*candidate 1/(\d+) \u00b7 passes ([0-2])/2 examples.*", tested["status"] or "")
+    assert match, tested
+    count = int(match.group(1))
+    assert (ARTIFACTS / "08-tested-candidate.png").is_file()
+    items = [item for item in inline_items(run["trace"])
+             if len((item.get("command") or {}).get("arguments") or []) == 2]
+    assert len(items) >= count, "the tested items did not come from the server"
+    if count > 1:
+        assert re.fullmatch(r".*candidate 2/\d+ \u00b7 passes [0-2]/2 examples.*", tested["statusAfterNext"] or ""), tested
