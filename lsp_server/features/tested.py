@@ -14,8 +14,10 @@ Three ways in:
   "candidate 1/5 · passes 3/3 examples, 2/2 tests" for the item on screen);
 - the VS Code command, which moves to the body and invokes inline completion.
 
-A newer tested request for the same document, ``$/cancelRequest`` or the progress
-bar's cancel stops the sampling (between tokens) and the sandboxed runs.
+A newer request for the same document (a completion as the user types on, or another
+tested request), ``$/cancelRequest`` or the progress bar's cancel stops the sampling
+(between tokens); the last two, and another tested request, stop the sandboxed runs too.
+What was drawn for an older version of the document is not offered.
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ class TestedSuggestions:
         overrides = Overrides("block", settings.tested_max_tokens, settings.tested_temperature,
                               settings.top_p, seed=None)
         run.drawing = asyncio.ensure_future(
-            ls.engine.candidates(drawn_on, start, k=k, overrides=overrides, key=f"tested:{document.uri}"))
+            ls.engine.candidates(drawn_on, start, k=k, overrides=overrides, key=document.uri))  # typing supersedes it
         try:
             drawn = await run.drawing
         except (Cancelled, asyncio.CancelledError) as error:

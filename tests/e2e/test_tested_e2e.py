@@ -203,6 +203,29 @@ async def test_cancelling_stops_the_sampling(client: LanguageClient) -> None:
     assert stopped_after < 60, stopped_after
 
 
+async def test_a_newer_request_for_the_document_supersedes_the_sampling(client: LanguageClient) -> None:
+    uri = _open(client, "adder4.py", WITH_EXAMPLES)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"ghostpilot": {**OPTIONS, "testedCandidates": 16, "testedMaxTokens": 1024}}))  # fmt: skip
+    request = asyncio.ensure_future(client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command=COMMAND, arguments=[uri, {"line": 10, "character": 0}])))  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(str(t).startswith("ghostpilot-tested") for t in client.progress_reports):
+        assert time.monotonic() < deadline and not request.done(), "no tested progress"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2.0)
+    assert not request.done()
+    superseded_at = time.monotonic()
+    # The user types on: an automatic completion for the same document.
+    plain = asyncio.ensure_future(client.text_document_inline_completion_async(types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=4),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic))))
+    answer: Any = await asyncio.wait_for(request, 120)
+    assert answer["cancelled"] is True, answer
+    assert time.monotonic() - superseded_at < 60
+    await asyncio.wait_for(plain, 300)  # and the newer request is served
+
+
 @pytest_lsp.fixture(config=_server([LOOPS, FORKS]))
 async def forced_client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
     lsp_client.recorder = await _start(lsp_client)  # type: ignore[attr-defined]
