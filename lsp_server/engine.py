@@ -155,9 +155,12 @@ class StableHeaders:
 
     def __init__(self, size: int = 64) -> None:
         self._headers: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # Per document: the imports and outline of its last clean parse.
+        self._files: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._size = size
 
     def settle(self, uri: str, context: PromptContext, *, clean: bool) -> PromptContext:
+        context = self._settle_outline(uri, context, clean=clean)
         if not context.scope_header:
             return context
         key = (uri, context.scope_header.split("\n", 1)[0], context.current.split("\n", 1)[0])
@@ -171,7 +174,25 @@ class StableHeaders:
         self._headers.move_to_end(key)
         return replace(context, scope_header=known)
 
+    def _settle_outline(self, uri: str, context: PromptContext, *, clean: bool) -> PromptContext:
+        """The file's imports and outline (in a function), as of its last clean parse: a
+        body being typed elsewhere in the file can fold the definitions after it into an
+        ERROR node, or open a ``try:`` that holds an import, and these pieces head every
+        prompt of the file (found by the jump replay)."""
+        if not context.in_function:
+            return context
+        known = self._files.get(uri)
+        if clean or known is None:
+            self._files[uri] = (context.imports, context.outline)
+            self._files.move_to_end(uri)
+            while len(self._files) > self._size:
+                self._files.popitem(last=False)
+            return context
+        self._files.move_to_end(uri)
+        return replace(context, imports=known[0], outline=known[1])
+
     def forget(self, uri: str) -> None:
+        self._files.pop(uri, None)
         for key in [key for key in self._headers if key[0] == uri]:
             del self._headers[key]
 

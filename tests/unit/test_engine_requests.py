@@ -231,3 +231,23 @@ def test_last_request_accounts_for_every_request() -> None:
         assert nothing.as_json()["generatedTokens"] == 0 and len(backend.requests) == 2
     finally:
         worker.shutdown()
+
+
+def test_the_outline_holds_while_another_body_is_broken() -> None:
+    """The outline heads every prompt of the file; an unfinished statement elsewhere must
+    not change it (only a clean parse does)."""
+    from lsp_server.engine import StableHeaders
+    from lsp_server.prompts.context import PromptContext
+
+    def context(outline: str, imports: str = "import os") -> PromptContext:
+        return PromptContext(imports, (), "", "def f():\n    ", "", "", "", True, outline=outline)
+
+    headers = StableHeaders()
+    full, folded = "def a(): ...\ndef b(): ...", "def a(): ..."
+    assert headers.settle("u", context(full), clean=True).outline == full
+    held = headers.settle("u", context(folded, "import os\nimport ssl"), clean=False)
+    assert (held.outline, held.imports) == (full, "import os")
+    assert headers.settle("v", context(folded), clean=False).outline == folded
+    assert headers.settle("u", context(folded), clean=True).outline == folded
+    headers.forget("u")
+    assert headers.settle("u", context(""), clean=False).outline == ""
