@@ -273,28 +273,33 @@ class CompletionEngine:
         return results
 
     async def candidates(
-        self, document: Document, cursor: int, *, k: int, overrides: Overrides, key: str | None = None
+        self, document: Document, cursor: int, *, k: int, overrides: Overrides, key: str | None = None,
+        on_candidate: Callable[[int, Suggestion], None] | None = None,
     ) -> list[Suggestion]:
         """``k`` block samples at the cursor for a tested suggestion (seeds ``seed + i``),
-        decoded as one batch where the backend can (``backends/batch.sample_k``)."""
+        decoded as one batch where the backend can (``backends/batch.sample_k``);
+        ``on_candidate(i, suggestion)`` is called on the worker thread as each is done."""
         snapshot = Snapshot.of(document)
         return await self.worker.run(
-            partial(self._candidates_job, snapshot=snapshot, cursor=cursor, k=k, overrides=overrides),
+            partial(self._candidates_job, snapshot=snapshot, cursor=cursor, k=k, overrides=overrides,
+                    on_candidate=on_candidate),
             key=key or document.uri,
         )
 
     def candidates_blocking(
-        self, document: Document, cursor: int, *, k: int, overrides: Overrides
+        self, document: Document, cursor: int, *, k: int, overrides: Overrides,
+        on_candidate: Callable[[int, Suggestion], None] | None = None,
     ) -> list[Suggestion]:
         """:meth:`candidates` from a thread or the CLI (the evaluation draws with it)."""
         snapshot = Snapshot.of(document)
         return self.worker.run_blocking(
-            partial(self._candidates_job, snapshot=snapshot, cursor=cursor, k=k, overrides=overrides)
+            partial(self._candidates_job, snapshot=snapshot, cursor=cursor, k=k, overrides=overrides,
+                    on_candidate=on_candidate)
         )
 
     def _candidates_job(
         self, backend: Backend, token: CancelToken, *, snapshot: Snapshot, cursor: int, k: int,
-        overrides: Overrides,
+        overrides: Overrides, on_candidate: Callable[[int, Suggestion], None] | None = None,
     ) -> list[Suggestion]:
         from lsp_server.backends.batch import sample_k
 
@@ -312,12 +317,17 @@ class CompletionEngine:
                      code_first=first_line_is_new),
             time_budget=None,  # tested candidates are whole bodies: no keystroke budget
         )
-        out = []
-        for result in sample_k(backend, request, k, token):
+        done: dict[int, Suggestion] = {}
+
+        def finished(index: int, result: GenerationResult) -> None:
             text = postprocess.finish(snapshot, cursor, planned.start, mode, result.text)
-            out.append(Suggestion(text or "", planned.start, cursor, mode, uri=snapshot.uri,
-                                  version=snapshot.version, model=backend.info.name, result=result))
-        return out
+            done[index] = Suggestion(text or "", planned.start, cursor, mode, uri=snapshot.uri,
+                                     version=snapshot.version, model=backend.info.name, result=result)
+            if on_candidate is not None:
+                on_candidate(index, done[index])
+
+        sample_k(backend, request, k, token, finished)
+        return [done[index] for index in sorted(done)]
 
     def forget(self, uri: str) -> None:
         """Drop what is kept of a closed document: its last snapshot (text, bytes, tree)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import codecs
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 MAX_SEQUENCES = 32
 # Prompt tokens per llama_decode while the prompt is evaluated.
 PROMPT_CHUNK = 512
+
+
+# Called with (sequence index, its result) as each sequence of a batch ends.
+OnResult = Callable[[int, GenerationResult], None]
 
 
 class TokenSource(Protocol):
@@ -206,9 +210,12 @@ class BatchContext:
         return reused, len(pending)
 
     def sample(
-        self, source: TokenSource, request: GenerationRequest, k: int, cancel: CancelToken
+        self, source: TokenSource, request: GenerationRequest, k: int, cancel: CancelToken,
+        on_result: OnResult | None = None,
     ) -> list[GenerationResult]:
-        """``k`` samples of ``request`` (seeds ``seed``, ``seed + 1``...), in one batch."""
+        """``k`` samples of ``request`` (seeds ``seed``, ``seed + 1``...), in one batch.
+        ``on_result(index, result)`` is called as each sequence ends (they end at
+        different lengths), so its result can be used before the batch is done."""
         if not 1 <= k <= MAX_SEQUENCES:
             raise ValueError(f"a batch draws 1 to {MAX_SEQUENCES} samples, not {k}")
         started = time.perf_counter()
@@ -243,6 +250,9 @@ class BatchContext:
                     sequence.finished_at = time.perf_counter()
                     if sequence.index:
                         self._llama_cpp.llama_memory_seq_rm(memory, sequence.index, len(tokens), -1)
+                    if on_result is not None:
+                        on_result(sequence.index, self._result(sequence, tokens, reused, evaluated, started,
+                                                               prompt_done))
             live = still
             if not live:
                 break
@@ -302,16 +312,26 @@ class BatchContext:
         )
 
 
-def sample_k(backend: Any, request: GenerationRequest, k: int, cancel: CancelToken) -> list[GenerationResult]:
+def sample_k(
+    backend: Any, request: GenerationRequest, k: int, cancel: CancelToken, on_result: OnResult | None = None
+) -> list[GenerationResult]:
     """``k`` samples of ``request`` (seeds ``seed + i``): one batch where the backend has
-    ``sample_batch`` (the local model), else one request after another (a remote engine)."""
+    ``sample_batch`` (the local model), else one request after another (a remote engine).
+    ``on_result(i, result)`` is called as each sample is done."""
     batched = getattr(backend, "sample_batch", None)
     if batched is not None:
         out: list[GenerationResult] = []
         while len(out) < k:  # more than one batch holds: several batches
             size = min(MAX_SEQUENCES, k - len(out))
             seed = None if request.seed is None else request.seed + len(out)
-            out.extend(batched(replace(request, seed=seed), size, cancel))
+            offset = len(out)
+            done = None if on_result is None else (lambda i, r: on_result(offset + i, r))  # noqa: B023
+            out.extend(batched(replace(request, seed=seed), size, cancel, done))
         return out
     base = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
-    return [backend.generate(replace(request, seed=base + i), cancel) for i in range(k)]
+    results = []
+    for i in range(k):
+        results.append(backend.generate(replace(request, seed=base + i), cancel))
+        if on_result is not None:
+            on_result(i, results[-1])
+    return results

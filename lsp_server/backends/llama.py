@@ -381,12 +381,13 @@ class LlamaBackend:
         )
 
     def sample_batch(
-        self, request: GenerationRequest, k: int, cancel: CancelToken
+        self, request: GenerationRequest, k: int, cancel: CancelToken, on_result: Any = None
     ) -> list[GenerationResult]:
         """``k`` samples of ``request`` decoded as one batch (seeds ``seed + i``), in a
-        second context of this model made on first use (see backends/batch.py)."""
+        second context of this model made on first use (see backends/batch.py);
+        ``on_result(i, result)`` as each sequence ends."""
         from lsp_server.backends.batch import BatchContext
 
         if getattr(self, "_batch", None) is None:
             self._batch = BatchContext(self._llama_cpp, self.llm, self.info.n_threads)
-        return self._batch.sample(self, request, k, cancel)
+        return self._batch.sample(self, request, k, cancel, on_result)

@@ -122,31 +122,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def time_to_tested(sampler: Any, task: Any, k: int, temperature: float) -> dict[str, Any]:
-    """Draw ``k`` candidates for ``task`` as the editor does and test them; when the
-    first candidate's evidence is in, and when all are."""
+    """Draw ``k`` candidates for ``task`` as the editor does (each tested in the sandbox
+    as soon as its sequence ends); when the first candidate's evidence is in, and all."""
     from lsp_server.engine import Overrides
-    from lsp_server.tested import Candidate, function_at, test_candidates
+    from lsp_server.tested import Candidate, function_at
+    from lsp_server.tested.pipeline import Tester
     from lsp_server.tested.target import checks_for
 
     text, cursor = task.document_text, task.cursor
-    started = time.perf_counter()
-    drawn = sampler.engine.candidates_blocking(
-        sampler._document(text), cursor, k=k,
-        overrides=Overrides("block", sampler.max_tokens, temperature, 0.95, 1))
-    drawn_s = time.perf_counter() - started
     target = function_at(text, cursor)
     checks = checks_for(target) if target is not None else None
+    if checks is None or checks.empty:
+        return {"task": task.task_id, "drawn_s": float("nan"), "first_tested_s": float("nan"),
+                "all_tested_s": float("nan"), "distinct": 0, "summary": "no examples"}
     first: list[float] = []
+    started = time.perf_counter()
 
     def progress(done: int, total: int, passing: int) -> None:
         if done and not first:
             first.append(time.perf_counter() - started)
 
-    candidates = [Candidate(s.text, s.start, s.end, s.mean_logprob, i) for i, s in enumerate(drawn)]
-    if checks is None or checks.empty:
-        return {"task": task.task_id, "drawn_s": drawn_s, "first_tested_s": float("nan"),
-                "all_tested_s": float("nan"), "distinct": 0, "summary": "no examples"}
-    outcome = test_candidates(text, candidates, checks, progress=progress)
+    tester = Tester(text, checks, progress=progress, expected=k)
+    sampler.engine.candidates_blocking(
+        sampler._document(text), cursor, k=k,
+        overrides=Overrides("block", sampler.max_tokens, temperature, 0.95, 1),
+        on_candidate=lambda i, s: tester.add(Candidate(s.text, s.start, s.end, s.mean_logprob, i)))
+    drawn_s = time.perf_counter() - started
+    outcome = tester.outcome()
     return {"task": task.task_id, "drawn_s": drawn_s, "first_tested_s": first[0] if first else float("nan"),
             "all_tested_s": time.perf_counter() - started, "distinct": len(outcome.candidates),
             "passing": outcome.passing, "summary": outcome.summary()}

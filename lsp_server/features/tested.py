@@ -51,8 +51,8 @@ from lsp_server.tested import (
     candidate_title,
     checks_for,
     function_at,
-    test_candidates,
 )
+from lsp_server.tested.pipeline import Tester
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,24 @@ class TestedSuggestions:
         ls.send_status("generating")
         overrides = Overrides("block", settings.tested_max_tokens, settings.tested_temperature,
                               settings.top_p, seed=None)
-        run.drawing = asyncio.ensure_future(
-            ls.engine.candidates(drawn_on, start, k=k, overrides=overrides, key=document.uri))  # typing supersedes it
+        shift = end - start
+        forced = forced_candidates(start, end, k)
+
+        def report(done: int, total: int, passing: int) -> None:
+            message = f"testing {total} candidates: {passing} pass" + (f" ({done}/{total} run)" if done < total else "")
+            loop.call_soon_threadsafe(progress.report, message)
+
+        # Each candidate is tested as soon as its sequence ends, while the others are drawn.
+        tester = Tester(text, checks, timeout_s=settings.tested_timeout_s, workers=2, cancel=run.event,
+                        progress=report, expected=k + len(forced))
+
+        def drawn_one(index: int, suggestion: Suggestion) -> None:
+            tester.add(Candidate(suggestion.text.rstrip("\n") if shift else suggestion.text, suggestion.start,
+                                 suggestion.end + shift, suggestion.mean_logprob, index))
+
+        run.drawing = asyncio.ensure_future(ls.engine.candidates(
+            drawn_on, start, k=k, overrides=overrides, key=document.uri,  # typing supersedes it
+            on_candidate=drawn_one))
         try:
             drawn = await run.drawing
         except (Cancelled, asyncio.CancelledError) as error:
@@ -196,27 +212,20 @@ class TestedSuggestions:
                 raise
             raise Cancelled("cancelled") from None
         except ModelUnavailable as error:
+            run.cancel()
             ls.report_error(f"model:{error}", str(error))
             ls.send_status("error", message=str(error))
             progress.end(str(error))
+            await asyncio.to_thread(tester.outcome)
             return None
+        finally:
+            if run.event.is_set():  # the runs already started stop; collect the pool
+                await asyncio.to_thread(tester.outcome)
         cancel = run.event
-        shift = end - start
-        candidates = [
-            Candidate(s.text.rstrip("\n") if shift else s.text, s.start, s.end + shift, s.mean_logprob, i)
-            for i, s in enumerate(drawn)
-        ]
-        candidates += forced_candidates(start, end, len(candidates))
-        progress.report(f"testing {len(candidates)} candidates: 0 pass")
-
-        def report(done: int, total: int, passing: int) -> None:
-            message = f"testing {total} candidates: {passing} pass" + (f" ({done}/{total} run)" if done < total else "")
-            loop.call_soon_threadsafe(progress.report, message)
-
+        for candidate in forced:
+            tester.add(candidate)
         try:
-            outcome = await asyncio.to_thread(
-                test_candidates, text, candidates, checks, timeout_s=settings.tested_timeout_s,
-                workers=2, cancel=cancel, progress=report)
+            outcome = await asyncio.to_thread(tester.outcome)
         except asyncio.CancelledError:
             cancel.set()
             progress.end("cancelled")

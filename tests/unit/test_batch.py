@@ -51,8 +51,13 @@ def test_sampled_sequences_follow_their_seeds_and_stop_on_their_own(backend) -> 
 
     request = GenerationRequest(prompt=PROMPTS[1], max_tokens=32, temperature=0.9, top_p=0.95,
                                 seed=11, logprobs=True, stop_rule=stop_at_second_line)
-    drawn = backend.sample_batch(request, 6, CancelToken())
+    ended: list[int] = []
+    drawn = backend.sample_batch(request, 6, CancelToken(), lambda i, r: ended.append(i))
     assert len(drawn) == 6
+    assert sorted(ended) == list(range(6))  # each reported once, as it ended
+    lengths = [drawn[i].token_count for i in ended]
+    # The shorter ones first (on one step, one ended by EOS counts a token less).
+    assert all(later >= earlier - 1 for earlier, later in zip(lengths, lengths[1:])), lengths
     assert len({r.text for r in drawn}) > 1  # each sequence has its own seed
     for result in drawn:
         assert result.text.count("\n") <= 1, result  # each stopped by its own rule check

@@ -208,3 +208,32 @@ def test_insert_titles_and_command_titles_carry_the_pass_counts() -> None:
     assert candidate_title(2, 5, candidate) == "candidate 2/5 \u00b7 passes 2/3 examples, 1/2 tests"
     killed = Candidate("x", 0, 0, -1.0, 1, Evidence((False,), {}, "timeout", "killed: ran past its time limit"))
     assert insert_title(3, killed) == "Insert candidate 3: passes 0/1 examples (killed: ran past its time limit)"
+
+
+def test_a_tester_checks_candidates_as_they_come() -> None:
+    """Candidates added one by one (as a batch's sequences end) are tested at once; a
+    copy differing only in formatting is not run again; the total is k while drawing."""
+    from lsp_server.tested.pipeline import Tester
+
+    target = function_at(FUNCTION, len(FUNCTION))
+    assert target is not None
+    runs: list[str] = []
+    seen: list[tuple[int, int, int]] = []
+
+    def check(source: str, checks: Checks) -> Evidence:
+        runs.append(source)
+        return Evidence((source.endswith(GOOD), True, True))
+
+    tester = Tester(FUNCTION, checks_for(target), check=check, workers=1, expected=4,
+                    progress=lambda *a: seen.append(a))
+    first, copy, other = candidates(GOOD, "    return (a + b)\n", HALF, logprobs=(-1.0, -0.5, -2.0))
+    tester.add(first)
+    tester.add(copy)
+    tester.add(other)
+    tester.add(Candidate("", first.start, first.end, -1.0, 3))
+    outcome = tester.outcome()
+    assert len(runs) == 2  # the copy was not run
+    assert outcome.drawn == 4 and [c.text for c in outcome.candidates] == [GOOD, HALF]
+    assert outcome.candidates[0].copies == 2 and outcome.candidates[0].mean_logprob == -0.5
+    assert seen[0][1] == 4  # while drawing, the total is what will come
+    assert seen[-1] == (2, 2, 1)  # once closed, the distinct count
