@@ -5,6 +5,7 @@ forks killed while the others still rank."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,11 @@ def test_a_tester_checks_candidates_as_they_come() -> None:
                     progress=lambda *a: seen.append(a))
     first, copy, other = candidates(GOOD, "    return (a + b)\n", HALF, logprobs=(-1.0, -0.5, -2.0))
     tester.add(first)
+    deadline = time.monotonic() + 30
+    while not seen:  # tested while the others are still being drawn
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert seen[0] == (1, 4, 1)  # while drawing, the total is what will come
     tester.add(copy)
     tester.add(other)
     tester.add(Candidate("", first.start, first.end, -1.0, 3))
@@ -235,5 +241,4 @@ def test_a_tester_checks_candidates_as_they_come() -> None:
     assert len(runs) == 2  # the copy was not run
     assert outcome.drawn == 4 and [c.text for c in outcome.candidates] == [GOOD, HALF]
     assert outcome.candidates[0].copies == 2 and outcome.candidates[0].mean_logprob == -0.5
-    assert seen[0][1] == 4  # while drawing, the total is what will come
     assert seen[-1] == (2, 2, 1)  # once closed, the distinct count
