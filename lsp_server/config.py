@@ -61,15 +61,15 @@ class Settings:
     # completed: a 20 MB file would otherwise cost gigabytes of syntax tree.
     max_file_size_kb: int = 8192
     reliance: RelianceSettings = field(default_factory=RelianceSettings)
-    # Remote engines (lsp_server/backends/remote/): "local" runs the model in-process.
-    backend: str = "local"  # "local" | "llama-server" | "openai" | "ollama"
-    endpoint: str = ""  # the engine's base URL, e.g. http://127.0.0.1:8080
     # Tested suggestions (lsp_server/tested/): candidates drawn, their sampling
     # temperature and length, and the seconds each may run its examples and tests.
     tested_candidates: int = 8
     tested_temperature: float = 0.8
     tested_max_tokens: int = 192
     tested_timeout_s: float = 5.0
+    # Remote engines (lsp_server/backends/remote/): "local" runs the model in-process.
+    backend: str = "local"  # "local" | "llama-server" | "openai" | "ollama"
+    endpoint: str = ""  # the engine's base URL, e.g. http://127.0.0.1:8080
     remote_model: str = ""  # the engine's model name (OpenAI model id, Ollama tag)
     remote_tokenizer: str = ""  # registry name or GGUF path of the engine's model
     request_timeout_ms: int = 30000
@@ -78,20 +78,20 @@ class Settings:
     tls_client_cert: str = ""
     tls_client_key: str = ""
     api_key_env: str = ""  # the environment variable holding the API key (never logged)
-
-
-_CHOICES: dict[str, tuple[str, ...]] = {
     # "local": while the remote engine is unreachable, the local model serves (the status
     # says so); "none": no silent fallback, the error is shown.
     fallback: str = "none"  # "none" | "local"
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
     "flash_attention": ("auto", "on", "off"),
     "completion_fallback": ("auto", "always", "never"),
     "docstring_style": ("auto", "google", "numpy", "sphinx"),
     "backend": ("local", "llama-server", "openai", "ollama"),
+    "fallback": ("none", "local"),
 }
 _RANGES: dict[str, tuple[float, float]] = {
     "n_ctx": (256, 131072),
-    "fallback": ("none", "local"),
     "n_threads": (1, 256),
     "n_gpu_layers": (-1, 1000),
     "max_tokens": (1, 2048),
@@ -103,14 +103,14 @@ _RANGES: dict[str, tuple[float, float]] = {
     "time_budget_ms": (50, 60000),
     "max_file_size_kb": (1, 1048576),
     "request_timeout_ms": (100, 600000),
-}
-# Optional strings: "" means unset.
-_MAY_BE_EMPTY = frozenset(
-    {"endpoint", "remote_model", "remote_tokenizer", "tls_ca_bundle", "tls_client_cert",
     "tested_candidates": (1, 32),
     "tested_temperature": (0.05, 2.0),
     "tested_max_tokens": (16, 1024),
     "tested_timeout_s": (0.5, 120.0),
+}
+# Optional strings: "" means unset.
+_MAY_BE_EMPTY = frozenset(
+    {"endpoint", "remote_model", "remote_tokenizer", "tls_ca_bundle", "tls_client_cert",
      "tls_client_key", "api_key_env"}
 )  # fmt: skip
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -217,9 +217,9 @@ MODEL_KEYS = (
     "model", "n_ctx", "n_threads", "n_gpu_layers", "flash_attention",
     "backend", "endpoint", "remote_model", "remote_tokenizer", "request_timeout_ms",
     "tls_verify", "tls_ca_bundle", "tls_client_cert", "tls_client_key", "api_key_env",
+    "fallback",
 )  # fmt: skip
 
 
 def needs_reload(old: Settings, new: Settings) -> bool:
-    "fallback",
     return any(getattr(old, key) != getattr(new, key) for key in MODEL_KEYS)
