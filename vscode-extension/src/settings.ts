@@ -19,6 +19,8 @@ export const SERVER_KEYS = [
   'maxTokens',
   'maxLineTokens',
   'maxPromptTokens',
+  'kvCacheMb',
+  'maxFileSizeKb',
   'temperature',
   'topP',
   'timeBudgetMs',
