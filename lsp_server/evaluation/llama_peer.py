@@ -113,15 +113,21 @@ class LlamaServer:
         return process_rss_mb(self.process.pid)
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if hasattr(self._log, "close"):
-            self._log.close()
+        stop_server(self.process, self._log)
+
+
+def stop_server(process: subprocess.Popen[bytes], log: object) -> None:
+    """Terminate a tool's process (killed after 10 s) and close its log."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    close = getattr(log, "close", None)
+    if close is not None:
+        close()
 
 
 def process_rss_mb(pid: int, field: str = "VmRSS") -> float | None:

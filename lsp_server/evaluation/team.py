@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsp_server.evaluation import typing_replay
+from lsp_server.evaluation import llama_peer, typing_replay
 from lsp_server.evaluation.latency import percentile, server_argv
 from lsp_server.evaluation.lsp_client import LspClient, utf16_position
 
@@ -147,15 +147,7 @@ class Engine:
             return dict(json.loads(reply.read()))
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if hasattr(self._log, "close"):
-            self._log.close()
+        llama_peer.stop_server(self.process, self._log)
 
 
 # -- what each editor saw ------------------------------------------------------------------
