@@ -30,12 +30,13 @@ def setup(server: GhostpilotServer) -> None:
         ls: GhostpilotServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
         explicit = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        position = params.position
         if explicit:  # in a function body with examples or tests: tested candidates
-            ranked = await tested.inline(ls, params.text_document.uri, params.position)
+            ranked, position = await tested.inline(ls, params.text_document.uri, position)
             if ranked is not None:
                 return ranked
         document, suggestion = await suggestion_at(
-            ls, params.text_document.uri, params.position, explicit=explicit
+            ls, params.text_document.uri, position, explicit=explicit
         )
         if suggestion is None:
             return types.InlineCompletionList(items=[])

@@ -36,7 +36,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.backends.base import Cancelled, ModelUnavailable
 from lsp_server.engine import Overrides, Suggestion
-from lsp_server.features._common import command_arguments, document_at, to_range
+from lsp_server.features._common import command_arguments, document_at, parsed_cursor, to_range
 from lsp_server.parsing.document import Document
 from lsp_server.policy import may_complete
 
@@ -286,25 +286,36 @@ def evidence_of(candidate: Candidate, checks: Checks) -> dict[str, Any]:
     }
 
 
-async def inline(ls: GhostpilotServer, uri: str, position: types.Position) -> types.InlineCompletionList | None:
+async def inline(
+    ls: GhostpilotServer, uri: str, position: types.Position
+) -> tuple[types.InlineCompletionList | None, types.Position]:
     """Explicitly invoked inline completion in an empty or partial body of a function
-    with examples or referencing tests: the ranked candidates (None: not such a place,
-    complete as usual)."""
+    with examples or referencing tests: the ranked candidates. Otherwise (None, the
+    cursor in the current text) and the caller completes as usual there: the document
+    is parsed off the event loop first, and edits that land meanwhile move the cursor."""
     tested = attach(ls)
     document, offset = document_at(ls.documents, uri, position)
+    cursor = await parsed_cursor(ls.documents, document, offset)
+    if cursor is None:  # an edit at the cursor's line, or the document went away: stale
+        return types.InlineCompletionList(items=[]), position
+    revision, _, offset = cursor
+    line, character = document.position_at(offset)
+    moved = types.Position(line=line, character=character)
     target = tested.target_at(document, offset)
     if target is None or offset < target.body_start:
-        return None
+        return None, moved
     try:
-        offer = await tested.run(uri, position, at_cursor=True)
+        offer = await tested.run(uri, moved, at_cursor=True)
     except Cancelled:  # superseded or cancelled: nothing to show
-        return types.InlineCompletionList(items=[])
+        return types.InlineCompletionList(items=[]), moved
     if offer is None:
-        return None
+        if document.revision != revision:  # typed on meanwhile: a newer request follows
+            return types.InlineCompletionList(items=[]), moved
+        return None, moved
     current = ls.documents.get(uri) if uri in ls.documents else None
     if current is None or current.version != offer.version:
-        return types.InlineCompletionList(items=[])  # edited meanwhile: stale
-    return types.InlineCompletionList(items=inline_items(current, offer))
+        return types.InlineCompletionList(items=[]), moved  # edited meanwhile: stale
+    return types.InlineCompletionList(items=inline_items(current, offer)), moved
 
 
 def attach(server: GhostpilotServer) -> TestedSuggestions:

@@ -280,7 +280,10 @@ def test_stats() -> None:
     info = ModelInfo(name="gemma", path="/m.gguf", fim_template=None, n_ctx=2048, n_threads=2, n_gpu_layers=0)
     assert accept.stats(None, None, "loading", 0, 10) == {
         "model": None, "modelState": "loading", "fimTemplate": None, "rssBytes": 10, "supersededRequests": 0, "last": None,
+        "lastRequest": None, "kvCache": None,
     }  # fmt: skip
+    kv = {"limitMb": 256.0, "usedMb": 1.5, "entries": 1}
+    assert accept.stats(None, None, "ready", 0, 10, kv_cache=kv)["kvCache"] == kv
     result = GenerationResult(text="x", token_count=4, prompt_tokens=9, reused_tokens=5, evaluated_tokens=4,
                               prompt_eval_s=0.01, decode_s=0.5)  # fmt: skip
     last = accept.stats(suggestion(result=result, latency_s=0.25), info, "ready", 3, 10)
