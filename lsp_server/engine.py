@@ -67,6 +67,19 @@ class Suggestion:
         return self.result.mean_logprob if self.result else float("-inf")
 
 
+
+def token_fields(result: GenerationResult | None) -> dict[str, Any]:
+    """A generation's token counts and timings as ``ghostpilot/stats`` reports them."""
+    return {
+        "promptTokens": result.prompt_tokens if result else 0,
+        "reusedTokens": result.reused_tokens if result else 0,
+        "evaluatedTokens": result.evaluated_tokens if result else 0,
+        "generatedTokens": result.token_count if result else 0,
+        "promptEvalMs": round(result.prompt_eval_s * 1000, 2) if result else 0,
+        "decodeMs": round(result.decode_s * 1000, 2) if result else 0,
+    }
+
+
 @dataclass
 class RequestRecord:
     """What one request to the model worker cost, suggested or not (``ghostpilot/stats``
@@ -89,12 +102,7 @@ class RequestRecord:
             "planMs": round(self.plan_ms, 2),
             "promptMs": round(self.prompt_ms, 2),
             "finishMs": round(self.finish_ms, 2),
-            "promptTokens": result.prompt_tokens if result else 0,
-            "reusedTokens": result.reused_tokens if result else 0,
-            "evaluatedTokens": result.evaluated_tokens if result else 0,
-            "generatedTokens": result.token_count if result else 0,
-            "promptEvalMs": round(result.prompt_eval_s * 1000, 2) if result else 0,
-            "decodeMs": round(result.decode_s * 1000, 2) if result else 0,
+            **token_fields(result),
         }
 
 

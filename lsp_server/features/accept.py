@@ -15,7 +15,7 @@ from typing import Any
 from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.backends.base import ModelInfo
-from lsp_server.engine import RequestRecord, Suggestion
+from lsp_server.engine import RequestRecord, Suggestion, token_fields
 from lsp_server.features._common import command_arguments
 
 # At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
@@ -66,12 +66,7 @@ def stats(
             "mode": last.mode,
             "latencyMs": round(last.latency_s * 1000, 2),
             "cached": last.reused_from_cache,
-            "promptTokens": result.prompt_tokens if result else 0,
-            "reusedTokens": result.reused_tokens if result else 0,
-            "evaluatedTokens": result.evaluated_tokens if result else 0,
-            "generatedTokens": result.token_count if result else 0,
-            "promptEvalMs": round(result.prompt_eval_s * 1000, 2) if result else 0,
-            "decodeMs": round(result.decode_s * 1000, 2) if result else 0,
+            **token_fields(result),
             "decodeTokensPerS": round(result.decode_tokens_per_s, 2) if result else 0,
         },
     }
