@@ -12,6 +12,8 @@ import doctest
 import json
 from dataclasses import dataclass
 
+from lsp_server.sandbox.child import VALUE_CHECKER
+
 _PARSER = doctest.DocTestParser()
 
 
@@ -148,24 +150,11 @@ def as_docstring(found: list[Example]) -> str:
     return "".join(f">>> {e.source.rstrip()}\n{e.want}\n" for e in found)
 
 
-_PROGRAM = """\
-import ast, doctest, json, sys
-
-class ValueChecker(doctest.OutputChecker):
-    # Accept output equal by value when both sides are literals ("21" vs '21').
-    def check_output(self, want, got, optionflags):
-        if super().check_output(want, got, optionflags):
-            return True
-        try:
-            return ast.literal_eval(want.strip()) == ast.literal_eval(got.strip())
-        except Exception:
-            return False
-
+_PROGRAM = "import ast, doctest, json, sys\n" + VALUE_CHECKER + """
 ns = {"__name__": "__sample__"}
 exec(compile(SOURCE, "sample.py", "exec"), ns)
 test = doctest.DocTestParser().get_doctest(DOC, ns, NAME, "sample.py", 0)
-runner = doctest.DocTestRunner(checker=ValueChecker(),
-                               optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+runner = doctest.DocTestRunner(checker=ValueChecker(), optionflags=EXAMPLE_FLAGS)
 runner.run(test, out=sys.stderr.write)
 res = runner.summarize(verbose=False)
 print(json.dumps({"attempted": res.attempted, "failed": res.failed, "nonce": NONCE}))

@@ -14,7 +14,6 @@ tested; a function whose referencing tests fail, or that failing tests executed,
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,32 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.reliance.status import FAILING, PASSING, FunctionRun
+from lsp_server.sandbox.child import PLAN_AND_FINISH, marked_payload, new_marker
 
 # Runs inside the sandbox: argv = [marker]; plan.json next to it.
-DRIVER = r'''
-import json, os, sys
-HERE = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(HERE, "plan.json"), encoding="utf-8") as fh:
-    PLAN = json.load(fh)
-MARKER = sys.argv[1]
-MAIN_PID = os.getpid()
+DRIVER = PLAN_AND_FINISH + r'''
 ROOT = PLAN["root"]
 os.chdir(ROOT)
-for entry in reversed(PLAN["paths"]):
-    sys.path.insert(0, entry)
-real_stdout = os.dup(1)
-os.dup2(2, 1)
 outcomes, collect_errors = {}, []
-
-
-def finish(payload):
-    if os.getpid() != MAIN_PID:
-        os._exit(70)
-    os.dup2(real_stdout, 1)
-    with os.fdopen(1, "w", encoding="utf-8", closefd=False) as out:
-        out.write("\n" + MARKER + json.dumps(payload) + "\n")
-        out.flush()
-
 
 try:
     import coverage
@@ -183,7 +163,7 @@ def run_tests(
         )
     else:
         limits = None
-    marker = f"@@ghostpilot-{secrets.token_hex(8)}@@"
+    marker = new_marker()
     root_str = str(root.resolve())
     paths = [root_str] + ([str(root / "src")] if (root / "src").is_dir() else [])
     plan = {"root": root_str, "paths": paths, "omit": OMIT, "args": args}
@@ -204,14 +184,7 @@ def parse_output(result: Any, marker: str) -> RunOutput:
     """Turn a ``SandboxResult`` into a :class:`RunOutput` (pure)."""
     isolation = getattr(result, "isolation", "")
     duration = float(getattr(result, "duration_s", 0.0) or 0.0)
-    payload = None
-    for line in reversed(result.stdout.splitlines()):
-        if line.startswith(marker):
-            try:
-                payload = json.loads(line[len(marker) :])
-            except json.JSONDecodeError:
-                payload = None
-            break
+    payload = marked_payload(result.stdout, marker)
     if result.status in ("timeout", "killed") or payload is None:
         reason = getattr(result, "reason", "") or result.status
         if reason == "cancelled":

@@ -18,42 +18,24 @@ killed by the sandbox's limits and gets the status of that end; the others still
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lsp_server.evaluation.doctests import Example
+from lsp_server.sandbox.child import PLAN_AND_FINISH, VALUE_CHECKER, marked_payload, new_marker
 
 # Runs inside the sandbox: argv = [marker]; plan.json and candidate.py beside it.
-DRIVER = r'''
-import ast, doctest, importlib, importlib.abc, importlib.util, json, os, sys
-HERE = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(HERE, "plan.json"), encoding="utf-8") as fh:
-    PLAN = json.load(fh)
+DRIVER = PLAN_AND_FINISH + r'''
+import ast, doctest, importlib, importlib.abc, importlib.util
 with open(os.path.join(HERE, "candidate.py"), encoding="utf-8") as fh:
     SOURCE = fh.read()
-MARKER = sys.argv[1]
-MAIN_PID = os.getpid()
 ORIGIN = PLAN["origin"] or os.path.join(HERE, "candidate.py")
 MODULE = PLAN["module"]
 if PLAN["root"]:
     os.chdir(PLAN["root"])
-for entry in reversed(PLAN["paths"]):
-    sys.path.insert(0, entry)
-real_stdout = os.dup(1)
-os.dup2(2, 1)
-
-
-def finish(payload):
-    if os.getpid() != MAIN_PID:
-        os._exit(70)
-    os.dup2(real_stdout, 1)
-    with os.fdopen(1, "w", encoding="utf-8", closefd=False) as out:
-        out.write("\n" + MARKER + json.dumps(payload) + "\n")
-        out.flush()
-
+''' + VALUE_CHECKER + r'''
 
 class Loader(importlib.abc.Loader):
     def create_module(self, spec):
@@ -73,17 +55,6 @@ class Finder(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Finder())
 payload = {"examples": [], "tests": {}, "error": ""}
-
-
-class ValueChecker(doctest.OutputChecker):
-    # Accept output equal by value when both sides are literals ("21" vs '21').
-    def check_output(self, want, got, optionflags):
-        if super().check_output(want, got, optionflags):
-            return True
-        try:
-            return ast.literal_eval(want.strip()) == ast.literal_eval(got.strip())
-        except Exception:
-            return False
 
 
 class Runner(doctest.DocTestRunner):
@@ -108,7 +79,7 @@ if count:
         payload["error"] = "the file did not import: %s: %s" % (type(error).__name__, error)
     if names is not None:
         test = doctest.DocTestParser().get_doctest(PLAN["doc"], names, PLAN["name"], ORIGIN, 0)
-        runner = Runner(checker=ValueChecker(), optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+        runner = Runner(checker=ValueChecker(), optionflags=EXAMPLE_FLAGS)
         runner.run(test, out=sys.stderr.write, clear_globs=False)
     payload["examples"] = [bool(outcomes.get(i, False)) for i in range(count)]
     if os.getpid() != MAIN_PID:
@@ -277,7 +248,7 @@ def check_candidate(
         execute = run_python
     from lsp_server.sandbox import SandboxLimits
 
-    marker = f"@@ghostpilot-{secrets.token_hex(8)}@@"
+    marker = new_marker()
     plan = {
         "origin": checks.origin, "module": checks.module, "root": checks.root,
         "paths": list(checks.paths), "name": checks.name,
@@ -301,14 +272,7 @@ def check_candidate(
 def parse_evidence(result: Any, marker: str, checks: Checks) -> Evidence:
     """A sandbox result -> :class:`Evidence` (pure)."""
     duration = float(getattr(result, "duration_s", 0.0) or 0.0)
-    payload = None
-    for line in reversed(str(result.stdout).splitlines()):
-        if line.startswith(marker):
-            try:
-                payload = json.loads(line[len(marker):])
-            except json.JSONDecodeError:
-                payload = None
-            break
+    payload = marked_payload(str(result.stdout), marker)
     failed_examples = tuple(False for _ in checks.examples)
     if payload is None or result.status in ("timeout", "killed"):
         reason = str(getattr(result, "reason", "") or result.status)
