@@ -61,6 +61,8 @@ class Suggestion:
     latency_s: float = 0.0
     reused_from_cache: bool = False
     accepted_at: float | None = None
+    # What a tested suggestion passed (features/tested.evidence_of); None for others.
+    tested: dict[str, Any] | None = None
 
     @property
     def mean_logprob(self) -> float:

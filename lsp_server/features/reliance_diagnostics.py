@@ -86,7 +86,7 @@ def accepted(suggestion: Suggestion, model: str) -> Accepted:
     return Accepted(
         id=suggestion.id, uri=suggestion.uri, text=suggestion.text, start=suggestion.start,
         model=suggestion.model or model, accepted_at=suggestion.accepted_at or time.time(),
-        evidence=getattr(suggestion, "tested", None),
+        evidence=suggestion.tested,
     )
 
 

@@ -240,8 +240,7 @@ class TestedSuggestions:
         suggestions = []
         for candidate in outcome.candidates:
             suggestion = Suggestion(candidate.text, candidate.start, candidate.end, "block", uri=document.uri,
-                                    version=version, model=model)
-            setattr(suggestion, "tested", evidence_of(candidate, checks))  # noqa: B010 - read by reliance
+                                    version=version, model=model, tested=evidence_of(candidate, checks))
             ls.remember(suggestion)
             suggestions.append(suggestion)
         offer = Offer(document.uri, version, target, outcome, suggestions)

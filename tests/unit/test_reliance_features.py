@@ -158,6 +158,14 @@ def test_accepted_fills_in_model_and_time() -> None:
     assert (rd.accepted(suggestion, "fallback-model").model, rd.accepted(suggestion, "x").accepted_at) == ("gemma", 5.0)
 
 
+def test_accepted_keeps_a_tested_suggestions_evidence() -> None:
+    plain = Suggestion(text="x", start=0, end=0, mode="block")
+    assert plain.tested is None and rd.accepted(plain, "m").evidence is None
+    evidence = {"function": "add", "examples": [True], "tests": {}, "testsReferencing": [], "label": "passes 1/1 examples"}
+    tested = Suggestion(text="x", start=0, end=0, mode="block", tested=evidence)
+    assert rd.accepted(tested, "m").evidence == evidence
+
+
 # -- handlers on a server object -------------------------------------------------------------
 class Caught:
     def __init__(self, server: GhostpilotServer) -> None:
