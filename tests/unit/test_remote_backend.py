@@ -94,6 +94,27 @@ def test_end_of_fill_token_stops_and_closes(engine: StandIn) -> None:
     assert engine.seen[-1].done.wait(5) and engine.seen[-1].closed_early
 
 
+def test_max_tokens_past_the_context_is_capped_not_the_prompt(engine: StandIn, caplog) -> None:  # type: ignore[no-untyped-def]
+    """max_tokens >= n_ctx used to leave room for 1 prompt token: the prompt was cut to its
+    BOS. Now max_tokens is capped at half the context (said once) and the prompt is kept."""
+    backend = _backend(engine)
+    n_ctx = backend.info.n_ctx
+    prompt = (BOS, *range(100, 400))
+    with caplog.at_level("WARNING", logger="lsp_server.backends.remote.backend"):
+        for _ in range(2):
+            backend.generate(GenerationRequest(prompt="x", prompt_tokens=prompt, max_tokens=n_ctx + 10),
+                             CancelToken())
+            body = engine.seen[-1].body
+            assert body["prompt"] == list(prompt)
+            assert body["n_predict"] == n_ctx // 2
+    capped = [r for r in caplog.records if "max_tokens" in r.getMessage()]
+    assert len(capped) == 1, [r.getMessage() for r in caplog.records]
+    # A max_tokens that leaves half the context for the prompt is sent as it is.
+    backend.generate(GenerationRequest(prompt="x", prompt_tokens=prompt, max_tokens=n_ctx // 2),
+                     CancelToken())
+    assert engine.seen[-1].body["n_predict"] == n_ctx // 2
+
+
 def test_cancelled_before_the_first_token() -> None:
     stand_in = StandIn(_llama_server, delay_s=0.5)
     try:

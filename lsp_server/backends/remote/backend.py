@@ -22,7 +22,7 @@ import os
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lsp_server.backends.base import (
@@ -51,6 +51,13 @@ ESTIMATE_BYTES_PER_TOKEN = 3
 USAGE_LOG_ENV = "GHOSTPILOT_REMOTE_USAGE_LOG"
 
 _warned_plain_http: set[str] = set()
+
+
+def max_tokens_cap(n_ctx: int) -> int:
+    """The most tokens one request may generate: half the context, so that a request
+    whose ``max_tokens`` reaches ``n_ctx`` still leaves the prompt a sensible share of it
+    (not one token) (pure)."""
+    return max(1, n_ctx // 2)
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ class RemoteBackend:
         self.on_unreachable: Callable[[RemoteError], None] | None = None
         self.pool = http.Pool()
         self.notes: list[str] = []
+        self._said_max_tokens_cap = False
         props = self._discover()
         n_ctx = self._n_ctx(props)
         header = self._choose_tokenizer(props)
@@ -349,6 +357,20 @@ class RemoteBackend:
             return [0] * (-(-size // ESTIMATE_BYTES_PER_TOKEN))
         return self._remote_tokenize(text, special=special)
 
+    def _fit_max_tokens(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` with ``max_tokens`` capped at :func:`max_tokens_cap` (said once)."""
+        cap = max_tokens_cap(self.info.n_ctx)
+        if request.max_tokens <= cap:
+            return request
+        if not self._said_max_tokens_cap:
+            self._said_max_tokens_cap = True
+            log.warning(
+                "%s: max_tokens %d leaves too little of the context (%d tokens) for the prompt; "
+                "capped at %d",
+                self.where, request.max_tokens, self.info.n_ctx, cap,
+            )  # fmt: skip
+        return replace(request, max_tokens=cap)
+
     def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
         if request.prompt_tokens is not None:
             tokens = list(request.prompt_tokens)
@@ -394,6 +416,7 @@ class RemoteBackend:
         if cancel.cancelled:
             raise Cancelled(cancel.reason)
         self._gate()
+        request = self._fit_max_tokens(request)
         tokens = self._prompt_tokens(request)
         path, body, parse = self._send(request, tokens)
         response = None
