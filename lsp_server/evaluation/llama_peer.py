@@ -41,7 +41,8 @@ def find_tool(name: str, bin_dir: Path | None) -> Path | None:
     return Path(found) if found else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free now (the OS picks it; the caller binds it soon after)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -63,7 +64,7 @@ class LlamaServer:
 
     def __init__(self, exe: Path, model: str, *, threads: int, n_ctx: int,
                  log_path: str | None = None, extra: Sequence[str] = ()) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [str(exe), "-m", model, "-t", str(threads), "-tb", str(threads),
                 "-c", str(n_ctx), "-np", "1", "-b", "512", "--host", "127.0.0.1",

@@ -30,7 +30,7 @@ from lsp_server.backends.remote.settings import remote_config
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.evaluation.latency import server_argv as latency_server_argv
-from lsp_server.evaluation.llama_peer import find_tool
+from lsp_server.evaluation.llama_peer import find_tool, free_port
 from lsp_server.evaluation.lsp_client import LspClient
 from lsp_server.parsing.syntax import error_count, parse_text
 from tests.conftest import SERVER_COMMAND
@@ -54,20 +54,12 @@ def _binary() -> Path:
     return exe
 
 
-def _port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Engine:
     """llama-server on a fixed loopback port (so it can be killed and started again)."""
 
     def __init__(self, *extra: str, start: bool = True) -> None:
         self.exe = _binary()
-        self.port = _port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
@@ -459,7 +451,7 @@ def test_plain_http_to_another_host_is_warned_once() -> None:
     address = _non_loopback_address()
     if address is None:
         pytest.skip("this machine has no non-loopback IPv4 address")
-    endpoint = f"http://{address}:{_port()}"
+    endpoint = f"http://{address}:{free_port()}"
     client = _serve({"backend": "llama-server", "endpoint": endpoint, "requestTimeoutMs": 2000})
     uri = "file:///tmp/ghostpilot-e2e/remote_plain_http.py"
     notes = Notes(client)
@@ -493,5 +485,5 @@ def test_doctor_says_whether_the_engine_answers_and_checks_its_tokenizer(engine:
     code, found = doctor(engine.url)
     assert code == 0 and found["answers"] is True and found["n_ctx"] == 2048, found
     assert "tokenizes as the engine's /tokenize does" in str(found["tokenizer"]), found
-    code, found = doctor(f"http://127.0.0.1:{_port()}")
+    code, found = doctor(f"http://127.0.0.1:{free_port()}")
     assert code == 1 and found["answers"] is False and "connection refused" in str(found["error"])

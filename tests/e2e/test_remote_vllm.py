@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -38,6 +37,7 @@ from lsp_server.backends.remote.backend import RemoteBackend
 from lsp_server.backends.remote.settings import remote_config
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
+from lsp_server.evaluation.llama_peer import free_port
 from lsp_server.parsing.syntax import error_count, parse_text
 from tests.conftest import SERVER_COMMAND
 from tests.e2e.lsp_helpers import apply_edit, inline_params, open_document
@@ -82,12 +82,6 @@ def _installed() -> Path:
     return python
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class VLLM:
     """``vllm.entrypoints.openai.api_server`` on a loopback port, in its own process group
     (it starts an engine-core process) so that all of it is killed at the end."""
@@ -99,7 +93,7 @@ class VLLM:
             self.startup_s = 0.0
             self.max_model_len = self._max_model_len()
             return
-        self.port = _port()
+        self.port = free_port()
         self.root = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix="ghostpilot-vllm-", suffix=".log", delete=False)
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1",

@@ -16,6 +16,7 @@ from lsp_server.backends.remote.http import HttpOptions, RemoteError
 from lsp_server.backends.remote.settings import remote_config
 from lsp_server.backends.stops import check_stops
 from lsp_server.config import Settings
+from lsp_server.evaluation.llama_peer import free_port
 from tests.remote_standin import StandIn, ndjson, sse
 
 
@@ -95,15 +96,9 @@ def stand_in_factory():  # type: ignore[no-untyped-def]
         stand_in.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_connection_refused_says_so() -> None:
     with pytest.raises(RemoteError, match="connection refused") as caught:
-        http.request("GET", f"http://127.0.0.1:{_free_port()}/health", HttpOptions(timeout_s=2))
+        http.request("GET", f"http://127.0.0.1:{free_port()}/health", HttpOptions(timeout_s=2))
     assert caught.value.kind == "refused"
 
 
