@@ -14,7 +14,8 @@ from typing import Any
 # ``finish(payload)``: argv = [marker]. It defines HERE, PLAN, MARKER and MAIN_PID, puts
 # ``PLAN["paths"]`` first on ``sys.path``, and points fd 1 at stderr so that whatever the
 # code under test prints cannot pass for the result. ``finish`` writes the payload as one
-# JSON line tagged with the marker to the real stdout; a forked child calling it exits 70.
+# JSON line tagged with the marker to the real stdout (flushing the code's buffered output
+# to stderr first, and pointing fd 1 back at stderr after); a forked child calling it exits 70.
 PLAN_AND_FINISH = r'''
 import json, os, sys
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,10 +32,16 @@ os.dup2(2, 1)
 def finish(payload):
     if os.getpid() != MAIN_PID:
         os._exit(70)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # what the code printed goes to stderr now, not after the result
+        except Exception:
+            pass
     os.dup2(real_stdout, 1)
     with os.fdopen(1, "w", encoding="utf-8", closefd=False) as out:
         out.write("\n" + MARKER + json.dumps(payload) + "\n")
         out.flush()
+    os.dup2(2, 1)  # and whatever runs after (atexit, finalizers) cannot follow it
 '''
 
 # A doctest output checker (needs ``ast`` and ``doctest`` imported) and the flags the

@@ -24,6 +24,24 @@ def test_finish_reaches_stdout_and_prints_do_not(tmp_path):
     assert "forged" not in done.stdout and "forged" in done.stderr
 
 
+def test_buffered_or_late_prints_cannot_forge_the_result(tmp_path):
+    """Code under test that learns the marker (it is in argv) and prints a forged line
+    without flushing, or from an atexit handler, does not override the real result."""
+    marker = new_marker()
+    (tmp_path / "plan.json").write_text(json.dumps({"paths": []}))
+    driver = PLAN_AND_FINISH + (
+        "import atexit\n"
+        'print(sys.argv[1] + json.dumps({"value": "buffered"}))\n'
+        'atexit.register(lambda: print(sys.argv[1] + json.dumps({"value": "late"}), flush=True))\n'
+        'finish({"value": "real"})\n'
+    )
+    (tmp_path / "driver.py").write_text(driver)
+    done = subprocess.run([sys.executable, "-I", str(tmp_path / "driver.py"), marker],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert marked_payload(done.stdout, marker) == {"value": "real"}
+    assert "buffered" in done.stderr and "late" in done.stderr
+
+
 def test_marked_payload_takes_the_last_marked_line():
     assert marked_payload('M{"a": 1}\nnoise\nM{"a": 2}\ntail\n', "M") == {"a": 2}
     assert marked_payload('M{"a": 1}\nM{not json\n', "M") is None
