@@ -9,6 +9,10 @@ import numpy as np
 # Top-p looks for the nucleus among this many most likely tokens first (a partial sort),
 # and sorts the whole vocabulary only when the nucleus is wider.
 NUCLEUS_CANDIDATES = 2048
+# Before that, the tokens whose tempered weight is at least this share of the most likely
+# one's are taken with one comparison pass (no partial sort): when they hold ``top_p`` of
+# the mass, the nucleus is among them, since every other token weighs less than each.
+CANDIDATE_SHARE = np.float32(1e-6)
 
 
 @dataclass
@@ -40,12 +44,18 @@ class Sampler:
         return token, float(shifted[token]) - log_norm
 
     def _nucleus(self, weights: np.ndarray, total: float) -> int:
-        """Sample among the fewest most likely tokens whose mass reaches ``top_p``."""
+        """Sample among the fewest most likely tokens whose mass reaches ``top_p``.
+
+        ``weights`` are ``exp((logit - max) / T)``: the most likely token weighs 1.
+        """
         size = weights.size
-        if size > NUCLEUS_CANDIDATES:
-            candidates = np.argpartition(weights, size - NUCLEUS_CANDIDATES)[size - NUCLEUS_CANDIDATES :]
-        else:
-            candidates = np.arange(size)
+        candidates = np.flatnonzero(weights >= CANDIDATE_SHARE)
+        if not (candidates.size <= NUCLEUS_CANDIDATES
+                and float(weights[candidates].sum(dtype=np.float64)) >= self.top_p * total):
+            if size > NUCLEUS_CANDIDATES:
+                candidates = np.argpartition(weights, size - NUCLEUS_CANDIDATES)[size - NUCLEUS_CANDIDATES :]
+            else:
+                candidates = np.arange(size)
         order = candidates[np.argsort(-weights[candidates], kind="stable")]
         cumulative = np.cumsum(weights[order], dtype=np.float64) / total
         if cumulative[-1] < self.top_p and order.size < size:  # a wider nucleus: sort it all

@@ -58,3 +58,25 @@ def test_seeded_draws_repeat() -> None:
     first = [Sampler(0.6, 0.95, np.random.default_rng(9)).choose(logits)[0] for _ in range(3)]
     again = [Sampler(0.6, 0.95, np.random.default_rng(9)).choose(logits)[0] for _ in range(3)]
     assert first == again
+
+
+def test_the_threshold_shortcut_draws_as_the_partial_sort_does() -> None:
+    """Peaked logits (as a model's usually are) take the one-pass threshold path; flat
+    ones fall back to the partial sort. Both sample the same nucleus: the draws of a
+    seeded sampler equal those of a sampler forced onto the partial sort."""
+    from lsp_server.backends import sampler as module
+
+    rng = np.random.default_rng(4)
+    peaked = (rng.standard_normal(262_144) * 2).astype(np.float32)
+    peaked[rng.integers(262_144, size=30)] += 16
+    flat = (rng.standard_normal(262_144) * 0.5).astype(np.float32)
+    for logits in (peaked, flat):
+        fast = Sampler(0.8, 0.95, np.random.default_rng(11))
+        draws = [fast.choose(logits)[0] for _ in range(200)]
+        share = module.CANDIDATE_SHARE
+        try:
+            module.CANDIDATE_SHARE = np.float32(np.inf)  # no token passes: the partial sort
+            slow = Sampler(0.8, 0.95, np.random.default_rng(11))
+            assert [slow.choose(logits)[0] for _ in range(200)] == draws
+        finally:
+            module.CANDIDATE_SHARE = share
