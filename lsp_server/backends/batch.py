@@ -16,8 +16,9 @@ Design (decided here, documented in docs/ARCHITECTURE.md):
   larger, only when a request needs more), and freed by :meth:`BatchContext.close`
   (``LlamaBackend.close`` calls it). Its memory is the KV cache of that many cells (the
   embedded model: about 18 KiB per cell, so 8 x 192 tokens and a 1,000-token prompt take
-  about 45 MiB). It gets no persistent threadpool: two polling pools on one machine's
-  cores would take turns spinning.
+  about 45 MiB). The main context's LoRA adapter, if any, is set on it too. It gets no
+  persistent threadpool: two polling pools on one machine's cores would take turns
+  spinning.
 - The prompt is **evaluated in the batch context** (not copied from the main one with
   ``llama_state_seq_get_data``): a copy costs a serialisation of the whole sequence
   state, while the batch context keeps its own last prompt and evaluates only the tokens
@@ -34,6 +35,7 @@ Design (decided here, documented in docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 import codecs
+import ctypes
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -100,10 +102,13 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class BatchContext:
     """The second llama.cpp context of a loaded model, for batched sampling."""
 
-    def __init__(self, llama_cpp: Any, llm: Any, n_threads: int) -> None:
+    def __init__(self, llama_cpp: Any, llm: Any, n_threads: int, lora_adapter: Any = None) -> None:
         self._llama_cpp = llama_cpp
         self._llm = llm
         self._n_threads = n_threads
+        # The LoRA adapter the main context applies (None: none); set on this context too,
+        # or the candidates would come from the bare base model.
+        self._lora_adapter = lora_adapter
         self._ctx: Any = None
         self._cells = 0
         self._batch: Any = None
@@ -135,6 +140,12 @@ class BatchContext:
         ctx = llama_cpp.llama_init_from_model(self._llm.model, params)
         if not ctx:
             raise RuntimeError(f"llama.cpp could not create a batch context of {cells} cells")
+        if self._lora_adapter is not None:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora_adapter)
+            scales = (ctypes.c_float * 1)(1.0)
+            if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales) != 0:
+                llama_cpp.llama_free(ctx)
+                raise RuntimeError("llama.cpp could not apply the LoRA adapter to the batch context")
         self._ctx = ctx
         self._cells = int(llama_cpp.llama_n_ctx(ctx))
         self._cached = []

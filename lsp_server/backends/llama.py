@@ -389,5 +389,5 @@ class LlamaBackend:
         from lsp_server.backends.batch import BatchContext
 
         if getattr(self, "_batch", None) is None:
-            self._batch = BatchContext(self._llama_cpp, self.llm, self.info.n_threads)
+            self._batch = BatchContext(self._llama_cpp, self.llm, self.info.n_threads, self.lora_adapter)
         return self._batch.sample(self, request, k, cancel, on_result)

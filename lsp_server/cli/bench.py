@@ -178,9 +178,10 @@ def _latency_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, A
                                          settings=settings, uri=path.resolve().as_uri())
         from lsp_server.backends.registry import resolve
 
-        model_path = str(resolve(settings.model).path)
-        peer = LlamaServer(server_exe, model_path, threads=settings.n_threads,
-                           n_ctx=settings.n_ctx, extra=list(PEER_OPTIONS))
+        resolved = resolve(settings.model)
+        lora = ["--lora", str(resolved.adapter)] if resolved.adapter else []
+        peer = LlamaServer(server_exe, str(resolved.path), threads=settings.n_threads,
+                           n_ctx=settings.n_ctx, extra=[*PEER_OPTIONS, *lora])
         try:
             peer.wait_ready()
             _log(f"llama-server: {len(generated)} requests ...")
@@ -196,7 +197,7 @@ def _latency_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, A
             report["llama_server"] = latency.peer_summary(replay.records)
             report["llama_server"]["rss_mb"] = peer.rss_mb()
             report["llama_server"]["argv"] = peer.argv
-            report["llama_server"]["options"] = list(PEER_OPTIONS)
+            report["llama_server"]["options"] = [*PEER_OPTIONS, *lora]
         finally:
             peer.close()
     report["requests"] = [latency.record_json(r) for r in replay.records]
