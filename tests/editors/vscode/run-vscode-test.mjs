@@ -93,7 +93,7 @@ const result = {
   restart: { statuses: [], ready: null },
   missingServer: { notification: null, status: null },
   // "Ghostpilot: Select model" (runs only when SELECT_MODEL names a downloadable model).
-  selectModel: { items: null, separators: null, setting: null, offer: null, statuses: [], status: null, error: null },
+  selectModel: { items: null, chosen: null, separators: null, setting: null, offer: null, statuses: [], status: null, error: null },
   extensionLog: null,
   notifications: [],
 };
@@ -569,7 +569,11 @@ async function main() {
         pick.separators = await page.locator('.quick-input-widget .quick-input-list-separator').allTextContents();
         await shot(page, '08b-select-model');
         await page.locator('.quick-input-widget input').fill(selectModel);
-        await page.locator('.quick-input-widget .monaco-list-row', { hasText: selectModel }).first().waitFor({ timeout: 15000 });
+        // The list is virtual (only the rows in view are in the page): the row picked is
+        // read after filtering, whatever its place in the full list.
+        const chosen = page.locator('.quick-input-widget .monaco-list-row', { hasText: selectModel }).first();
+        await chosen.waitFor({ timeout: 15000 });
+        pick.chosen = ((await chosen.textContent()) || '').replace(/\s+/g, ' ').trim();
         await page.keyboard.press('Enter');
         const modelSetting = () => JSON.parse(fs.readFileSync(path.join(userData, 'User/settings.json'), 'utf8'))['ghostpilot.model'];
         pick.setting = await waitFor(async () => modelSetting() ?? null, 15000, 'ghostpilot.model to be written');
