@@ -71,10 +71,18 @@ async def settled_state(client: LanguageClient) -> dict[str, Any]:
     raise AssertionError("the model neither loaded nor failed in 120 s")
 
 
-def switch(client: LanguageClient, model: str) -> None:
+async def switch(client: LanguageClient, model: str) -> None:
+    """Set ``model``; return once the server's state has moved (at most 10 s), so that a
+    busy machine's late switch is not read as the old model's state."""
+    before = await client.protocol.send_request_async("ghostpilot/stats", None)
     client.workspace_did_change_configuration(
         types.DidChangeConfigurationParams(settings={"ghostpilot": {"model": model}})
     )
+    for _ in range(100):
+        stats = await client.protocol.send_request_async("ghostpilot/stats", None)
+        if (stats.modelState, stats.model) != (before.modelState, before.model):
+            return
+        await asyncio.sleep(0.1)
 
 
 def completion(line: int, character: int) -> types.CompletionParams:
@@ -121,20 +129,20 @@ async def test_hostile_models_give_errors_and_the_server_keeps_serving(
         "layers": "gemma3.block_count = 1000 is out of range (1 to 512)",
     }
     for name, message in expected.items():
-        switch(client, str(models[name]))
+        await switch(client, str(models[name]))
         assert (await settled_state(client))["state"] == "error"
         await still_serving(client)
         assert logged(client, message), (name, [m.message for m in client.log_messages][-3:])
 
     # Back to the embedded model: suggestions again, without a restart.
-    switch(client, "gemma3-270m")
+    await switch(client, "gemma3-270m")
     assert await settled_state(client) == {"state": "ready", "model": "gemma3-270m"}
     result = await client.text_document_completion_async(completion(2, 4))
     assert result is not None and len(result.items) == 1 and result.items[0].text_edit
 
     # The crashing model again, at run time: refused again (its verdict is cached).
     before = len(logged(client, "llama.cpp crashed"))
-    switch(client, str(models["crash"]))
+    await switch(client, str(models["crash"]))
     assert (await settled_state(client))["state"] == "error"
     await still_serving(client)
     assert len(logged(client, "llama.cpp crashed")) > before
