@@ -1,7 +1,7 @@
 """LoRA fine-tune of the embedded Gemma 3 270M on the Codex-S set; resumable.
 
     nice -n 19 nohup .venv-train/bin/python -m training.train --run artifacts/train/run \
-        --epochs 5 --checkpoint-every 25 > artifacts/train/train.out 2>&1 &
+        --epochs 3 --checkpoint-every 25 > artifacts/train/train.out 2>&1 &
 
 Run it again with the same ``--run`` and it resumes from the last checkpoint (adapter,
 optimizer, scheduler, data position and RNG states). ``kill -TERM $(cat
