@@ -35,7 +35,6 @@ Design (decided here, documented in docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 import codecs
-import ctypes
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -141,9 +140,9 @@ class BatchContext:
         if not ctx:
             raise RuntimeError(f"llama.cpp could not create a batch context of {cells} cells")
         if self._lora_adapter is not None:
-            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora_adapter)
-            scales = (ctypes.c_float * 1)(1.0)
-            if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales) != 0:
+            from lsp_server.backends.llama import set_lora_adapter
+
+            if not set_lora_adapter(llama_cpp, ctx, self._lora_adapter):
                 llama_cpp.llama_free(ctx)
                 raise RuntimeError("llama.cpp could not apply the LoRA adapter to the batch context")
         self._ctx = ctx

@@ -71,6 +71,14 @@ SAVE_MIN_TOKENS = 64
 RESTORE_MIN_GAIN = 32
 
 
+def set_lora_adapter(llama_cpp: Any, ctx: Any, adapter: Any) -> bool:
+    """Set a loaded LoRA ``adapter`` on llama.cpp context ``ctx`` at scale 1 (the main
+    context and the batch context both do); whether llama.cpp accepted it."""
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+    scales = (ctypes.c_float * 1)(1.0)
+    return bool(llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales) == 0)
+
+
 class LlamaBackend:
     """A loaded GGUF model. One instance, owned by the model worker's thread."""
 
@@ -163,9 +171,7 @@ class LlamaBackend:
         if not adapter:
             self.llm.close()
             raise ModelUnavailable(f"llama.cpp could not load the LoRA adapter {path}")
-        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
-        scales = (ctypes.c_float * 1)(1.0)
-        if llama_cpp.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales) != 0:
+        if not set_lora_adapter(llama_cpp, self.llm.ctx, adapter):
             self.llm.close()
             raise ModelUnavailable(f"llama.cpp could not apply the LoRA adapter {path}")
         return adapter
