@@ -143,11 +143,11 @@ def _hf_model(base: Path, adapter: Path | None) -> tuple[object, object]:
     return tokenizer, model
 
 
-def hf_greedy(base: Path, adapter: Path | None, prompt: str, max_tokens: int) -> list[int]:
-    """Greedy continuation token ids from HF (fp32), with the adapter if given."""
+def hf_greedy(hf: tuple[object, object], prompt: str, max_tokens: int) -> list[int]:
+    """Greedy continuation token ids from ``hf`` (``_hf_model``'s tokenizer and model)."""
     import torch
 
-    tokenizer, model = _hf_model(base, adapter)
+    tokenizer, model = hf
     ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]])  # type: ignore[attr-defined]
     with torch.no_grad():
         out = model.generate(input_ids=ids, max_new_tokens=max_tokens, do_sample=False,  # type: ignore[attr-defined]
@@ -155,12 +155,12 @@ def hf_greedy(base: Path, adapter: Path | None, prompt: str, max_tokens: int) ->
     return [int(t) for t in out[0, ids.shape[1]:]]
 
 
-def hf_gaps(base: Path, adapter: Path | None, prompt: str, continuation: list[int]) -> list[float]:
+def hf_gaps(hf: tuple[object, object], prompt: str, continuation: list[int]) -> list[float]:
     """For each token of ``continuation`` (teacher-forced after ``prompt``), how many nats
     HF's log-probability of it is below HF's most likely token there (0: HF's choice too)."""
     import torch
 
-    tokenizer, model = _hf_model(base, adapter)
+    tokenizer, model = hf
     prompt_ids = [tokenizer.bos_token_id, *tokenizer.encode(prompt, add_special_tokens=False)]  # type: ignore[attr-defined]
     ids = torch.tensor([[*prompt_ids, *continuation]])
     with torch.no_grad():
@@ -202,13 +202,14 @@ def llama_greedy(model: Path, lora: Path | None, prompt: str, max_tokens: int,
 
 def check(adapter_dir: Path, adapter_gguf: Path, base: Path, gguf: Path,
           max_tokens: int = 48) -> dict[str, object]:
-    hf = hf_greedy(base, adapter_dir, CHECK_PROMPT, max_tokens)
+    model = _hf_model(base, adapter_dir)  # HF + PEFT, loaded once for the three questions
+    hf = hf_greedy(model, CHECK_PROMPT, max_tokens)
     with_lora = llama_greedy(gguf, adapter_gguf, CHECK_PROMPT, max_tokens)
     plain = llama_greedy(gguf, None, CHECK_PROMPT, max_tokens)
     ids: list[int] = with_lora["ids"]  # type: ignore[assignment]
-    gaps = hf_gaps(base, adapter_dir, CHECK_PROMPT, ids)
+    gaps = hf_gaps(model, CHECK_PROMPT, ids)
     # The base's tokens under HF + adapter: a conversion that lost the adapter scores these.
-    base_gaps = hf_gaps(base, adapter_dir, CHECK_PROMPT, plain["ids"])  # type: ignore[arg-type]
+    base_gaps = hf_gaps(model, CHECK_PROMPT, plain["ids"])  # type: ignore[arg-type]
     return {"hf_lora_ids": hf, "llama_lora": with_lora, "llama_base": plain,
             "hf_equals_llama": hf[:len(ids)] == ids,
             "max_gap_nats": round(max(gaps, default=0.0), 4),
