@@ -154,7 +154,7 @@ def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
 
 
 class StableHeaders:
-    """The class header of the last clean parse, per document, class and method.
+    """The class header of the last clean parse, per document and class.
 
     While a bracket is open at the cursor, tree-sitter can swallow the methods after the
     current one into an ERROR node, so they drop out of the class header and come back
@@ -164,7 +164,7 @@ class StableHeaders:
     """
 
     def __init__(self, size: int = 64) -> None:
-        self._headers: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._headers: OrderedDict[tuple[str, str], str] = OrderedDict()
         # Per document: the imports and outline of its last clean parse.
         self._files: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._size = size
@@ -173,7 +173,9 @@ class StableHeaders:
         context = self._settle_outline(uri, context, clean=clean)
         if not context.scope_header:
             return context
-        key = (uri, context.scope_header.split("\n", 1)[0], context.current.split("\n", 1)[0])
+        # One header per class (it lists every member, the current method's too): a first
+        # visit to another method of the class reuses the head that is in the KV cache.
+        key = (uri, context.scope_header.split("\n", 1)[0])
         known = self._headers.get(key)
         if clean or known is None:
             self._headers[key] = context.scope_header

@@ -168,8 +168,12 @@ JOIN_SLACK_TOKENS = 32
 # so that it is the same for every function whose code fits in the rest: moving between
 # functions then re-evaluates only what follows it.
 HEAD_SHARE = 0.5
-# The outline takes at most this many tokens of the head (whole entries, from the top).
+# The outline takes at most this many tokens of the head (whole entries, from the top),
+# and at most this share of it; the imports at most this share (whole statements, from
+# the top). The class header gets the rest.
 OUTLINE_MAX_TOKENS = 192
+OUTLINE_SHARE = 0.25
+IMPORTS_SHARE = 0.5
 _ENTRY = re.compile(r"\n(?=\S)")
 _CLASS_LINE = re.compile(r"^[ \t]*class\b.*$", re.MULTILINE)
 
@@ -193,6 +197,65 @@ def _keep_entries(text: str, count: Callable[[str], int], budget: int) -> str:
     return best
 
 
+_DOCSTRING_START = re.compile(r"^([ \t]+[rRuU]?)(\"\"\"|\'\'\')(.*)$")
+
+
+def short_docstring(header: str) -> str:
+    """``header`` (a class line, its docstring, its members) with the docstring cut to its
+    first line of text: a long class docstring must not push the member list out."""
+    lines = header.split("\n")
+    for first in range(1, len(lines)):
+        if "\n".join(lines[:first]).rstrip().endswith(":"):
+            break
+    else:
+        return header
+    found = _DOCSTRING_START.match(lines[first])
+    if found is None:
+        return header
+    lead, quote, rest = found.groups()
+    if quote in rest:  # a one-line docstring
+        return header
+    for last in range(first + 1, len(lines)):
+        if quote in lines[last]:
+            break
+    else:
+        return header  # not closed: leave it to the line trimming
+    summary = rest.strip() or next(
+        (line.strip() for line in lines[first + 1 : last] if line.strip()), "")
+    summary = summary.split(quote)[0].rstrip("\\").rstrip()
+    short = f"{lead}{quote}{summary}{quote}"
+    return "\n".join([*lines[:first], short, *lines[last + 1 :]])
+
+
+def _fit_header(header: str, count: Callable[[str], int], budget: int) -> str:
+    """The class header in ``budget`` tokens: its docstring shortened to one line first,
+    then whole members dropped from the end."""
+    if not header or budget <= 0:
+        return ""
+    if count(header) <= budget:
+        return header
+    header = short_docstring(header)
+    if count(header) <= budget:
+        return header
+    lines = header.split("\n")
+    opened = next((i for i, line in enumerate(lines) if line.rstrip().endswith(":")), None)
+    if opened is None or opened + 1 >= len(lines):
+        return _trim_bottom(header, count, budget)
+    indent = lines[opened + 1][: len(lines[opened + 1]) - len(lines[opened + 1].lstrip())]
+    # Where each member starts (a line at the members' indentation): keep whole members.
+    starts = [i for i in range(opened + 1, len(lines))
+              if lines[i].startswith(indent) and lines[i][len(indent):len(indent) + 1] not in (" ", "\t", "")]
+    low, high, best = 1, len(starts) - 1, None
+    while low <= high:  # binary search on the number of members kept
+        middle = (low + high) // 2
+        candidate = "\n".join(lines[: starts[middle]])
+        if count(candidate) <= budget:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best if best is not None else _trim_bottom(header, count, budget)
+
+
 def _fit_pieces(
     context: PromptContext, count: Callable[[str], int], budget: int
 ) -> tuple[str, int]:
@@ -208,17 +271,18 @@ def _fit_pieces(
     # changes only when the current code crosses a step, not at every keystroke.
     reserve = -(-used // RESERVE_STEP_TOKENS) * RESERVE_STEP_TOKENS
     room = max(0, budget - max(reserve, used))
-    head_left = min(room, int(budget * HEAD_SHARE))
-    header = context.scope_header
-    if header and count(header) + 1 > head_left:
-        header = _trim_bottom(header, count, head_left - 1) if head_left > 1 else ""
-    head_left -= count(header) + 1 if header else 0
-    imports = context.imports
-    if imports and count(imports) + 2 > head_left:
-        imports = ""
-    head_left -= count(imports) + 2 if imports else 0
-    outline = _keep_entries(context.outline, count, min(head_left - 2, OUTLINE_MAX_TOKENS))
+    head_room = min(room, int(budget * HEAD_SHARE))
+    # The head is fitted in its text order, each piece to a room that depends only on the
+    # head's room and the pieces before it: a class header (large, and not the same for
+    # every class) must not decide how much of the imports and the outline come first,
+    # or moving to a method of another size re-evaluates the whole prompt (found by the
+    # jump replay on ftplib.py, whose FTP class header alone overflows the head).
+    imports = _keep_entries(context.imports, count, int(head_room * IMPORTS_SHARE) - 2)
+    head_left = head_room - (count(imports) + 2 if imports else 0)
+    outline = _keep_entries(context.outline, count,
+                            min(OUTLINE_MAX_TOKENS, int(head_room * OUTLINE_SHARE), head_left - 2))
     head_left -= count(outline) + 2 if outline else 0
+    header = _fit_header(context.scope_header, count, head_left - 1)
     head = [piece for piece in (imports, outline, header) if piece]
     left = room - sum(count(piece) + 2 for piece in head)
     opener = ""

@@ -16,6 +16,7 @@ from lsp_server.prompts.budget import (
     fit_prefix,
     fit_suffix,
     prompt_room,
+    short_docstring,
 )
 from lsp_server.prompts.context import PromptContext
 from lsp_server.prompts.tokens import PromptTokenizer
@@ -104,6 +105,60 @@ def test_the_head_is_the_same_for_every_function(count: Callable[[str], int]) ->
     outline = head[len(CONTEXT.imports) + 3 : head.index(CONTEXT.scope_header) - 3]
     assert OUTLINE.startswith(outline) and 0 < count(outline) <= OUTLINE_MAX_TOKENS
     assert OUTLINE[len(outline) :].startswith("\n") and not OUTLINE[len(outline) + 1].isspace()
+
+
+def _big_class(name: str, methods: int) -> str:
+    doc = "\n".join(f"    Paragraph line {i} of a long class docstring." for i in range(40))
+    members = "".join(f"\n    def method_{i}(self, value, other=None):\n        ..." for i in range(methods))
+    return f"class {name}:\n    \'\'\'An API client.\n\n{doc}\n    \'\'\'\n    timeout = 30{members}"
+
+
+def test_a_big_class_header_does_not_move_the_imports_and_outline(count: Callable[[str], int]) -> None:
+    """The class header comes after the imports and the outline and is fitted last: how
+    big it is (classes differ) must not change how much of the outline precedes it, or a
+    jump to a method of another class re-evaluates the whole prompt (before: the header
+    was fitted first and the outline got its leftovers: one entry here, four there)."""
+    heads = set()
+    for header in (_big_class("Client", 60), _big_class("Server", 5), "class Small:\n    x = 1"):
+        context = replace(CONTEXT, outline=OUTLINE, scope_header=header, definitions=())
+        prefix = fit_prefix(context, count, 1024)
+        assert count(prefix) <= 1024 and prefix.endswith(CONTEXT.current)
+        heads.add(prefix[: prefix.index("\n\n\nclass ")])
+    assert len(heads) == 1
+    head = heads.pop()
+    assert head.startswith(CONTEXT.imports + "\n\n\ndef top0(a, b): ...")
+
+
+def test_a_big_class_header_keeps_whole_members_and_one_docstring_line(count: Callable[[str], int]) -> None:
+    """A class header that does not fit loses its long docstring (down to its first line)
+    before any member, then whole members from the end: never a ``def`` line without
+    its body, which reads as a nested function to the model."""
+    header = _big_class("Client", 60)
+    context = replace(CONTEXT, scope_header=header, definitions=())
+    prefix = fit_prefix(context, count, 1024)
+    kept = prefix[prefix.index("class Client:") : prefix.index(CONTEXT.current)]
+    assert "    \'\'\'An API client.\'\'\'\n    timeout = 30\n    def method_0(" in kept
+    assert "Paragraph line" not in kept
+    members = kept.count("def method_")
+    assert 0 < members < 60
+    assert kept.rstrip("\n").endswith("        ...")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("class A:\n    \"\"\"Sum.\n\n    More.\n    \"\"\"\n    x = 1",
+                     "class A:\n    \"\"\"Sum.\"\"\"\n    x = 1", id="summary-on-first-line"),
+        pytest.param("class A(\n        B):\n    r\'\'\'\n    Sum here.\n    \'\'\'\n    def f(self):\n        ...",
+                     "class A(\n        B):\n    r\'\'\'Sum here.\'\'\'\n    def f(self):\n        ...",
+                     id="summary-on-next-line-two-line-class"),
+        pytest.param("class A:\n    \"\"\"One line.\"\"\"\n    x = 1", None, id="one-line-docstring"),
+        pytest.param("class A:\n    x = 1\n    \"\"\"not a docstring\n    \"\"\"", None, id="no-docstring"),
+        pytest.param("class A:\n    \"\"\"never closed\n    x = 1", None, id="unclosed"),
+    ],
+)
+def test_short_docstring(header: str, expected: str | None) -> None:
+    assert short_docstring(header) == (header if expected is None else expected)
 
 
 def test_fit_prefix_prefers_nearest_definitions(count: Callable[[str], int]) -> None:

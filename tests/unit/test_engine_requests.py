@@ -119,9 +119,14 @@ def test_stable_headers_follow_clean_parses_only() -> None:
     assert headers.settle("u", context(full), clean=True).scope_header == full
     assert headers.settle("u", context(partial), clean=False).scope_header == full
     assert headers.settle("u", context(partial), clean=True).scope_header == partial
-    # Another method, document or class has its own entry; no header, nothing to hold.
+    # Another method of the class gets the class's header of the last clean parse (the
+    # head of its prompt is then the one in the KV cache); another document or class has
+    # its own entry; no header, nothing to hold.
     other = context(full, "    def g(self):\n        y")
-    assert headers.settle("u", other, clean=False).scope_header == full
+    assert headers.settle("u", other, clean=False).scope_header == partial
+    assert headers.settle("u", context(full, "    def h(self):\n        z"), clean=True).scope_header == full
+    assert headers.settle("u", context(partial, "    def g(self):\n        y"), clean=False).scope_header == full
+    assert headers.settle("u", context("class B:\n    x = 1"), clean=False).scope_header == "class B:\n    x = 1"
     assert headers.settle("v", context(partial), clean=False).scope_header == partial
     assert headers.settle("u", context(""), clean=False).scope_header == ""
 
