@@ -50,7 +50,7 @@ class Settings:
     kv_cache_mb: int = 256
     temperature: float = 0.0
     top_p: float = 0.95
-    time_budget_ms: int = 1500
+    time_budget_ms: int = 500
     enabled_languages: tuple[str, ...] = ("python",)
     exclude_globs: tuple[str, ...] = ()
     never_read_globs: tuple[str, ...] = NEVER_READ_DEFAULT

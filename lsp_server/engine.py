@@ -7,6 +7,9 @@ the document, so the event loop never waits on tokenization or generation.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import time
 import uuid
@@ -128,6 +131,20 @@ class Overrides:
 
 
 @dataclass(frozen=True)
+class Continuation:
+    """A block suggestion the time budget cut, and how to write on: ``request`` was the
+    last generation, ``generated`` its text (``raw``: all the text generated)."""
+
+    snapshot: Snapshot
+    cursor: int
+    suggestion: Suggestion
+    request: GenerationRequest
+    raw: str
+    generated: str
+    result: GenerationResult
+
+
+@dataclass(frozen=True)
 class Plan:
     """Where and how to complete: the outcome of the pure planning step."""
 
@@ -216,6 +233,10 @@ class CompletionEngine:
         self._headers = StableHeaders()
         self._tokenizers: dict[int, PromptTokenizer] = {}
         self._recent: OrderedDict[str, tuple[Snapshot, Suggestion]] = OrderedDict()
+        # A suggestion cut by the time budget, being written on in the background (see
+        # :meth:`_continue`).
+        self._pending: tuple[Continuation, concurrent.futures.Future[Suggestion | None]] | None = None
+        self.continued = 0  # continuations that finished and replaced their suggestion
         self.last: Suggestion | None = None
         # The last request that reached the model worker, suggested or not.
         self.last_request: RequestRecord | None = None
@@ -227,17 +248,89 @@ class CompletionEngine:
     ) -> Suggestion | None:
         snapshot = Snapshot.of(document)
         started = time.perf_counter()
+        pending = self._pending
+        if pending is not None and not pending[1].done() and _follows(pending[0], snapshot, cursor):
+            # The user is taking the cut suggestion: its continuation is what comes next,
+            # if it is done within a time budget (else a new request makes the next lines).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending[1])),
+                                       self.settings().time_budget_ms / 1000.0)
         cached = self._type_through(snapshot, cursor)
         if cached is not None:
             self.last_request = RequestRecord(snapshot.uri, "type-through cache")
             return cached
+        cut: list[Continuation] = []
         suggestion = await self.worker.run(
             lambda backend, token: self._job(
-                backend, token, snapshot, cursor, explicit, Overrides(logprobs=False), started
+                backend, token, snapshot, cursor, explicit, Overrides(logprobs=False), started,
+                cut=cut,
             ),
             key=key or document.uri,
         )
-        return self._finish(snapshot, suggestion, started)
+        finished = self._finish(snapshot, suggestion, started)
+        if finished is not None and cut:
+            try:
+                self._continue(replace(cut[0], suggestion=finished))
+            except Exception:  # writing on in the background must never cost the request
+                log.exception("could not continue a suggestion in the background")
+        return finished
+
+    def _continue(self, continuation: Continuation) -> None:
+        """Write on a suggestion the time budget cut, in the background: when it is done, the
+        whole block replaces the cut one in the type-through cache, so accepting the lines
+        on screen shows the rest at once (the ghost text came in the budget, the rest did
+        not have to). Any other model job stops it (a background job), except a request
+        that takes the suggestion on screen: that one waits for it. Never touches
+        ``last_request``."""
+        future, _ = self.worker.submit(
+            partial(self._continue_job, continuation=continuation), background=True
+        )
+        self._pending = (continuation, future)
+
+        def done(finished: Any) -> None:
+            if self._pending is not None and self._pending[1] is finished:
+                self._pending = None  # its snapshot (text, tree) is not held past its use
+            if finished.cancelled() or finished.exception() is not None:
+                return
+            whole = finished.result()
+            if whole is None:
+                return
+            uri = continuation.snapshot.uri
+            found = self._recent.get(uri)
+            if found is None or found[1] is not continuation.suggestion:
+                return  # a newer suggestion took its place
+            self._recent[uri] = (continuation.snapshot, whole)
+            self.continued += 1
+
+        future.add_done_callback(done)
+
+    def _continue_job(
+        self, backend: Backend, token: CancelToken, *, continuation: Continuation
+    ) -> Suggestion | None:
+        c = continuation
+        request, raw = c.request, c.raw
+        more_tokens = request.max_tokens - c.result.token_count
+        if more_tokens <= 0 or request.prompt_tokens is None:
+            return None
+        follow = replace(
+            request,
+            prompt=request.prompt + c.generated,
+            prompt_tokens=(*request.prompt_tokens, *backend.tokenize(c.generated)),
+            max_tokens=more_tokens,
+            stop=(),
+            stop_rule=postprocess.continued_rule(c.generated, request),
+            time_budget=None,
+            ban_first=(),
+        )
+        more = backend.generate(follow, token)
+        if not more.text:
+            return None
+        text = postprocess.finish(c.snapshot, c.cursor, c.suggestion.start, c.suggestion.mode,
+                                  raw + more.text)
+        if text is None or len(text) <= len(c.suggestion.text) or not text.startswith(c.suggestion.text):
+            return None
+        return replace(c.suggestion, text=text, result=_combine(c.result, more, raw + more.text),
+                       id=uuid.uuid4().hex[:16])
 
     def complete_blocking(
         self,
@@ -346,6 +439,9 @@ class CompletionEngine:
         and suggestion, and its class headers."""
         self._recent.pop(uri, None)
         self._headers.forget(uri)
+        pending = self._pending
+        if pending is not None and pending[0].snapshot.uri == uri:
+            self._pending = None
 
     # -- internals ------------------------------------------------------------------------
 
@@ -410,8 +506,10 @@ class CompletionEngine:
         explicit: bool,
         overrides: Overrides,
         submitted: float | None = None,
+        cut: list[Continuation] | None = None,
     ) -> Suggestion | None:
-        """The pipeline, on the worker thread: plan, prompt, request, generate, finish."""
+        """The pipeline, on the worker thread: plan, prompt, request, generate, finish.
+        Where the time budget cut a block, what to write on with is added to ``cut``."""
         began = time.perf_counter()
         record = RequestRecord(snapshot.uri, "suggested")
         record.queued_ms = (began - submitted) * 1000 if submitted is not None else 0.0
@@ -441,14 +539,16 @@ class CompletionEngine:
         record.prompt_ms = (time.perf_counter() - planned_at) * 1000
         result = record.result = backend.generate(request, token)
         raw = result.text
+        last_request, last_text = request, raw  # the last generation: what a continuation extends
         header = (
             postprocess.opened_block(snapshot.text, planned.start, cursor, raw)
             if mode == "line"
             else None
         )
         if header is not None:
-            result = _follow_block(backend, token, prompt, request, result, header, settings)
+            result, last_request = _follow_block(backend, token, prompt, request, result, header, settings)
             record.result = result
+            last_text = result.text[len(header[0]) + 1 :]
             raw = result.text
             mode = "block"
         generated = time.perf_counter()
@@ -457,7 +557,7 @@ class CompletionEngine:
         if text is None:
             record.outcome = "dropped by post-processing"
             return None
-        return Suggestion(
+        suggestion = Suggestion(
             text=text,
             start=planned.start,
             end=cursor,
@@ -467,6 +567,9 @@ class CompletionEngine:
             model=backend.info.name,
             result=result,
         )
+        if cut is not None and mode == "block" and result.stop_reason == "time":
+            cut.append(Continuation(snapshot, cursor, suggestion, last_request, raw, last_text, result))
+        return suggestion
 
     def _prompt(self, backend: Backend, context: PromptContext, settings: Settings) -> Prompt:
         """The prompt fitted to the model's budget, with the FIM suffix where it has FIM."""
@@ -533,6 +636,19 @@ def _request(
     )
 
 
+def _follows(continuation: Continuation, snapshot: Snapshot, cursor: int) -> bool:
+    """Whether the document is the continuation's with part or all of its suggestion typed
+    or accepted at its place (the type-through cache will answer from the whole block)."""
+    old, suggestion = continuation.snapshot, continuation.suggestion
+    if snapshot.uri != old.uri or cursor <= suggestion.end:
+        return False
+    typed = snapshot.text[suggestion.start : cursor]
+    return (
+        typed.startswith(suggestion.text) or suggestion.text.startswith(typed)
+    ) and snapshot.text[: suggestion.start] == old.text[: suggestion.start] \
+        and snapshot.text[cursor:] == old.text[suggestion.end :]
+
+
 def _follow_block(
     backend: Backend,
     token: CancelToken,
@@ -541,9 +657,10 @@ def _follow_block(
     result: GenerationResult,
     header: tuple[str, int],
     settings: Settings,
-) -> GenerationResult:
+) -> tuple[GenerationResult, GenerationRequest]:
     """The suggested line opens a block (``if x:``): a header alone would leave the buffer
-    broken, so go on for its body. The prompt's KV cache is reused."""
+    broken, so go on for its body. The prompt's KV cache is reused. Returns the combined
+    result and the request for the body."""
     line_text, width = header
     opened = prompt.prefix + line_text + "\n"
     budget = request.time_budget
@@ -561,7 +678,7 @@ def _follow_block(
         ),
     )
     more = backend.generate(follow, token)
-    return _combine(result, more, line_text + "\n" + more.text)
+    return _combine(result, more, line_text + "\n" + more.text), follow
 
 
 def _combine(first: GenerationResult, second: GenerationResult, text: str) -> GenerationResult:

@@ -131,14 +131,15 @@ class ServingWorker(ModelWorker):
         self.before_submit: list[Callable[[], None]] = []
 
     def submit(
-        self, run: Callable[[Backend, CancelToken], T], key: str | None = None
+        self, run: Callable[[Backend, CancelToken], T], key: str | None = None, *,
+        background: bool = False,
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
-        for hook in self.before_submit:
+        for hook in () if background else self.before_submit:
             try:
                 hook()
             except Exception:  # a hook must never cost a request
                 log.exception("before-submit hook failed")
-        return super().submit(run, key)
+        return super().submit(run, key, background=background)
 
 
 class EngineSupervisor:

@@ -3,7 +3,9 @@
 All model work (loading, tokenizing for prompts, generation) runs on one thread, fed by a
 queue, so llama.cpp is never entered twice at once and the event loop never blocks on it.
 A job submitted with a ``key`` (a document URI) supersedes the previous job with the same
-key: a queued one is dropped, a running one stops between tokens.
+key: a queued one is dropped, a running one stops between tokens. A ``background`` job
+(writing on a suggestion nobody waits for yet) gives way to any other job submitted after
+it: it is stopped the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ModelWorker:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._latest: dict[str, CancelToken] = {}
+        self._background: list[CancelToken] = []
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._listeners: list[StateListener] = []
@@ -116,15 +119,23 @@ class ModelWorker:
     # -- jobs -----------------------------------------------------------------------------
 
     def submit(
-        self, run: Callable[[Backend, CancelToken], T], key: str | None = None
+        self, run: Callable[[Backend, CancelToken], T], key: str | None = None, *,
+        background: bool = False,
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
         job: _Job[T] = _Job(run=run, key=key)
-        if key is not None:
-            with self._lock:
-                previous = self._latest.get(key)
+        with self._lock:
+            previous = self._latest.get(key) if key is not None else None
+            if key is not None:
                 self._latest[key] = job.token
-            if previous is not None:
-                previous.cancel("superseded by a newer request")
+            if background:
+                self._background = [t for t in self._background if not t.cancelled] + [job.token]
+                yielding: list[CancelToken] = []
+            else:
+                yielding, self._background = self._background, []
+        if previous is not None:
+            previous.cancel("superseded by a newer request")
+        for token in yielding:
+            token.cancel("gave way to a newer job")
         self._queue.put(job)
         return job.future, job.token
 

@@ -50,8 +50,10 @@ def stats(
     rss: int,
     last_request: RequestRecord | None = None,
     kv_cache: dict[str, Any] | None = None,
+    continued: int = 0,
 ) -> dict[str, Any]:
-    """The ``ghostpilot/stats`` answer."""
+    """The ``ghostpilot/stats`` answer. ``continued``: suggestions cut by the time budget
+    whose rest was then written in the background (engine ``_continue``)."""
     result = last.result if last else None
     return {
         "lastRequest": last_request.as_json() if last_request is not None else None,
@@ -61,6 +63,7 @@ def stats(
         "fimTemplate": info.fim_template if info else None,
         "rssBytes": rss,
         "supersededRequests": superseded,
+        "continuedSuggestions": continued,
         "last": None if last is None else {
             "id": last.id,
             "mode": last.mode,
@@ -92,4 +95,5 @@ def setup(server: GhostpilotServer) -> None:
     @server.feature(STATS)
     def stats_request(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
         return stats(ls.engine.last, ls.worker.info, ls.worker.state, ls.superseded_requests,
-                     rss_bytes(), ls.engine.last_request, ls.worker.kv_cache_stats())
+                     rss_bytes(), ls.engine.last_request, ls.worker.kv_cache_stats(),
+                     ls.engine.continued)

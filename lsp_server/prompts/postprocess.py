@@ -6,7 +6,9 @@ All pure functions of strings (and a tree-sitter parse for the final check);
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from lsp_server.parsing.syntax import definition_node, error_count, parse
 from lsp_server.prompts.context import (
@@ -353,3 +355,18 @@ def _line_text(source: bytes, offset: int) -> str:
     start = source.rfind(b"\n", 0, offset) + 1
     end = source.find(b"\n", offset)
     return source[start : len(source) if end < 0 else end].decode("utf-8", errors="replace")
+
+
+def continued_rule(before: str, request: Any) -> Callable[[str], int | None]:
+    """The stop strings and rule of ``request`` (a generation that wrote ``before``), for
+    a generation that goes on after ``before``: checked on the whole text, so a stop
+    string or a block's end that spans the join is found; the cut is in the new text."""
+    from lsp_server.backends.stops import check_stops
+
+    whole_request = replace(request, time_budget=None)
+
+    def rule(text: str) -> int | None:
+        cut, _ = check_stops(before + text, whole_request, 0.0)
+        return None if cut is None else max(0, cut - len(before))
+
+    return rule

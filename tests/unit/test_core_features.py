@@ -280,8 +280,9 @@ def test_stats() -> None:
     info = ModelInfo(name="gemma", path="/m.gguf", fim_template=None, n_ctx=2048, n_threads=2, n_gpu_layers=0)
     assert accept.stats(None, None, "loading", 0, 10) == {
         "model": None, "modelState": "loading", "fimTemplate": None, "rssBytes": 10, "supersededRequests": 0, "last": None,
-        "lastRequest": None, "kvCache": None,
+        "lastRequest": None, "kvCache": None, "continuedSuggestions": 0,
     }  # fmt: skip
+    assert accept.stats(None, None, "ready", 0, 10, continued=2)["continuedSuggestions"] == 2
     kv = {"limitMb": 256.0, "usedMb": 1.5, "entries": 1}
     assert accept.stats(None, None, "ready", 0, 10, kv_cache=kv)["kvCache"] == kv
     result = GenerationResult(text="x", token_count=4, prompt_tokens=9, reused_tokens=5, evaluated_tokens=4,
