@@ -51,6 +51,9 @@ class Settings:
     temperature: float = 0.0
     top_p: float = 0.95
     time_budget_ms: int = 500
+    # When an edit lands away from where the model last worked, evaluate the prompt there
+    # in the background before the request comes (engine.start_early).
+    start_early: bool = True
     enabled_languages: tuple[str, ...] = ("python",)
     exclude_globs: tuple[str, ...] = ()
     never_read_globs: tuple[str, ...] = NEVER_READ_DEFAULT

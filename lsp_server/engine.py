@@ -40,6 +40,8 @@ from lsp_server.prompts.tokens import PromptTokenizer
 log = logging.getLogger(__name__)
 
 SUFFIX_TOKENS = 256
+# An edit more lines than this from where the model last worked starts early.
+START_EARLY_LINES = 8
 # The prompt prefix gets at least this many tokens, however small the context.
 MIN_PREFIX_TOKENS = 64
 # A block written on a fresh line after a header or in an empty body must start with
@@ -237,6 +239,9 @@ class CompletionEngine:
         # :meth:`_continue`).
         self._pending: tuple[Continuation, concurrent.futures.Future[Suggestion | None]] | None = None
         self.continued = 0  # continuations that finished and replaced their suggestion
+        # Where the model last worked (uri, line): an edit far from it starts early.
+        self._place: tuple[str, int] | None = None
+        self.started_early = 0  # prompts evaluated ahead of a request
         self.last: Suggestion | None = None
         # The last request that reached the model worker, suggested or not.
         self.last_request: RequestRecord | None = None
@@ -248,6 +253,7 @@ class CompletionEngine:
     ) -> Suggestion | None:
         snapshot = Snapshot.of(document)
         started = time.perf_counter()
+        self._place = (snapshot.uri, snapshot.index.line_of_offset(cursor))
         pending = self._pending
         if pending is not None and not pending[1].done() and _follows(pending[0], snapshot, cursor):
             # The user is taking the cut suggestion: its continuation is what comes next,
@@ -331,6 +337,40 @@ class CompletionEngine:
             return None
         return replace(c.suggestion, text=text, result=_combine(c.result, more, raw + more.text),
                        id=uuid.uuid4().hex[:16])
+
+    def moved_to(self, uri: str, line: int) -> bool:
+        """Record an edit at ``line`` of ``uri``; True when it is away from where the model
+        last worked (another file, or more than :data:`START_EARLY_LINES` lines away)."""
+        last, self._place = self._place, (uri, line)
+        return last is None or last[0] != uri or abs(last[1] - line) > START_EARLY_LINES
+
+    def start_early(self, document: Document, cursor: int) -> None:
+        """Evaluate the prompt at ``cursor`` in the background, up to the start of its
+        line (what the request that follows will share), before the request comes: an
+        edit landed in another function. A background job: any request stops it between
+        slices of 64 tokens, keeping what was evaluated. Replaces a continuation."""
+        snapshot = Snapshot.of(document)
+        self.worker.cancel_background()
+        self.worker.submit(partial(self._start_early_job, snapshot=snapshot, cursor=cursor),
+                           background=True)
+
+    def _start_early_job(self, backend: Backend, token: CancelToken, *, snapshot: Snapshot,
+                         cursor: int) -> int:
+        prefill = getattr(backend, "prefill", None)
+        if prefill is None:
+            return 0
+        planned = plan(snapshot, cursor, explicit=True)
+        if planned.context is None:
+            return 0
+        clean = not snapshot.tree.root_node.has_error
+        context = self._headers.settle(snapshot.uri, planned.context, clean=clean)
+        prompt = self._prompt(backend, context, self.settings())
+        head = prompt.prefix[: prompt.prefix.rfind("\n") + 1]
+        if not head:
+            return 0
+        evaluated = int(prefill(prompt.tokens(head), token))
+        self.started_early += 1
+        return evaluated
 
     def complete_blocking(
         self,

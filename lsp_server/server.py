@@ -43,6 +43,7 @@ FEATURES: tuple[str, ...] = (
     "lsp_server.features.text_sync",
     "lsp_server.features.configuration",
     "lsp_server.features.inline_completion",
+    "lsp_server.features.start_early",
     "lsp_server.features.completion",
     "lsp_server.features.accept",
     "lsp_server.features.docstring",

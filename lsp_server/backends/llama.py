@@ -15,6 +15,7 @@ import codecs
 import ctypes
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -245,7 +246,13 @@ class LlamaBackend:
         pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
-    def _evaluate(self, tokens: list[int], cancel: CancelToken) -> tuple[int, int]:
+    def prefill(self, tokens: Sequence[int], cancel: CancelToken) -> int:
+        """Evaluate ``tokens`` into the KV cache ahead of a request that will start with
+        them (the engine's start-early); in slices of 64, so that a request that comes
+        meanwhile waits at most one slice. Returns the tokens evaluated."""
+        return self._evaluate(list(tokens), cancel, step=64)[1]
+
+    def _evaluate(self, tokens: list[int], cancel: CancelToken, step: int = 256) -> tuple[int, int]:
         """Bring the KV cache to ``tokens``; returns (reused, evaluated) counts."""
         reused = self._from_snapshots(tokens, common_prefix(self._cached, tokens))
         self._prompt_len = len(tokens)
@@ -254,7 +261,7 @@ class LlamaBackend:
         self.llm.n_tokens = reused
         self._cached = self._cached[:reused]
         pending = tokens[reused:]
-        step = 256  # slices: a superseded request stops early, batches stay efficient
+        # Slices: a superseded request stops early, batches stay efficient.
         for start in range(0, len(pending), step):
             if cancel.cancelled:
                 raise Cancelled(cancel.reason)

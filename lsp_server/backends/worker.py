@@ -139,6 +139,13 @@ class ModelWorker:
         self._queue.put(job)
         return job.future, job.token
 
+    def cancel_background(self) -> None:
+        """Stop the background jobs (they stop between tokens or slices)."""
+        with self._lock:
+            yielding, self._background = self._background, []
+        for token in yielding:
+            token.cancel("gave way to a newer job")
+
     async def run(self, run: Callable[[Backend, CancelToken], T], key: str | None = None) -> T:
         """Run a job from the event loop; cancelling the awaiting task stops the job."""
         future, token = self.submit(run, key)

@@ -80,6 +80,9 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="GGUF path or registry name (default: embedded)")
     parser.add_argument("--threads", type=int, help="model threads (default: all cores)")
     parser.add_argument("--llama-bin", type=Path, help="directory with llama-server/llama-bench")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a server setting for this run (camelCase, JSON value), e.g. "
+                             "--set timeBudgetMs=1500 --set startEarly=false; repeatable")
 
 
 def _log(message: str) -> None:
@@ -94,6 +97,14 @@ def _settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raw["model"] = args.model
     if args.threads:
         raw["nThreads"] = args.threads
+    for item in getattr(args, "overrides", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            raw[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raw[key] = value  # a bare string
     settings, problems = merge(Settings(), raw)
     if problems:
         raise ValueError("; ".join(problems))

@@ -51,9 +51,11 @@ def stats(
     last_request: RequestRecord | None = None,
     kv_cache: dict[str, Any] | None = None,
     continued: int = 0,
+    started_early: int = 0,
 ) -> dict[str, Any]:
     """The ``ghostpilot/stats`` answer. ``continued``: suggestions cut by the time budget
-    whose rest was then written in the background (engine ``_continue``)."""
+    whose rest was then written in the background (engine ``_continue``);
+    ``started_early``: prompts evaluated before their request came (``start_early``)."""
     result = last.result if last else None
     return {
         "lastRequest": last_request.as_json() if last_request is not None else None,
@@ -64,6 +66,7 @@ def stats(
         "rssBytes": rss,
         "supersededRequests": superseded,
         "continuedSuggestions": continued,
+        "startedEarly": started_early,
         "last": None if last is None else {
             "id": last.id,
             "mode": last.mode,
@@ -96,4 +99,4 @@ def setup(server: GhostpilotServer) -> None:
     def stats_request(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
         return stats(ls.engine.last, ls.worker.info, ls.worker.state, ls.superseded_requests,
                      rss_bytes(), ls.engine.last_request, ls.worker.kv_cache_stats(),
-                     ls.engine.continued)
+                     ls.engine.continued, ls.engine.started_early)

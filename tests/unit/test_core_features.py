@@ -281,6 +281,7 @@ def test_stats() -> None:
     assert accept.stats(None, None, "loading", 0, 10) == {
         "model": None, "modelState": "loading", "fimTemplate": None, "rssBytes": 10, "supersededRequests": 0, "last": None,
         "lastRequest": None, "kvCache": None, "continuedSuggestions": 0,
+        "startedEarly": 0,
     }  # fmt: skip
     assert accept.stats(None, None, "ready", 0, 10, continued=2)["continuedSuggestions"] == 2
     kv = {"limitMb": 256.0, "usedMb": 1.5, "entries": 1}

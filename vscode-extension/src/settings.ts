@@ -24,6 +24,7 @@ export const SERVER_KEYS = [
   'temperature',
   'topP',
   'timeBudgetMs',
+  'startEarly',
   'enabledLanguages',
   'excludeGlobs',
   'neverReadGlobs',

@@ -1,0 +1,74 @@
+"""End-to-end, the real ``ghostpilot serve`` with the real embedded model: an edit in
+another function starts evaluating its prompt before the request comes, so the request
+evaluates only the few tokens typed since (``ghostpilot/stats`` ``lastRequest``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from tests.conftest import SERVER_COMMAND
+from tests.e2e.lsp_helpers import INLINE_CLIENT, inline_params, insert, open_document
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+FILLER = "".join(f"\n\ndef helper_{i}(value):\n    return value * {i}\n" for i in range(6))
+SAMPLE = f'''import os
+
+
+def first(x):
+    """Return x plus one."""
+    return x +
+{FILLER}
+
+def file_stem(path):
+    """The file name of ``path`` without its folders and without its extension:
+    ``file_stem("/tmp/report.final.csv")`` is ``"report.final"``."""
+    name = os.path.basename(path)
+    '''
+LINES = SAMPLE.split("\n")
+FIRST = (5, len(LINES[5]))  # after "return x +"
+STEM = (len(LINES) - 1, 4)  # the blank line at the end of file_stem
+
+
+@pytest_lsp.fixture(scope="module", loop_scope="module", config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def client(lsp_client: LanguageClient):
+    result = await lsp_client.initialize_session(
+        types.InitializeParams(capabilities=INLINE_CLIENT,
+                               initialization_options={"timeBudgetMs": 4000, "maxTokens": 24}))
+    lsp_client.initialize_result = result  # type: ignore[attr-defined]
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def stats(client: LanguageClient):  # type: ignore[no-untyped-def]
+    return await client.protocol.send_request_async("ghostpilot/stats", None)
+
+
+async def test_an_edit_in_another_function_evaluates_its_prompt_before_the_request(client: LanguageClient):
+    uri = "file:///tmp/ghostpilot-e2e/start_early.py"
+    open_document(client, uri, SAMPLE)
+    await client.text_document_inline_completion_async(inline_params(uri, *FIRST, invoked=False))
+    here = await stats(client)
+    assert here.lastRequest.promptTokens > 0
+    before = here.startedEarly
+    # The user moves to file_stem and types a word there; the request comes after it.
+    insert(client, uri, 2, STEM[0], STEM[1], "r")
+    for _ in range(200):
+        if (await stats(client)).startedEarly > before:
+            break
+        await asyncio.sleep(0.05)
+    assert (await stats(client)).startedEarly == before + 1
+    await asyncio.sleep(1.0)  # the user is typing the rest of the word
+    insert(client, uri, 3, STEM[0], STEM[1] + 1, "oot")
+    await client.text_document_inline_completion_async(inline_params(uri, STEM[0], STEM[1] + 4, invoked=False))
+    asked = (await stats(client)).lastRequest
+    assert asked.promptTokens > 80, asked
+    # Only the cursor's line is left to evaluate (its few tokens), not file_stem's
+    # signature, docstring and first line (dozens of tokens).
+    assert 0 < asked.evaluatedTokens <= 8, asked
+    assert asked.reusedTokens >= asked.promptTokens - 8
