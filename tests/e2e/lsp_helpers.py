@@ -62,3 +62,8 @@ def apply_edit(text: str, start: tuple[int, int], end: tuple[int, int], new_text
         return sum(len(line) + 1 for line in lines[: position[0]]) + position[1]
 
     return text[: offset(start)] + new_text + text[offset(end) :]
+
+
+async def server_stats(client):  # type: ignore[no-untyped-def]
+    """``ghostpilot/stats`` (pygls answers it as a named tuple: fields as attributes)."""
+    return await client.protocol.send_request_async("ghostpilot/stats", None)

@@ -13,7 +13,13 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from lsp_server.parsing.syntax import error_count, parse_text
 from tests.conftest import SERVER_COMMAND
-from tests.e2e.lsp_helpers import INLINE_CLIENT, apply_edit, inline_params, open_document
+from tests.e2e.lsp_helpers import (
+    INLINE_CLIENT,
+    apply_edit,
+    inline_params,
+    open_document,
+    server_stats,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -38,10 +44,6 @@ async def client(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
-async def stats(client: LanguageClient):  # type: ignore[no-untyped-def]
-    """``ghostpilot/stats`` (pygls answers it as a named tuple: fields as attributes)."""
-    return await client.protocol.send_request_async("ghostpilot/stats", None)
-
 
 def text_of(item: types.InlineCompletionItem) -> str:
     return item.insert_text if isinstance(item.insert_text, str) else item.insert_text.value
@@ -56,13 +58,13 @@ async def test_accepting_a_cut_block_shows_the_rest_without_the_model(client: La
     assert first.items[0].range is not None
     start = (first.items[0].range.start.line, first.items[0].range.start.character)
     assert shown.strip(), "empty suggestion"
-    before = await stats(client)
+    before = await server_stats(client)
     assert before.lastRequest.outcome == "suggested"
     for _ in range(300):  # the rest is written in the background
-        if (await stats(client)).continuedSuggestions >= 1:
+        if (await server_stats(client)).continuedSuggestions >= 1:
             break
         await asyncio.sleep(0.1)
-    assert (await stats(client)).continuedSuggestions == 1
+    assert (await server_stats(client)).continuedSuggestions == 1
     # The user accepts the line on screen: the editor inserts it and asks again.
     accepted = apply_edit(SAMPLE, start, (LINE, CHARACTER), shown)
     lines = accepted.split("\n")
@@ -72,7 +74,7 @@ async def test_accepting_a_cut_block_shows_the_rest_without_the_model(client: La
     second = await client.text_document_inline_completion_async(
         inline_params(uri, len(lines) - 1, len(lines[-1]), invoked=False))
     assert second is not None and len(second.items) == 1
-    after = await stats(client)
+    after = await server_stats(client)
     assert after.lastRequest.outcome == "type-through cache"
     assert after.last.cached is True
     whole = text_of(second.items[0])

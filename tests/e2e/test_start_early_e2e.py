@@ -12,7 +12,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from tests.conftest import SERVER_COMMAND
-from tests.e2e.lsp_helpers import INLINE_CLIENT, inline_params, insert, open_document
+from tests.e2e.lsp_helpers import INLINE_CLIENT, inline_params, insert, open_document, server_stats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -45,28 +45,25 @@ async def client(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
-async def stats(client: LanguageClient):  # type: ignore[no-untyped-def]
-    return await client.protocol.send_request_async("ghostpilot/stats", None)
-
 
 async def test_an_edit_in_another_function_evaluates_its_prompt_before_the_request(client: LanguageClient):
     uri = "file:///tmp/ghostpilot-e2e/start_early.py"
     open_document(client, uri, SAMPLE)
     await client.text_document_inline_completion_async(inline_params(uri, *FIRST, invoked=False))
-    here = await stats(client)
+    here = await server_stats(client)
     assert here.lastRequest.promptTokens > 0
     before = here.startedEarly
     # The user moves to file_stem and types a word there; the request comes after it.
     insert(client, uri, 2, STEM[0], STEM[1], "r")
     for _ in range(200):
-        if (await stats(client)).startedEarly > before:
+        if (await server_stats(client)).startedEarly > before:
             break
         await asyncio.sleep(0.05)
-    assert (await stats(client)).startedEarly == before + 1
+    assert (await server_stats(client)).startedEarly == before + 1
     await asyncio.sleep(1.0)  # the user is typing the rest of the word
     insert(client, uri, 3, STEM[0], STEM[1] + 1, "oot")
     await client.text_document_inline_completion_async(inline_params(uri, STEM[0], STEM[1] + 4, invoked=False))
-    asked = (await stats(client)).lastRequest
+    asked = (await server_stats(client)).lastRequest
     assert asked.promptTokens > 80, asked
     # Only the cursor's line is left to evaluate (its few tokens), not file_stem's
     # signature, docstring and first line (dozens of tokens).

@@ -39,7 +39,7 @@ class Prefiller:
         return [ord(ch) for ch in text]
 
     def prefill(self, tokens: tuple[int, ...], cancel: CancelToken) -> int:
-        for start in range(0, len(tokens), 64):
+        for _ in range(0, len(tokens), 64):
             if cancel.cancelled:
                 self.stopped.set()
                 raise Cancelled(cancel.reason)
