@@ -18,6 +18,10 @@ from lsp_server.parsing.document import Document
 from lsp_server.parsing.positions import PositionOutOfRange
 from lsp_server.runtime import start_worker
 
+# No keystroke follows a one-shot completion: it gets the whole block, not the editor's
+# 500 ms first paint (whose rest the server writes in the background).
+ONE_SHOT_BUDGET_MS = 10000
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
@@ -27,9 +31,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--model", help="GGUF path or registry name (default: embedded)")
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--n-threads", type=int)
+    parser.add_argument("--time-budget-ms", type=int, default=ONE_SHOT_BUDGET_MS,
+                        help="stop once a complete line is out after this long (default "
+                             f"{ONE_SHOT_BUDGET_MS}: a one-shot request waits for the whole "
+                             "block; the editor's per-keystroke budget is the timeBudgetMs setting)")
     parser.add_argument("--explicit", action="store_true", help="complete even in strings")
     parser.add_argument("--json", action="store_true", help="print the suggestion and stats as JSON")
     parser.set_defaults(func=run)
+
+
+def cli_settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
+    """The settings of a ``complete`` run: the defaults with the options given."""
+    raw = {"model": args.model, "maxTokens": args.max_tokens, "nThreads": args.n_threads,
+           "timeBudgetMs": args.time_budget_ms}
+    return merge(Settings(), {k: v for k, v in raw.items() if v is not None})
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:
@@ -53,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError, UnicodeDecodeError) as error:
         print(f"ghostpilot complete: {error}", file=sys.stderr)
         return 2
-    raw = {"model": args.model, "maxTokens": args.max_tokens, "nThreads": args.n_threads}
-    settings, problems = merge(Settings(), {k: v for k, v in raw.items() if v is not None})
+    settings, problems = cli_settings(args)
     for problem in problems:
         print(f"ghostpilot complete: {problem}", file=sys.stderr)
     document = Document(uri=path.resolve().as_uri(), text=text, language_id="python")

@@ -1,6 +1,6 @@
-"""``ghostpilot bench --set KEY=VALUE``: server settings for one run (A/B runs of a
-setting at its default and off), parsed as JSON where they are JSON, checked like any
-setting."""
+"""Settings from the command line: ``ghostpilot bench --set KEY=VALUE`` (a server setting
+for one run, parsed as JSON where it is JSON, checked like any setting) and
+``ghostpilot complete``'s one-shot time budget."""
 
 from __future__ import annotations
 
@@ -33,3 +33,16 @@ def test_set_gives_the_server_those_settings() -> None:
 def test_bad_set_is_a_clear_error(item: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _settings(args(item))
+
+
+def test_a_one_shot_completion_waits_for_the_whole_block() -> None:
+    """``ghostpilot complete`` is not a keystroke: its time budget is 10 s unless given,
+    not the editor's 500 ms first paint (the CLI has no background continuation)."""
+    from lsp_server.cli.complete import ONE_SHOT_BUDGET_MS, add_parser, cli_settings
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    settings, problems = cli_settings(parser.parse_args(["complete", "f.py:1:1"]))
+    assert not problems and settings.time_budget_ms == ONE_SHOT_BUDGET_MS > 500
+    settings, _ = cli_settings(parser.parse_args(["complete", "f.py:1:1", "--time-budget-ms", "700"]))
+    assert settings.time_budget_ms == 700
