@@ -42,6 +42,22 @@ WITH_EXAMPLES = '''def add(a, b):
     """
 '''
 
+# For the ranked-candidates test: a body the model writes in several ways (the adder's
+# eight samples can all be ``return a + b``, one candidate once duplicates are merged:
+# the candidates' seeds are random per request, as in the editor). Same layout as
+# WITH_EXAMPLES: three examples, the body on line 10.
+VARIED = '''def count_vowels(text):
+    """Return how many vowels (a, e, i, o, u) are in text.
+
+    >>> count_vowels("hello")
+    2
+    >>> count_vowels("sky")
+    0
+    >>> count_vowels("AEIOU")
+    5
+    """
+'''
+
 ONLY_TESTS = '''def scale(value):
     """Scale a value."""
 '''
@@ -135,7 +151,7 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
 
 async def test_a_function_with_examples_gets_ranked_candidates_with_pass_counts(client: LanguageClient) -> None:
     recorder: Recorder = client.recorder  # type: ignore[attr-defined]
-    uri = _open(client, "adder.py", WITH_EXAMPLES)
+    uri = _open(client, "vowels.py", VARIED)
     assert ACTION_TITLE in await _code_actions(client, uri, 0)
     result = await asyncio.wait_for(client.text_document_inline_completion_async(_inline(uri, 10, 0)), 600)
     assert result is not None
