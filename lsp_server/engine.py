@@ -135,15 +135,12 @@ class Overrides:
 @dataclass(frozen=True)
 class Continuation:
     """A block suggestion the time budget cut, and how to write on: ``request`` was the
-    last generation, ``generated`` its text (``raw``: all the text generated)."""
+    last generation, ``generated`` its text (the suggestion's result holds all of it)."""
 
     snapshot: Snapshot
-    cursor: int
     suggestion: Suggestion
     request: GenerationRequest
-    raw: str
     generated: str
-    result: GenerationResult
 
 
 @dataclass(frozen=True)
@@ -274,9 +271,9 @@ class CompletionEngine:
             key=key or document.uri,
         )
         finished = self._finish(snapshot, suggestion, started)
-        if finished is not None and cut:
+        if finished is not None and cut:  # ``finished`` is the cut suggestion, timed
             try:
-                self._continue(replace(cut[0], suggestion=finished))
+                self._continue(cut[0])
             except Exception:  # writing on in the background must never cost the request
                 log.exception("could not continue a suggestion in the background")
         return finished
@@ -314,9 +311,11 @@ class CompletionEngine:
         self, backend: Backend, token: CancelToken, *, continuation: Continuation
     ) -> Suggestion | None:
         c = continuation
-        request, raw = c.request, c.raw
-        more_tokens = request.max_tokens - c.result.token_count
-        if more_tokens <= 0 or request.prompt_tokens is None:
+        request, result = c.request, c.suggestion.result
+        if result is None or request.prompt_tokens is None:
+            return None
+        raw, more_tokens = result.text, request.max_tokens - result.token_count
+        if more_tokens <= 0:
             return None
         follow = replace(
             request,
@@ -331,11 +330,11 @@ class CompletionEngine:
         more = backend.generate(follow, token)
         if not more.text:
             return None
-        text = postprocess.finish(c.snapshot, c.cursor, c.suggestion.start, c.suggestion.mode,
+        text = postprocess.finish(c.snapshot, c.suggestion.end, c.suggestion.start, c.suggestion.mode,
                                   raw + more.text)
         if text is None or len(text) <= len(c.suggestion.text) or not text.startswith(c.suggestion.text):
             return None
-        return replace(c.suggestion, text=text, result=_combine(c.result, more, raw + more.text),
+        return replace(c.suggestion, text=text, result=_combine(result, more, raw + more.text),
                        id=uuid.uuid4().hex[:16])
 
     def moved_to(self, uri: str, line: int) -> bool:
@@ -362,8 +361,7 @@ class CompletionEngine:
         planned = plan(snapshot, cursor, explicit=True)
         if planned.context is None:
             return 0
-        clean = not snapshot.tree.root_node.has_error
-        context = self._headers.settle(snapshot.uri, planned.context, clean=clean)
+        context = self._settled(snapshot, planned.context)
         prompt = self._prompt(backend, context, self.settings())
         head = prompt.prefix[: prompt.prefix.rfind("\n") + 1]
         if not head:
@@ -453,7 +451,7 @@ class CompletionEngine:
         if planned.context is None:
             return []
         mode: SuggestionMode = overrides.mode or "block"
-        context = self._headers.settle(snapshot.uri, planned.context, clean=not snapshot.tree.root_node.has_error)
+        context = self._settled(snapshot, planned.context)
         prompt = self._prompt(backend, context, settings)
         line_start = snapshot.text.rfind("\n", 0, cursor) + 1
         first_line_is_new = planned.start != cursor or not snapshot.text[line_start:cursor].strip()
@@ -566,8 +564,7 @@ class CompletionEngine:
             record.outcome = f"nothing to suggest: {planned.reason}"
             return None
         mode: SuggestionMode = overrides.mode or planned.mode
-        clean = not snapshot.tree.root_node.has_error
-        context = self._headers.settle(snapshot.uri, planned.context, clean=clean)
+        context = self._settled(snapshot, planned.context)
         prompt = self._prompt(backend, context, settings)
         line_start = snapshot.text.rfind("\n", 0, cursor) + 1
         first_line_is_new = planned.start != cursor or not snapshot.text[line_start:cursor].strip()
@@ -608,8 +605,13 @@ class CompletionEngine:
             result=result,
         )
         if cut is not None and mode == "block" and result.stop_reason == "time":
-            cut.append(Continuation(snapshot, cursor, suggestion, last_request, raw, last_text, result))
+            cut.append(Continuation(snapshot, suggestion, last_request, last_text))
         return suggestion
+
+    def _settled(self, snapshot: Snapshot, context: PromptContext) -> PromptContext:
+        """``context`` with the head (imports, outline, class header) held from the
+        document's last clean parse (:class:`StableHeaders`)."""
+        return self._headers.settle(snapshot.uri, context, clean=not snapshot.tree.root_node.has_error)
 
     def _prompt(self, backend: Backend, context: PromptContext, settings: Settings) -> Prompt:
         """The prompt fitted to the model's budget, with the FIM suffix where it has FIM."""

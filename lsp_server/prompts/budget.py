@@ -185,11 +185,16 @@ def _keep_entries(text: str, count: Callable[[str], int], budget: int) -> str:
         return ""
     if count(text) <= budget:
         return text
-    entries = _ENTRY.split(text)
-    low, high, best = 1, len(entries) - 1, ""
+    return _keep_pieces(_ENTRY.split(text), count, budget)
+
+
+def _keep_pieces(pieces: list[str], count: Callable[[str], int], budget: int) -> str:
+    """The most of ``pieces`` from the first on, joined by newlines, that fits ``budget``
+    ("" when not even the first does): a binary search on how many are kept."""
+    low, high, best = 1, len(pieces), ""
     while low <= high:
         middle = (low + high) // 2
-        candidate = "\n".join(entries[:middle])
+        candidate = "\n".join(pieces[:middle])
         if count(candidate) <= budget:
             best, low = candidate, middle + 1
         else:
@@ -242,18 +247,13 @@ def _fit_header(header: str, count: Callable[[str], int], budget: int) -> str:
     if opened is None or opened + 1 >= len(lines):
         return _trim_bottom(header, count, budget)
     indent = lines[opened + 1][: len(lines[opened + 1]) - len(lines[opened + 1].lstrip())]
-    # Where each member starts (a line at the members' indentation): keep whole members.
+    # Where each member starts (a line at the members' indentation): keep whole members,
+    # the first together with the class line.
     starts = [i for i in range(opened + 1, len(lines))
               if lines[i].startswith(indent) and lines[i][len(indent):len(indent) + 1] not in (" ", "\t", "")]
-    low, high, best = 1, len(starts) - 1, None
-    while low <= high:  # binary search on the number of members kept
-        middle = (low + high) // 2
-        candidate = "\n".join(lines[: starts[middle]])
-        if count(candidate) <= budget:
-            best, low = candidate, middle + 1
-        else:
-            high = middle - 1
-    return best if best is not None else _trim_bottom(header, count, budget)
+    bounds = [0, *starts[1:], len(lines)]
+    members = ["\n".join(lines[a:b]) for a, b in zip(bounds, bounds[1:])]
+    return _keep_pieces(members, count, budget) or _trim_bottom(header, count, budget)
 
 
 def _fit_pieces(
