@@ -12,11 +12,15 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # pip caches the llama-cpp-python wheel it builds (about 6 minutes on 2 cores), so a
-# second install, or a fresh clone on the same machine, reuses it.
+# second install, or a fresh clone on the same machine, reuses it. It is built without
+# AMX kernels (scripts/llama-cflags.sh says why), after any CMAKE_ARGS of your own.
+LLAMA_CFLAGS := $(shell bash scripts/llama-cflags.sh)
+LLAMA_CMAKE_ARGS := $(CMAKE_ARGS)$(if $(LLAMA_CFLAGS), -DCMAKE_C_FLAGS='$(LLAMA_CFLAGS)' -DCMAKE_CXX_FLAGS='$(LLAMA_CFLAGS)')
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: install

@@ -18,7 +18,10 @@ if [ -z "$PYTHON" ]; then
 fi
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
-if [ "${1:-}" != "--force" ] && [ -x "$DEST/bin/llama-server" ] && [ -x "$DEST/bin/llama-bench" ]; then
+cflags="$(bash "$ROOT/scripts/llama-cflags.sh")"  # no AMX kernels: that script says why
+# A cached build counts only if it was built with these flags (an older one may have AMX).
+if [ "${1:-}" != "--force" ] && [ -x "$DEST/bin/llama-server" ] && [ -x "$DEST/bin/llama-bench" ] \
+   && grep -qxF "cflags: $cflags" "$DEST/BUILD_INFO" 2>/dev/null; then
   echo "$DEST/bin"
   exit 0
 fi
@@ -38,6 +41,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 echo "build-llama-server: configuring $src" >&2
 cmake -S "$src" -B "$work/build" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+  -DCMAKE_C_FLAGS="$cflags" -DCMAKE_CXX_FLAGS="$cflags" \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
   -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >&2
 echo "build-llama-server: building llama-server and llama-bench with $JOBS jobs" >&2
@@ -47,5 +51,5 @@ mkdir -p "$DEST/bin.new"
 cp "$work/build/bin/llama-server" "$work/build/bin/llama-bench" "$DEST/bin.new/"
 rm -rf "$DEST/bin"
 mv "$DEST/bin.new" "$DEST/bin"
-echo "llama-cpp-python $VERSION (vendored llama.cpp), built $(date -u +%FT%TZ)" > "$DEST/BUILD_INFO"
+{ echo "llama-cpp-python $VERSION (vendored llama.cpp), built $(date -u +%FT%TZ)"; echo "cflags: $cflags"; } > "$DEST/BUILD_INFO"
 echo "$DEST/bin"

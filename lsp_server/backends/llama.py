@@ -12,10 +12,13 @@ Generation is our own token loop over ``Llama.eval`` so that we can:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import logging
+import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,8 +65,55 @@ def system_info() -> dict[str, object]:
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
         "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
         "features": features,
+        "extra_buffers": extra_buffers_allowed(info),
         "raw": info.strip(),
     }
+
+
+# llama.cpp's AMX matrix kernels (built in where the compiler targets a CPU with AMX, as
+# ``-march=native`` does on Sapphire Rapids and later) crash in the first prompt evaluation
+# on some of these machines (a segfault in ggml_backend_amx_mul_mat with Q4_K weights, the
+# embedded model's; llama.cpp issue 20824, closed without a fix; seen on this project's own
+# 2-core Xeon). A build that has them loads models without llama.cpp's extra buffer types
+# (the AMX and repacked weight layouts), unless this variable is 1. The Makefile and
+# scripts/build-llama-server.sh build without AMX (scripts/llama-cmake-args.sh), so their
+# builds keep the repacked layouts.
+AMX_VARIABLE = "GHOSTPILOT_LLAMA_AMX"
+_PARAMS_LOCK = threading.Lock()
+
+
+def build_has_amx(info: str) -> bool:
+    """Whether a llama.cpp system-info line reports AMX kernels built in."""
+    return any(f"{name} = 1" in info for name in ("AMX_INT8", "AMX_BF16", "AMX_TILE"))
+
+
+def extra_buffers_allowed(info: str, environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Whether a model may load into llama.cpp's extra buffer types: not with AMX built
+    in, unless ``GHOSTPILOT_LLAMA_AMX=1`` says the user's machine runs it."""
+    return not build_has_amx(info) or environ.get(AMX_VARIABLE, "") == "1"
+
+
+@contextlib.contextmanager
+def _model_params(llama_cpp: Any, *, extra_buffers: bool) -> Iterator[None]:
+    """While loading: ``Llama`` builds its model parameters from
+    ``llama_model_default_params``, and has no argument for ``use_extra_bufts``."""
+    if extra_buffers:
+        yield
+        return
+    module = llama_cpp.llama_cpp
+    default = module.llama_model_default_params
+
+    def params() -> Any:
+        made = default()
+        made.use_extra_bufts = False
+        return made
+
+    with _PARAMS_LOCK:
+        module.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = default
 
 
 # Save the live KV state before a request drops at least this many of its prompt tokens
@@ -105,19 +155,25 @@ class LlamaBackend:
             except GGUFError as error:
                 raise ModelUnavailable(str(error)) from error
         llama_cpp = _import_llama()
+        build = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+        self.extra_buffers = extra_buffers_allowed(build)
+        if not self.extra_buffers:
+            log.info("this llama.cpp build has AMX kernels, which crash on some CPUs: loading "
+                     "without extra buffer types (%s=1 keeps them)", AMX_VARIABLE)
 
         def load(flash: bool) -> Any:
-            return llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                n_gpu_layers=n_gpu_layers,
-                n_batch=512,
-                swa_full=True,  # keep sliding-window layers' cache whole, so prefixes reuse
-                flash_attn=flash,
-                verbose=False,
-            )
+            with _model_params(llama_cpp, extra_buffers=self.extra_buffers):
+                return llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    n_gpu_layers=n_gpu_layers,
+                    n_batch=512,
+                    swa_full=True,  # keep sliding-window layers' cache whole, so prefixes reuse
+                    flash_attn=flash,
+                    verbose=False,
+                )
 
         self.flash_attention = flash_attention != "off"
         try:

@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  GPU offload: {'supported' if info['gpu_offload'] else 'not in this build (CPU only)'}")
     if not info["gpu_offload"]:
         print("  (rebuild with CMAKE_ARGS=\"-DGGML_CUDA=on\" or \"-DGGML_METAL=on\"; see README)")
+    if not info["extra_buffers"]:
+        print("  AMX kernels built in: models load without extra buffer types (AMX crashes on some "
+              "CPUs; GHOSTPILOT_LLAMA_AMX=1 keeps them; `make install` builds without AMX)")
     checked_engine = report.get("engine")
     if isinstance(checked_engine, dict):
         engine = checked_engine
