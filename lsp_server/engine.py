@@ -21,6 +21,7 @@ from typing import Any
 
 from lsp_server.backends.base import (
     Backend,
+    Cancelled,
     CancelToken,
     FimTokens,
     GenerationRequest,
@@ -33,6 +34,7 @@ from lsp_server.parsing.document import Document
 from lsp_server.prompts import budget, modes, postprocess
 from lsp_server.prompts.context import PromptContext, build_context, indent_width
 from lsp_server.prompts.fim import assemble
+from lsp_server.prompts.held import HeldDefinitions
 from lsp_server.prompts.modes import Mode, SuggestionMode
 from lsp_server.prompts.snapshot import Snapshot
 from lsp_server.prompts.tokens import PromptTokenizer
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 SUFFIX_TOKENS = 256
 # An edit more lines than this from where the model last worked starts early.
 START_EARLY_LINES = 8
+# A function's new used definitions (prompts/held.py) are brought in when the user has
+# paused this long after a request: evaluating them then costs no keystroke anything.
+REFRESH_IDLE_S = 0.3
 # The prompt prefix gets at least this many tokens, however small the context.
 MIN_PREFIX_TOKENS = 64
 # A block written on a fresh line after a header or in an empty body must start with
@@ -230,6 +235,7 @@ class CompletionEngine:
         self.worker = worker
         self.settings = settings
         self._headers = StableHeaders()
+        self._held = HeldDefinitions()
         self._tokenizers: dict[int, PromptTokenizer] = {}
         self._recent: OrderedDict[str, tuple[Snapshot, Suggestion]] = OrderedDict()
         # A suggestion cut by the time budget, being written on in the background (see
@@ -239,6 +245,7 @@ class CompletionEngine:
         # Where the model last worked (uri, line): an edit far from it starts early.
         self._place: tuple[str, int] | None = None
         self.started_early = 0  # prompts evaluated ahead of a request
+        self.definitions_refreshed = 0  # functions whose new used definitions were adopted
         self.last: Suggestion | None = None
         # The last request that reached the model worker, suggested or not.
         self.last_request: RequestRecord | None = None
@@ -263,20 +270,47 @@ class CompletionEngine:
             self.last_request = RequestRecord(snapshot.uri, "type-through cache")
             return cached
         cut: list[Continuation] = []
+        fresh: list[PromptContext] = []
         suggestion = await self.worker.run(
             lambda backend, token: self._job(
                 backend, token, snapshot, cursor, explicit, Overrides(logprobs=False), started,
-                cut=cut,
+                cut=cut, fresh=fresh,
             ),
             key=key or document.uri,
         )
         finished = self._finish(snapshot, suggestion, started)
-        if finished is not None and cut:  # ``finished`` is the cut suggestion, timed
-            try:
+        try:  # the background work after a request must never cost it
+            if finished is not None and cut:  # ``finished`` is the cut suggestion, timed
                 self._continue(cut[0])
-            except Exception:  # writing on in the background must never cost the request
-                log.exception("could not continue a suggestion in the background")
+            elif fresh:
+                self._refresh(snapshot, fresh[0])
+        except Exception:
+            log.exception("could not start background work after a request")
         return finished
+
+    def _refresh(self, snapshot: Snapshot, context: PromptContext) -> None:
+        """Bring in a function's new used definitions (:mod:`lsp_server.prompts.held`) once
+        the user pauses: a background job waits :data:`REFRESH_IDLE_S`, evaluates the
+        prompt with them up to the cursor's line, then adopts them. A keystroke's request
+        stops it (while it waits: at no cost), and the held set stays until a later pause."""
+        self.worker.submit(partial(self._refresh_job, uri=snapshot.uri, context=context),
+                           background=True)
+
+    def _refresh_job(self, backend: Backend, token: CancelToken, *, uri: str,
+                     context: PromptContext) -> int:
+        if token.event.wait(REFRESH_IDLE_S):
+            raise Cancelled(token.reason)
+        evaluated = 0
+        prefill = getattr(backend, "prefill", None)
+        if prefill is not None:  # a remote engine keeps its own cache: adopt at once
+            prompt = self._prompt(backend, context, self.settings())
+            head = prompt.prefix[: prompt.prefix.rfind("\n") + 1]
+            evaluated = int(prefill(prompt.tokens(head), token)) if head else 0
+        if token.cancelled:
+            raise Cancelled(token.reason)
+        self._held.adopt(uri, context)
+        self.definitions_refreshed += 1
+        return evaluated
 
     def _continue(self, continuation: Continuation) -> None:
         """Write on a suggestion the time budget cut, in the background: when it is done, the
@@ -361,7 +395,7 @@ class CompletionEngine:
         planned = plan(snapshot, cursor, explicit=True)
         if planned.context is None:
             return 0
-        context = self._settled(snapshot, planned.context)
+        context, _ = self._held.hold(snapshot.uri, self._settled(snapshot, planned.context))
         prompt = self._prompt(backend, context, self.settings())
         head = prompt.prefix[: prompt.prefix.rfind("\n") + 1]
         if not head:
@@ -477,6 +511,7 @@ class CompletionEngine:
         and suggestion, and its class headers."""
         self._recent.pop(uri, None)
         self._headers.forget(uri)
+        self._held.forget(uri)
         pending = self._pending
         if pending is not None and pending[0].snapshot.uri == uri:
             self._pending = None
@@ -545,9 +580,13 @@ class CompletionEngine:
         overrides: Overrides,
         submitted: float | None = None,
         cut: list[Continuation] | None = None,
+        fresh: list[PromptContext] | None = None,
     ) -> Suggestion | None:
         """The pipeline, on the worker thread: plan, prompt, request, generate, finish.
-        Where the time budget cut a block, what to write on with is added to ``cut``."""
+        Where the time budget cut a block, what to write on with is added to ``cut``.
+        With ``fresh`` (the editor's requests), the function's used definitions are held
+        (:mod:`lsp_server.prompts.held`); where its code now names others, the context
+        with them is added to ``fresh``."""
         began = time.perf_counter()
         record = RequestRecord(snapshot.uri, "suggested")
         record.queued_ms = (began - submitted) * 1000 if submitted is not None else 0.0
@@ -565,6 +604,10 @@ class CompletionEngine:
             return None
         mode: SuggestionMode = overrides.mode or planned.mode
         context = self._settled(snapshot, planned.context)
+        if fresh is not None:
+            context, changed = self._held.hold(snapshot.uri, context)
+            if changed is not None:
+                fresh.append(changed)
         prompt = self._prompt(backend, context, settings)
         line_start = snapshot.text.rfind("\n", 0, cursor) + 1
         first_line_is_new = planned.start != cursor or not snapshot.text[line_start:cursor].strip()

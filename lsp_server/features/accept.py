@@ -52,10 +52,13 @@ def stats(
     kv_cache: dict[str, Any] | None = None,
     continued: int = 0,
     started_early: int = 0,
+    definitions_refreshed: int = 0,
 ) -> dict[str, Any]:
     """The ``ghostpilot/stats`` answer. ``continued``: suggestions cut by the time budget
     whose rest was then written in the background (engine ``_continue``);
-    ``started_early``: prompts evaluated before their request came (``start_early``)."""
+    ``started_early``: prompts evaluated before their request came (``start_early``);
+    ``definitions_refreshed``: functions whose new used definitions were brought into
+    their prompt in a pause (engine ``_refresh``)."""
     result = last.result if last else None
     return {
         "lastRequest": last_request.as_json() if last_request is not None else None,
@@ -67,6 +70,7 @@ def stats(
         "supersededRequests": superseded,
         "continuedSuggestions": continued,
         "startedEarly": started_early,
+        "definitionsRefreshed": definitions_refreshed,
         "last": None if last is None else {
             "id": last.id,
             "mode": last.mode,
@@ -99,4 +103,4 @@ def setup(server: GhostpilotServer) -> None:
     def stats_request(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
         return stats(ls.engine.last, ls.worker.info, ls.worker.state, ls.superseded_requests,
                      rss_bytes(), ls.engine.last_request, ls.worker.kv_cache_stats(),
-                     ls.engine.continued, ls.engine.started_early)
+                     ls.engine.continued, ls.engine.started_early, ls.engine.definitions_refreshed)

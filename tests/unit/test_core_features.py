@@ -281,9 +281,10 @@ def test_stats() -> None:
     assert accept.stats(None, None, "loading", 0, 10) == {
         "model": None, "modelState": "loading", "fimTemplate": None, "rssBytes": 10, "supersededRequests": 0, "last": None,
         "lastRequest": None, "kvCache": None, "continuedSuggestions": 0,
-        "startedEarly": 0,
+        "startedEarly": 0, "definitionsRefreshed": 0,
     }  # fmt: skip
     assert accept.stats(None, None, "ready", 0, 10, continued=2)["continuedSuggestions"] == 2
+    assert accept.stats(None, None, "ready", 0, 10, definitions_refreshed=4)["definitionsRefreshed"] == 4
     kv = {"limitMb": 256.0, "usedMb": 1.5, "entries": 1}
     assert accept.stats(None, None, "ready", 0, 10, kv_cache=kv)["kvCache"] == kv
     result = GenerationResult(text="x", token_count=4, prompt_tokens=9, reused_tokens=5, evaluated_tokens=4,

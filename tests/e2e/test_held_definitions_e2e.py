@@ -1,0 +1,82 @@
+"""End-to-end, the real ``ghostpilot serve`` with the real embedded model: typing a word
+that names another top-level definition keeps the function's prompt (its used
+definitions are held), so the request evaluates only the new tokens; after a pause the
+definition comes in (evaluated in the background), and the next request evaluates only
+the new tokens again (``ghostpilot/stats``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from tests.conftest import SERVER_COMMAND
+from tests.e2e.lsp_helpers import INLINE_CLIENT, inline_params, insert, open_document, server_stats
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+SAMPLE = '''import os
+
+
+def zq_joiner(parts, separator="/"):
+    """Join ``parts`` with ``separator``, skipping empty ones."""
+    return separator.join(part for part in parts if part)
+
+
+def describe(path):
+    """A one-line description of the file at ``path``: its name and its size."""
+    name = os.path.basename(path)
+    size = os.path.getsize(path)
+    '''
+LINES = SAMPLE.split("\n")
+END = (len(LINES) - 1, 4)  # the blank line at the end of describe
+
+
+@pytest_lsp.fixture(scope="module", loop_scope="module", config=ClientServerConfig(server_command=SERVER_COMMAND))
+async def client(lsp_client: LanguageClient):
+    result = await lsp_client.initialize_session(
+        types.InitializeParams(capabilities=INLINE_CLIENT,
+                               initialization_options={"timeBudgetMs": 4000, "maxTokens": 16}))
+    lsp_client.initialize_result = result  # type: ignore[attr-defined]
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_newly_named_definition_costs_no_reevaluation(client: LanguageClient):
+    uri = "file:///tmp/ghostpilot-e2e/held_definitions.py"
+    open_document(client, uri, SAMPLE)
+    await client.text_document_inline_completion_async(inline_params(uri, *END, invoked=False))
+    first = (await server_stats(client)).lastRequest
+    assert first.promptTokens > 40, first
+    # The user types a line that names zq_joiner and asks at once.
+    typed = "x = 1 + zq_joiner"
+    insert(client, uri, 2, END[0], END[1], typed)
+    await client.text_document_inline_completion_async(
+        inline_params(uri, END[0], END[1] + len(typed), invoked=False))
+    named = await server_stats(client)
+    asked = named.lastRequest
+    assert asked.outcome != "type-through cache", asked
+    # Held: the prompt above describe() did not change, so only the new line's tokens were
+    # evaluated (without holding, zq_joiner's signature came in above describe() and the
+    # whole function was evaluated again: ~50 tokens).
+    assert 0 < asked.evaluatedTokens <= 12, asked
+    before = named.definitionsRefreshed
+    for _ in range(600):  # the user pauses: zq_joiner is brought in, in the background
+        if (await server_stats(client)).definitionsRefreshed > before:
+            break
+        await asyncio.sleep(0.05)
+    assert (await server_stats(client)).definitionsRefreshed == before + 1
+    more = "\n    y = 7 - "  # a new line: no suggestion on screen starts with it
+    insert(client, uri, 3, END[0], END[1] + len(typed), more)
+    await client.text_document_inline_completion_async(
+        inline_params(uri, END[0] + 1, len(more) - 1, invoked=False))
+    after = (await server_stats(client)).lastRequest
+    assert after.outcome != "type-through cache", after
+    # zq_joiner's signature is in the prompt now (more tokens than the new line), and the
+    # pause evaluated it with describe() up to the x line: the request evaluates only
+    # the x and y lines (~15 tokens; without the pause's work, ~60).
+    assert after.promptTokens >= asked.promptTokens + 20, (asked, after)
+    assert 0 < after.evaluatedTokens <= 24, after

@@ -1,0 +1,133 @@
+"""The definitions a function uses are held per function while the user types in it; the
+new ones come in after a pause (prompts/held.py, engine ``_refresh``). A stand-in backend
+records the prompts (narrow test; tests/e2e/test_held_definitions_e2e.py runs the real
+model)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from lsp_server.backends.base import CancelToken, GenerationRequest, GenerationResult, ModelInfo
+from lsp_server.backends.worker import ModelWorker
+from lsp_server.config import Settings
+from lsp_server.engine import REFRESH_IDLE_S, CompletionEngine
+from lsp_server.parsing.document import Document, RangeEdit
+from lsp_server.prompts.context import PromptContext
+from lsp_server.prompts.held import HeldDefinitions, function_key
+
+URI = "file:///t.py"
+SOURCE = (
+    "def parse_header(line):\n    return line.split(':', 1)\n\n\n"
+    "def render(rows):\n    return '\\n'.join(rows)\n\n\n"
+    "def handle(request):\n    rows = request.rows\n    "
+)
+
+
+def _context(definitions: tuple[str, ...], current: str = "def f(x):\n    return ") -> PromptContext:
+    return PromptContext(imports="", definitions=definitions, scope_header="", current=current,
+                         suffix="", block_indent="", function_indent="", in_function=True)
+
+
+def test_a_function_keeps_its_first_definitions_until_new_ones_are_adopted() -> None:
+    held = HeldDefinitions()
+    first, _ = held.hold(URI, _context(("def a(): ...",)))
+    assert first.definitions == ("def a(): ...",)
+    now, fresh = held.hold(URI, _context(("def a(): ...", "def b(): ...")))
+    assert now.definitions == ("def a(): ...",)
+    assert fresh is not None and fresh.definitions == ("def a(): ...", "def b(): ...")
+    held.adopt(URI, fresh)
+    now, fresh = held.hold(URI, _context(("def a(): ...", "def b(): ...")))
+    assert now.definitions == ("def a(): ...", "def b(): ...") and fresh is None
+
+
+def test_functions_are_told_apart_by_their_def_line_not_their_decorator() -> None:
+    prop = "    @property\n    def name(self):\n        return "
+    other = "    @property\n    def size(self):\n        return "
+    assert function_key(URI, _context((), prop)) == (URI, "    def name(self):")
+    held = HeldDefinitions()
+    held.hold(URI, _context(("def a(): ...",), prop))
+    now, fresh = held.hold(URI, _context(("def b(): ...",), other))
+    assert now.definitions == ("def b(): ...",) and fresh is None  # its own first visit
+    outside = PromptContext(imports="", definitions=("def a(): ...",), scope_header="", current="x = ",
+                            suffix="", block_indent="", function_indent="", in_function=False)
+    assert held.hold(URI, outside) == (outside, None)
+    held.forget(URI)
+    now, fresh = held.hold(URI, _context(("def c(): ...",), prop))
+    assert now.definitions == ("def c(): ...",) and fresh is None
+
+
+class Recorder:
+    info = ModelInfo("stand-in", "-", None, 4096, 1, 0)
+
+    def __init__(self) -> None:
+        self.requests: list[GenerationRequest] = []
+        self.prefilled: list[str] = []
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return [ord(ch) for ch in text]
+
+    def prefill(self, tokens: tuple[int, ...], cancel: CancelToken) -> int:
+        self.prefilled.append("".join(chr(t) for t in tokens))
+        return len(tokens)
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+        self.requests.append(request)
+        return GenerationResult(text="x", token_count=1)
+
+    def close(self) -> None:
+        pass
+
+
+def _type(document: Document, text: str) -> None:
+    line, character = document.position_at(len(document.text))
+    document.apply(RangeEdit(((line, character), (line, character)), text))
+
+
+def test_a_newly_named_definition_waits_for_a_pause_then_comes_in() -> None:
+    worker = ModelWorker()
+    backend = Recorder()
+    worker.load(lambda: backend, "stand-in").result(timeout=5)
+    engine = CompletionEngine(worker, lambda: Settings(start_early=False))
+    document = Document(uri=URI, text=SOURCE)
+
+    async def run() -> None:
+        await engine.complete(document, len(document.text))
+        _type(document, "return render")
+        await engine.complete(document, len(document.text))  # names render(): held set kept
+        _type(document, "(")
+        await engine.complete(document, len(document.text))  # at once: still held
+        await asyncio.sleep(REFRESH_IDLE_S + 0.5)  # a pause: render() is brought in
+        _type(document, "r")
+        await engine.complete(document, len(document.text))
+
+    try:
+        asyncio.run(run())
+        first, named, typed, after = (request.prompt for request in backend.requests)
+        assert "def render" not in first and "def render" not in named and "def render" not in typed
+        # Without holding, naming render() changed the prompt above the function: all of
+        # it was evaluated again at that keystroke.
+        assert named.startswith(first) and typed.startswith(named)
+        assert "def render(rows):\n    ..." in after and engine.definitions_refreshed == 1
+        # The pause evaluated the new prompt up to the cursor's line: the next request
+        # shares it.
+        assert backend.prefilled and after.startswith(backend.prefilled[-1])
+    finally:
+        worker.shutdown()
+
+
+def test_one_shot_requests_hold_nothing() -> None:
+    worker = ModelWorker()
+    backend = Recorder()
+    worker.load(lambda: backend, "stand-in").result(timeout=5)
+    engine = CompletionEngine(worker, lambda: Settings(start_early=False))
+    document = Document(uri=URI, text=SOURCE)
+    try:
+        engine.complete_blocking(document, len(document.text), explicit=True)
+        _type(document, "return render(")
+        engine.complete_blocking(document, len(document.text), explicit=True)
+        assert "def render(rows):\n    ..." in backend.requests[-1].prompt
+        time.sleep(REFRESH_IDLE_S + 0.2)
+        assert engine.definitions_refreshed == 0 and not backend.prefilled
+    finally:
+        worker.shutdown()
