@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node, Tree
 
+from lsp_server.parsing import syntax
 from lsp_server.parsing.syntax import ancestors, definition_node
 
 IMPORT_TYPES = frozenset({"import_statement", "import_from_statement", "future_import_statement"})
@@ -241,6 +242,52 @@ def class_header(node: Node, source: bytes, exclude: Node | None) -> str:
     return "\n".join(parts)
 
 
+_CLASS_START = re.compile(rb"class\b")
+
+
+def _width(line: bytes) -> int:
+    return len(line) - len(line.lstrip(b" \t"))
+
+
+def class_header_by_indentation(source: bytes, method_start: int) -> str:
+    """The header of the top-level class that the indented definition at byte
+    ``method_start`` is in, found by indentation and parsed on its own ("" where there is
+    none).
+
+    A body being typed elsewhere in the file can fold the structure around the cursor
+    into an ERROR node, so that the tree has no class around a method (seen on
+    argparse.py in the jump replay: a first visit got no class header, and the return,
+    with the class back, evaluated the whole prompt again). The class's own text parses
+    as it would in a clean file."""
+    line_start = source.rfind(b"\n", 0, method_start) + 1
+    indent = _width(source[line_start:method_start])
+    if indent == 0:
+        return ""
+    position, start = line_start, None
+    while position > 0:  # up to the nearest line indented less than the method
+        above = source.rfind(b"\n", 0, position - 1) + 1
+        line = source[above : position - 1]
+        stripped = line.strip()
+        position = above
+        if stripped and not stripped.startswith(b"#") and _width(line) < indent:
+            if _width(line) == 0 and _CLASS_START.match(stripped):
+                start = above
+            break
+    if start is None:
+        return ""  # in a function or a block, or a nested class: not this fallback
+    end = source.find(b"\n", start)
+    while end >= 0:  # down to the next line at column 0 that is code
+        following = source.find(b"\n", end + 1)
+        line = source[end + 1 : following if following >= 0 else len(source)]
+        if line.strip() and _width(line) == 0 and not line.startswith(b"#"):
+            break
+        end = following
+    text = source[start : end if end >= 0 else len(source)]
+    tree = syntax.parse(text)
+    node = next((child for child in tree.root_node.named_children if child.type == "class_definition"), None)
+    return class_header(node, text, exclude=None) if node is not None else ""
+
+
 def _top_level(tree: Tree) -> Iterator[Node]:
     """The module's statements in order. An unclosed bracket being typed can make
     tree-sitter wrap the whole module in an ERROR node; its statements still count, so
@@ -340,8 +387,13 @@ def build_context(
         start = source.rfind(b"\n", 0, outer.start_byte) + 1
         current = _text(source, start, cursor)
         skip = (function,) + ((klass,) if klass is not None else ())
-        header = class_header(klass, source, exclude=None) if klass is not None else ""
         line = _text(source, *_line_bounds(source, function.start_byte))
+        if klass is not None:
+            header = class_header(klass, source, exclude=None)
+        elif tree.root_node.has_error and leading_ws(line):
+            header = class_header_by_indentation(source, outer.start_byte)
+        else:
+            header = ""
         return PromptContext(
             imports=_imports(tree, source, len(source)),
             definitions=_used_definitions(tree, source, source[start:cursor], skip),

@@ -418,3 +418,56 @@ def test_an_open_bracket_that_breaks_the_whole_module_keeps_the_head() -> None:
     assert context.imports == healthy.imports == "import re"  # textwrap imports only re
     assert context.definitions == healthy.definitions
     assert context.definitions and context.definitions[0].startswith("class TextWrapper:")
+
+
+# -- the class of a method, by indentation (a broken tree can lose it) --------------------
+
+_CLASSES = b'''import os
+
+
+class Reader(Base):
+    """Reads things."""
+
+    limit = 10
+
+    def open(self, path):
+        return open(path)
+
+    @property
+    def name(self):
+        return self._name
+
+
+def helper():
+    if True:
+        def inner():
+            pass
+    return 1
+
+
+class Outer:
+    class Inner:
+        def deep(self):
+            pass
+'''
+
+
+def test_a_methods_class_header_is_found_by_indentation_and_parsed_on_its_own() -> None:
+    from lsp_server.prompts.context import class_header, class_header_by_indentation
+
+    method = _CLASSES.index(b"@property")  # where its node starts
+    header = class_header_by_indentation(_CLASSES, method)
+    tree = parse_text(_CLASSES.decode())
+    reader = next(n for n in tree.root_node.named_children if n.type == "class_definition")
+    # What a clean parse of the whole file gives, and nothing after the class.
+    assert header == class_header(reader, _CLASSES, exclude=None)
+    assert header.startswith("class Reader(Base):") and "def name(self):" in header
+    assert "limit = 10" in header and "helper" not in header
+
+
+def test_no_class_header_by_indentation_outside_a_top_level_class() -> None:
+    from lsp_server.prompts.context import class_header_by_indentation
+
+    assert class_header_by_indentation(_CLASSES, _CLASSES.index(b"def helper")) == ""  # not indented
+    assert class_header_by_indentation(_CLASSES, _CLASSES.index(b"def inner")) == ""  # in a block
+    assert class_header_by_indentation(_CLASSES, _CLASSES.index(b"def deep")) == ""  # nested class
