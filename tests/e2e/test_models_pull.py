@@ -47,14 +47,23 @@ class Setup:
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
+        # Ctrl-C as in a terminal's foreground: a test run started in the background
+        # (``nohup make test &``) has SIGINT ignored, children inherit that, and Python
+        # then installs no KeyboardInterrupt handler: the pull ran to its end (seen in two
+        # fresh-clone CI runs started so; reproduced with the same launch).
         return subprocess.Popen([*CLI, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                preexec_fn=_default_sigint)  # fmt: skip
 
     def cdn_gets(self) -> list[tuple[str | None, int]]:
         return [(r.range, r.sent) for r in self.hub.log if r.server == "cdn" and r.method == "GET"]
 
     def model_files(self) -> list[str]:
         return sorted(p.name for p in self.models.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="module")
