@@ -34,7 +34,7 @@ from lsp_server.parsing.document import Document
 from lsp_server.prompts import budget, modes, postprocess
 from lsp_server.prompts.context import PromptContext, build_context, indent_width
 from lsp_server.prompts.fim import assemble
-from lsp_server.prompts.held import HeldDefinitions
+from lsp_server.prompts.held import HeldDefinitions, StableHeaders
 from lsp_server.prompts.modes import Mode, SuggestionMode
 from lsp_server.prompts.snapshot import Snapshot
 from lsp_server.prompts.tokens import PromptTokenizer
@@ -174,62 +174,6 @@ def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
     return Plan(trigger.mode, trigger.reason, start, context)
 
 
-class StableHeaders:
-    """The class header of the last clean parse, per document and class.
-
-    While a bracket is open at the cursor, tree-sitter can swallow the methods after the
-    current one into an ERROR node, so they drop out of the class header and come back
-    at the next keystroke; every flip re-evaluates the prompt from the header on (found
-    by the latency replay; benchmarks/RESULTS.md has the figures). A header built while
-    the document has errors is used only until a clean parse.
-    """
-
-    def __init__(self, size: int = 64) -> None:
-        self._headers: OrderedDict[tuple[str, str], str] = OrderedDict()
-        # Per document: the imports and outline of its last clean parse.
-        self._files: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._size = size
-
-    def settle(self, uri: str, context: PromptContext, *, clean: bool) -> PromptContext:
-        context = self._settle_outline(uri, context, clean=clean)
-        if not context.scope_header:
-            return context
-        # One header per class (it lists every member, the current method's too): a first
-        # visit to another method of the class reuses the head that is in the KV cache.
-        key = (uri, context.scope_header.split("\n", 1)[0])
-        known = self._headers.get(key)
-        if clean or known is None:
-            self._headers[key] = context.scope_header
-            self._headers.move_to_end(key)
-            while len(self._headers) > self._size:
-                self._headers.popitem(last=False)
-            return context
-        self._headers.move_to_end(key)
-        return replace(context, scope_header=known)
-
-    def _settle_outline(self, uri: str, context: PromptContext, *, clean: bool) -> PromptContext:
-        """The file's imports and outline (in a function), as of its last clean parse: a
-        body being typed elsewhere in the file can fold the definitions after it into an
-        ERROR node, or open a ``try:`` that holds an import, and these pieces head every
-        prompt of the file (found by the jump replay)."""
-        if not context.in_function:
-            return context
-        known = self._files.get(uri)
-        if clean or known is None:
-            self._files[uri] = (context.imports, context.outline)
-            self._files.move_to_end(uri)
-            while len(self._files) > self._size:
-                self._files.popitem(last=False)
-            return context
-        self._files.move_to_end(uri)
-        return replace(context, imports=known[0], outline=known[1])
-
-    def forget(self, uri: str) -> None:
-        self._files.pop(uri, None)
-        for key in [key for key in self._headers if key[0] == uri]:
-            del self._headers[key]
-
-
 class CompletionEngine:
     def __init__(self, worker: ModelWorker, settings: Callable[[], Settings]) -> None:
         self.worker = worker
@@ -301,8 +245,8 @@ class CompletionEngine:
         if token.event.wait(REFRESH_IDLE_S):
             raise Cancelled(token.reason)
         evaluated = 0
-        prefill = getattr(backend, "prefill", None)
-        if prefill is not None:  # a remote engine keeps its own cache: adopt at once
+        prefill = getattr(backend, "prefill", None)  # None for a remote engine: adopt at once
+        if prefill is not None:
             prompt = self._prompt(backend, context, self.settings())
             head = prompt.prefix[: prompt.prefix.rfind("\n") + 1]
             evaluated = int(prefill(prompt.tokens(head), token)) if head else 0

@@ -76,7 +76,7 @@ def system_info() -> dict[str, object]:
 # embedded model's; llama.cpp issue 20824, closed without a fix; seen on this project's own
 # 2-core Xeon). A build that has them loads models without llama.cpp's extra buffer types
 # (the AMX and repacked weight layouts), unless this variable is 1. The Makefile and
-# scripts/build-llama-server.sh build without AMX (scripts/llama-cmake-args.sh), so their
+# scripts/build-llama-server.sh build without AMX (scripts/llama-cflags.sh), so their
 # builds keep the repacked layouts.
 AMX_VARIABLE = "GHOSTPILOT_LLAMA_AMX"
 _PARAMS_LOCK = threading.Lock()

@@ -246,7 +246,7 @@ _CLASS_START = re.compile(rb"class\b")
 
 
 def _width(line: bytes) -> int:
-    return len(line) - len(line.lstrip(b" \t"))
+    return indent_width(line.decode("utf-8", errors="replace"))
 
 
 def class_header_by_indentation(source: bytes, method_start: int) -> str:

@@ -1,4 +1,9 @@
-"""The definitions a function uses, held per function while the user types in it.
+"""What the editor's prompts hold still while the user types: the head of a document's
+last clean parse (:class:`StableHeaders`) and the definitions each function uses
+(:class:`HeldDefinitions`). Every change to the start of a prompt re-evaluates all of it
+after that point.
+
+The definitions a function uses, held per function while the user types in it:
 
 A completion prompt names, above the current function, the file's top-level definitions
 that its code so far uses (their signatures). Typing a word that names another one
@@ -18,8 +23,77 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from lsp_server.prompts.context import PromptContext
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _store(entries: OrderedDict[K, V], key: K, value: V, size: int) -> None:
+    """Put ``key`` last (most recently used); the least recently used go beyond ``size``."""
+    entries[key] = value
+    entries.move_to_end(key)
+    while len(entries) > size:
+        entries.popitem(last=False)
+
+
+def _forget(entries: OrderedDict[tuple[str, Any], V], uri: str) -> None:
+    """Drop ``uri``'s entries (keys ``(uri, ...)``). The keys are copied in one step first:
+    this runs on the event loop (a closed document) while the worker may add entries."""
+    for key in [key for key in list(entries) if key[0] == uri]:
+        entries.pop(key, None)
+
+
+class StableHeaders:
+    """The class header of the last clean parse, per document and class.
+
+    While a bracket is open at the cursor, tree-sitter can swallow the methods after the
+    current one into an ERROR node, so they drop out of the class header and come back
+    at the next keystroke; every flip re-evaluates the prompt from the header on (found
+    by the latency replay; benchmarks/RESULTS.md has the figures). A header built while
+    the document has errors is used only until a clean parse.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._headers: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # Per document: the imports and outline of its last clean parse.
+        self._files: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._size = size
+
+    def settle(self, uri: str, context: PromptContext, *, clean: bool) -> PromptContext:
+        context = self._settle_outline(uri, context, clean=clean)
+        if not context.scope_header:
+            return context
+        # One header per class (it lists every member, the current method's too): a first
+        # visit to another method of the class reuses the head that is in the KV cache.
+        key = (uri, context.scope_header.split("\n", 1)[0])
+        known = self._headers.get(key)
+        if clean or known is None:
+            _store(self._headers, key, context.scope_header, self._size)
+            return context
+        self._headers.move_to_end(key)
+        return replace(context, scope_header=known)
+
+    def _settle_outline(self, uri: str, context: PromptContext, *, clean: bool) -> PromptContext:
+        """The file's imports and outline (in a function), as of its last clean parse: a
+        body being typed elsewhere in the file can fold the definitions after it into an
+        ERROR node, or open a ``try:`` that holds an import, and these pieces head every
+        prompt of the file (found by the jump replay)."""
+        if not context.in_function:
+            return context
+        known = self._files.get(uri)
+        if clean or known is None:
+            _store(self._files, uri, (context.imports, context.outline), self._size)
+            return context
+        self._files.move_to_end(uri)
+        return replace(context, imports=known[0], outline=known[1])
+
+    def forget(self, uri: str) -> None:
+        self._files.pop(uri, None)
+        _forget(self._headers, uri)
+
 
 _DEF_LINE = re.compile(r"^[ \t]*(?:async[ \t]+)?def\b.*$", re.MULTILINE)
 
@@ -50,7 +124,7 @@ class HeldDefinitions:
             return context, None
         known = self._held.get(key)
         if known is None or known == context.definitions:
-            self._store(key, context.definitions)
+            _store(self._held, key, context.definitions, self._size)
             return context, None
         self._held.move_to_end(key)
         return replace(context, definitions=known), context
@@ -59,14 +133,7 @@ class HeldDefinitions:
         """Hold ``context``'s definitions for its function from now on."""
         key = function_key(uri, context)
         if key is not None:
-            self._store(key, context.definitions)
+            _store(self._held, key, context.definitions, self._size)
 
     def forget(self, uri: str) -> None:
-        for key in [key for key in self._held if key[0] == uri]:
-            del self._held[key]
-
-    def _store(self, key: tuple[str, str], definitions: tuple[str, ...]) -> None:
-        self._held[key] = definitions
-        self._held.move_to_end(key)
-        while len(self._held) > self._size:
-            self._held.popitem(last=False)
+        _forget(self._held, uri)

@@ -84,11 +84,15 @@ def _type(document: Document, text: str) -> None:
     document.apply(RangeEdit(((line, character), (line, character)), text))
 
 
-def test_a_newly_named_definition_waits_for_a_pause_then_comes_in() -> None:
+def _engine() -> tuple[ModelWorker, Recorder, CompletionEngine]:
     worker = ModelWorker()
     backend = Recorder()
     worker.load(lambda: backend, "stand-in").result(timeout=5)
-    engine = CompletionEngine(worker, lambda: Settings(start_early=False))
+    return worker, backend, CompletionEngine(worker, lambda: Settings(start_early=False))
+
+
+def test_a_newly_named_definition_waits_for_a_pause_then_comes_in() -> None:
+    worker, backend, engine = _engine()
     document = Document(uri=URI, text=SOURCE)
 
     async def run() -> None:
@@ -117,10 +121,7 @@ def test_a_newly_named_definition_waits_for_a_pause_then_comes_in() -> None:
 
 
 def test_one_shot_requests_hold_nothing() -> None:
-    worker = ModelWorker()
-    backend = Recorder()
-    worker.load(lambda: backend, "stand-in").result(timeout=5)
-    engine = CompletionEngine(worker, lambda: Settings(start_early=False))
+    worker, backend, engine = _engine()
     document = Document(uri=URI, text=SOURCE)
     try:
         engine.complete_blocking(document, len(document.text), explicit=True)
