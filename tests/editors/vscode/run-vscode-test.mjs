@@ -81,6 +81,7 @@ const result = {
   screenshots: [],
   sample: SAMPLE,
   typed: TYPED.join('\n'),
+  typedMore: null,
   statusTexts: [],
   ghost: { initial: null, afterPartial: null },
   fileAfterAccept: null,
@@ -390,7 +391,17 @@ async function main() {
         if (text) return text;
         if (Date.now() - lastTrigger > 15000) {
           lastTrigger = Date.now();
-          await page.keyboard.press('Alt+Backslash');
+          if (!result.typedMore) {
+            // As a user would when nothing shows: start the body. The model may have
+            // nothing usable for the empty line (a greedy output that degenerates into
+            // repetition is dropped, and whether it does can flip with how the prompt's
+            // KV state was reached); one more letter asks again with another prompt.
+            result.typedMore = 'r';
+            result.typed += result.typedMore;
+            await page.keyboard.type(result.typedMore);
+          } else {
+            await page.keyboard.press('Alt+Backslash');
+          }
         }
         return null;
       }, ghostTimeoutMs, 'ghost text');
