@@ -140,10 +140,14 @@ def follow_edits(
     )
 
 
-async def parse_off_the_loop(document: Document) -> None:
+async def parse_off_the_loop(document: Document, *, whole: bool = True) -> None:
     """Bring the document's tree up to date on a thread (tree-sitter lets go of the GIL
     while it parses), so the edits that arrive meanwhile are not held up: a large file's
-    reparse takes most of a second."""
+    reparse takes most of a second. With ``whole=False`` (a completion, which reads
+    :meth:`Document.request_tree`) nothing is parsed where the edits lie in a few
+    top-level statements: the request parses only those, in a millisecond or two."""
+    if not whole and document.region() is not None:
+        return
     job = document.parse_job()
     if job is None:
         return
@@ -153,14 +157,15 @@ async def parse_off_the_loop(document: Document) -> None:
 
 
 async def parsed_cursor(
-    documents: DocumentStore, document: Document, offset: int
+    documents: DocumentStore, document: Document, offset: int, *, whole: bool = True
 ) -> tuple[int, int, int] | None:
-    """Parse the document off the loop, then (revision, start of the cursor's line,
-    cursor) in its current text: edits that landed meanwhile move the cursor; None when
-    they touched its line up to the cursor, or the document was closed or reopened."""
+    """Parse the document off the loop (see :func:`parse_off_the_loop` for ``whole``),
+    then (revision, start of the cursor's line, cursor) in its current text: edits that
+    landed meanwhile move the cursor; None when they touched its line up to the cursor,
+    or the document was closed or reopened."""
     revision = document.revision
     line_start = int(document.index.char_starts[document.index.line_of_offset(offset)])
-    await parse_off_the_loop(document)
+    await parse_off_the_loop(document, whole=whole)
     if document.revision == revision:
         return revision, line_start, offset
     changes = document.changes_since(revision)
@@ -190,7 +195,7 @@ async def suggestion_at(
     if not verdict.allowed:
         return document, None
     ls.send_status("generating")
-    cursor = await parsed_cursor(ls.documents, document, offset)
+    cursor = await parsed_cursor(ls.documents, document, offset, whole=False)
     if cursor is None:
         ls.send_status("ready")
         return document, None

@@ -51,7 +51,7 @@ def wanted(ls: GhostpilotServer, document: Document) -> bool:
 
 async def start(ls: GhostpilotServer, document: Document, cursor: int) -> None:
     try:
-        found = await parsed_cursor(ls.documents, document, cursor)
+        found = await parsed_cursor(ls.documents, document, cursor, whole=False)
         if found is None:
             return
         ls.engine.start_early(document, found[2])

@@ -43,6 +43,7 @@ from lsp_server.parsing.positions import (
     offset_at,
     position_at,
 )
+from lsp_server.parsing.region import RegionTree, region_tree
 
 PARSED_LANGUAGES = frozenset({"python"})
 # Language ids by file extension, for clients that send no languageId (Neovim without
@@ -133,6 +134,12 @@ class Document:
     _tree: Tree | None = field(init=False, repr=False, default=None)
     # The tree was told of edits (tree.edit) that it was not parsed with yet.
     _stale: bool = field(init=False, repr=False, default=False)
+    # For requests (:meth:`request_tree`): the last whole parse whose top level had no
+    # ERROR node, told of every edit since, and the byte span those edits wrote (None:
+    # none since).
+    _base: Tree | None = field(init=False, repr=False, default=None)
+    _dirty: tuple[int, int] | None = field(init=False, repr=False, default=None)
+    _region_cache: tuple[int, RegionTree | None] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.text, self.replaced_surrogates = clean_text(self.text)
@@ -152,7 +159,48 @@ class Document:
         if self._tree is None or self._stale:
             self._tree = syntax.parse(self.source, self._tree)
             self._stale = False
+            self._take_base(self._tree, ())
         return self._tree
+
+    def request_tree(self) -> Tree | RegionTree | None:
+        """A tree of the current text for a completion request, without reparsing the
+        whole file where the edits since the last good parse lie in a few top-level
+        statements: those are parsed on their own (:mod:`lsp_server.parsing.region`).
+        The whole tree otherwise, parsed if it is out of date."""
+        if not self.parsed:
+            return None
+        if self._tree is not None and not self._stale and self._dirty is None:
+            return self._tree.copy()  # fresh, and the base of regions
+        region = self.region()
+        if region is not None:
+            return region
+        tree = self.tree
+        return tree.copy() if tree is not None else None
+
+    def region(self) -> RegionTree | None:
+        """The tree of this revision with only the edited statements parsed anew; None
+        where there is none (see :func:`region_tree`). Kept for the revision, so the
+        request that asks whether there is one does not parse it twice."""
+        if not self.parsed or self._base is None or self._dirty is None:
+            return None
+        cached = self._region_cache
+        if cached is not None and cached[0] == self.revision:
+            return cached[1]
+        found = region_tree(self._base.copy(), self.source, self._dirty)
+        self._region_cache = (self.revision, found)
+        return found
+
+    def _take_base(self, tree: Tree, later: Iterable[dict[str, Any]]) -> None:
+        """Keep ``tree`` (parsed before the edits ``later``) as the base of regions when
+        its top level is whole; a tree with a top-level ERROR node (an unclosed string
+        that swallowed the rest of the file, say) leaves the older base in place."""
+        if any(child.type == "ERROR" for child in tree.root_node.children):
+            return
+        base, dirty = tree.copy(), None
+        for edit in later:
+            base.edit(**edit)
+            dirty = _widen(dirty, edit)
+        self._base, self._dirty = base, dirty
 
     @property
     def oversized(self) -> bool:
@@ -182,15 +230,18 @@ class Document:
         later = list(self._tree_edits)[len(self._tree_edits) - missing :]
         if any(edit is None for edit in later):
             return False
+        base = tree.copy()
         for edit in later:
             tree.edit(**edit)  # type: ignore[arg-type]
         self._tree, self._stale = tree, bool(later)
+        self._take_base(base, later)  # type: ignore[arg-type]
         return True
 
     def sync_tree(self) -> None:
         """Drop the tree of a document that is no longer parsed (it grew too large)."""
         if not self.parsed:
             self._tree, self._stale = None, False
+            self._base, self._dirty = None, None
 
     @property
     def line_count(self) -> int:
@@ -235,6 +286,7 @@ class Document:
             index = LineIndex.build(new_text, source)
             self.text, self.source, self.index = new_text, source, index
             self._tree, self._stale = None, False
+            self._base, self._dirty = None, None
             tree_edit = None
         else:
             (start_line, start_char), (end_line, end_char) = edit.range
@@ -264,6 +316,9 @@ class Document:
             if self._tree is not None:
                 self._tree.edit(**tree_edit)  # type: ignore[arg-type]
                 self._stale = True
+            if self._base is not None:
+                self._base.edit(**tree_edit)  # type: ignore[arg-type]
+                self._dirty = _widen(self._dirty, tree_edit)
             self.text, self.source, self.index = text, source, index
             change = TextChange(start, end, new_text)
         self.replaced_surrogates += replaced
@@ -272,6 +327,19 @@ class Document:
         self._tree_edits.append(tree_edit)
         self.sync_tree()
         return change
+
+
+def _widen(dirty: tuple[int, int] | None, edit: dict[str, Any]) -> tuple[int, int]:
+    """The byte span ``dirty`` (of the text before ``edit``) in the text after it,
+    widened to hold what ``edit`` wrote."""
+    start, old_end, new_end = edit["start_byte"], edit["old_end_byte"], edit["new_end_byte"]
+    if dirty is None:
+        return start, new_end
+    low, high = dirty
+    shift = new_end - old_end
+    low = low if low < start else (start if low < old_end else low + shift)
+    high = high if high < start else (new_end if high < old_end else high + shift)
+    return min(low, start), max(high, new_end)
 
 
 def follow_range(

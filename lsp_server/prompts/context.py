@@ -20,9 +20,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tree_sitter import Node, Tree
+from tree_sitter import Node
 
 from lsp_server.parsing import syntax
+from lsp_server.parsing.region import SyntaxTree
 from lsp_server.parsing.syntax import ancestors, definition_node
 
 IMPORT_TYPES = frozenset({"import_statement", "import_from_statement", "future_import_statement"})
@@ -110,7 +111,7 @@ def _body_is_empty(node: Node) -> bool:
     return False
 
 
-def enclosing_definitions(tree: Tree, source: bytes, cursor: int) -> list[Node]:
+def enclosing_definitions(tree: SyntaxTree, source: bytes, cursor: int) -> list[Node]:
     """Function and class definitions that enclose the cursor, innermost first.
 
     A definition encloses the cursor when the cursor is on its header line, or deeper
@@ -288,7 +289,7 @@ def class_header_by_indentation(source: bytes, method_start: int) -> str:
     return class_header(node, text, exclude=None) if node is not None else ""
 
 
-def _top_level(tree: Tree) -> Iterator[Node]:
+def _top_level(tree: SyntaxTree) -> Iterator[Node]:
     """The module's statements in order. An unclosed bracket being typed can make
     tree-sitter wrap the whole module in an ERROR node; its statements still count, so
     that the prompt's head (imports, definitions) stays put while the user types."""
@@ -301,7 +302,7 @@ def _top_level(tree: Tree) -> Iterator[Node]:
             yield node
 
 
-def _imports(tree: Tree, source: bytes, before: int) -> str:
+def _imports(tree: SyntaxTree, source: bytes, before: int) -> str:
     lines = []
     for child in _top_level(tree):
         if child.start_byte >= before:
@@ -311,7 +312,7 @@ def _imports(tree: Tree, source: bytes, before: int) -> str:
     return "\n".join(lines)
 
 
-def outline(tree: Tree, source: bytes) -> str:
+def outline(tree: SyntaxTree, source: bytes) -> str:
     """The file's top-level functions and classes, one signature each (``def f(x): ...``),
     in file order; "" when it has fewer than :data:`OUTLINE_MIN_DEFINITIONS`. The same
     wherever the cursor is, so it belongs to the prompt's stable head."""
@@ -332,7 +333,7 @@ def outline(tree: Tree, source: bytes) -> str:
 
 
 def _used_definitions(
-    tree: Tree, source: bytes, code: bytes, skip: tuple[Node, ...]
+    tree: SyntaxTree, source: bytes, code: bytes, skip: tuple[Node, ...]
 ) -> tuple[str, ...]:
     names = {match.group(0) for match in _IDENTIFIER.finditer(code)}
     found = []
@@ -360,7 +361,7 @@ def _suffix(source: bytes, cursor: int) -> str:
 
 
 def build_context(
-    tree: Tree, source: bytes, cursor: int, *, real_cursor: int | None = None
+    tree: SyntaxTree, source: bytes, cursor: int, *, real_cursor: int | None = None
 ) -> PromptContext:
     """The prompt context at byte offset ``cursor`` of a Python document.
 

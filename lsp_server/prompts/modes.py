@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from tree_sitter import Tree
-
+from lsp_server.parsing.region import SyntaxTree
 from lsp_server.parsing.syntax import ancestors
 from lsp_server.prompts.context import BLOCK_HEADER, _body_is_empty, enclosing_definitions
 
@@ -32,7 +31,7 @@ class Trigger:
     reason: str
 
 
-def _inside(tree: Tree, source: bytes, cursor: int) -> str | None:
+def _inside(tree: SyntaxTree, source: bytes, cursor: int) -> str | None:
     """'string' or 'comment' when the cursor is inside one, else None."""
     if cursor <= 0:
         return None
@@ -57,7 +56,7 @@ def _inside(tree: Tree, source: bytes, cursor: int) -> str | None:
     return "string" if _in_unterminated_string(tree, source, cursor) else None
 
 
-def _in_unterminated_string(tree: Tree, source: bytes, cursor: int) -> bool:
+def _in_unterminated_string(tree: SyntaxTree, source: bytes, cursor: int) -> bool:
     """Whether the cursor follows a string opener that tree-sitter left in an ERROR node.
 
     An unclosed quote parses as a lone ``string_start``: a plain string runs to the end
@@ -65,7 +64,7 @@ def _in_unterminated_string(tree: Tree, source: bytes, cursor: int) -> bool:
     """
     if not tree.root_node.has_error:
         return False
-    stack = [tree.root_node]
+    stack = list(tree.root_node.children)
     while stack:
         node = stack.pop()
         if node.start_byte >= cursor or (not node.has_error and node.type != "string_start"):
@@ -83,7 +82,7 @@ def _in_unterminated_string(tree: Tree, source: bytes, cursor: int) -> bool:
     return False
 
 
-def decide(tree: Tree, source: bytes, cursor: int, *, explicit: bool = False) -> Trigger:
+def decide(tree: SyntaxTree, source: bytes, cursor: int, *, explicit: bool = False) -> Trigger:
     line_start = source.rfind(b"\n", 0, cursor) + 1
     line_end = source.find(b"\n", cursor)
     line_end = len(source) if line_end < 0 else line_end
@@ -117,7 +116,7 @@ _HEADER_OWNERS = frozenset({
 })  # fmt: skip
 
 
-def _ends_header(tree: Tree, source: bytes, position: int) -> bool:
+def _ends_header(tree: SyntaxTree, source: bytes, position: int) -> bool:
     """Whether the last code before ``position`` is the colon of a block header.
 
     Catches headers that span lines (``if (a and\\n        b):``), which the one-line

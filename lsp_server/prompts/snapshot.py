@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tree_sitter import Tree
-
 from lsp_server.parsing.document import Document
 from lsp_server.parsing.positions import LineIndex, byte_point, char_of_byte
+from lsp_server.parsing.region import SyntaxTree
 from lsp_server.parsing.syntax import parse
 
 
@@ -19,13 +18,13 @@ class Snapshot:
     version: int
     text: str
     source: bytes
-    tree: Tree
+    tree: SyntaxTree
     language_id: str
     index: LineIndex
 
     @classmethod
     def of(cls, document: Document) -> Snapshot:
-        tree = document.tree.copy() if document.tree is not None else parse(document.source)
+        tree = document.request_tree() or parse(document.source)
         return cls(
             document.uri, document.version, document.text, document.source, tree,
             document.language_id, document.index,

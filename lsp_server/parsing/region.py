@@ -1,0 +1,193 @@
+"""A request's tree without reparsing the whole file.
+
+tree-sitter's incremental reparse is fast while the code around an edit stays well
+formed. While a body is being typed it rarely is, and then the reparse of a large module
+can cost as much as a full parse, or more: 40 ms a keystroke on tkinter/__init__.py
+(4,600 lines) while typing one of its functions, and 50-200 ms after an unclosed
+``\"\"\"``, which makes the rest of the file a string. A completion waits for it.
+
+Here only the top-level statements that the pending edits touched are parsed, with
+tree-sitter's included ranges (so every node keeps its offsets in the whole file), and
+the old tree, told of the edits (``Tree.edit``) but not reparsed, stands for the rest:
+its nodes outside the edited statements are the same text at the right offsets. The
+cost follows the size of the edited statement, not of the file. An unclosed bracket or
+string stays inside its statement instead of swallowing the file, which also keeps the
+prompt's head (imports, outline) in place while the user types.
+
+:class:`RegionTree` has the part of tree-sitter's ``Tree`` and ``Node`` that the prompt
+code reads from a root: ``root_node`` with ``children``, ``named_children``,
+``has_error`` and ``descendant_for_byte_range``; every node below the root is a real
+tree-sitter node.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from tree_sitter import Node, Parser, Point, Range, Tree
+
+from lsp_server.parsing.syntax import PYTHON
+
+# Above this share of the file the edited statements are parsed with the rest, as usual.
+MAX_SHARE = 0.5
+
+_local = threading.local()
+
+
+def _parser() -> Parser:
+    """A parser of this thread's own for included ranges (the shared one parses whole files)."""
+    found: Parser | None = getattr(_local, "parser", None)
+    if found is None:
+        found = Parser(PYTHON)
+        _local.parser = found
+    return found
+
+
+class RegionRoot:
+    """The module node of a :class:`RegionTree`: the outer tree's top-level statements
+    with the edited ones replaced by those of the region's own parse."""
+
+    type = "module"
+    is_error = False
+    is_missing = False
+    parent = None
+
+    def __init__(self, outer: Node, inner: Node, before: list[Node], after: list[Node]) -> None:
+        self._outer, self._inner = outer, inner
+        self.start_byte, self.end_byte = outer.start_byte, outer.end_byte
+        self.start_point, self.end_point = outer.start_point, outer.end_point
+        self.children = [*before, *inner.children, *after]
+        self.named_children = [node for node in self.children if node.is_named]
+        self.has_error = inner.has_error or any(node.has_error for node in (*before, *after))
+
+    @property
+    def child_count(self) -> int:
+        return len(self.children)
+
+    @property
+    def named_child_count(self) -> int:
+        return len(self.named_children)
+
+    def descendant_for_byte_range(self, start: int, end: int) -> Node | None:
+        """The smallest node that spans the range: from the region's parse inside the
+        region (its module node where no statement does), from the outer tree elsewhere."""
+        inner = self._inner
+        if inner.start_byte <= start and end <= inner.end_byte:
+            return inner.descendant_for_byte_range(start, end)
+        return self._outer.descendant_for_byte_range(start, end)
+
+
+@dataclass(frozen=True)
+class RegionTree:
+    """A tree for the current text: a region parsed anew inside an edited old tree."""
+
+    outer: Tree
+    inner: Tree
+    root_node: RegionRoot
+
+    def copy(self) -> RegionTree:
+        return self  # neither tree is edited again: the document edits its own copy
+
+
+# What the prompt code reads a document's structure from.
+SyntaxTree = Tree | RegionTree
+
+
+def _line_start(source: bytes, offset: int) -> int:
+    return source.rfind(b"\n", 0, offset) + 1
+
+
+@dataclass(frozen=True)
+class Region:
+    """The edited top-level statements: a byte range and the statements around it."""
+
+    start_byte: int
+    end_byte: int
+    start_point: Point
+    end_point: Point
+    before: list[Node]
+    after: list[Node]
+
+
+def plan_region(
+    stale: Tree, source: bytes, dirty: tuple[int, int], *, extra: int = 0
+) -> Region | None:
+    """Where to parse ``source`` anew, given ``stale`` (a tree of an older text, told of
+    every edit since) and ``dirty`` (the byte span of the current text those edits wrote).
+
+    The region runs from the last of the stale tree's top-level statements that starts
+    at or before the line of the span's start up to the first one at column 0 that
+    starts after the span's end (or to the end of the file), and ``extra`` statements
+    more. None where that does not hold the span, or where it is most of the file:
+    parse it all then."""
+    low, high = dirty
+    children = stale.root_node.children
+    if not children:
+        return None
+    first_line = _line_start(source, low)
+    before = [node for node in children if node.start_byte <= first_line]
+    # The region opens with a statement at column 0; a comment after code on its line
+    # is a statement of the module too, and goes into the region.
+    while before and before[-1].start_point.column != 0:
+        before.pop()
+    if not before or before[-1].type == "ERROR":
+        return None
+    start_node = before.pop()
+    after = [node for node in children if node.start_byte > high]
+    # The rest opens with a statement at column 0 (a comment or an ERROR node can start
+    # anywhere); what comes before it is parsed with the region.
+    while after and (after[0].start_point.column != 0 or after[0].type == "ERROR"):
+        after.pop(0)
+    del after[:extra]
+    while after and after[0].start_point.column != 0:
+        after.pop(0)
+    if any(node.type == "ERROR" for node in after):
+        return None
+    end_byte = after[0].start_byte if after else len(source)
+    end_point = after[0].start_point if after else _end_point(source)
+    start_byte = start_node.start_byte
+    if end_byte - start_byte > MAX_SHARE * len(source) or not start_byte <= low <= high <= end_byte:
+        return None
+    return Region(start_byte, end_byte, start_node.start_point, end_point, before, after)
+
+
+def parse_region(stale: Tree, source: bytes, region: Region) -> RegionTree | None:
+    """Parse ``region`` of ``source`` on its own, inside ``stale``. None where the
+    region as a whole is one ERROR node: the half-typed code needs what follows it to
+    be told apart (an unclosed bracket at the region's end, say)."""
+    parser = _parser()
+    parser.included_ranges = [
+        Range(region.start_point, region.end_point, region.start_byte, region.end_byte)
+    ]
+    try:
+        inner = parser.parse(source)
+    finally:
+        parser.included_ranges = []
+    if inner.root_node.type == "ERROR":
+        return None
+    root = RegionRoot(stale.root_node, inner.root_node, region.before, region.after)
+    return RegionTree(stale, inner, root)
+
+
+def region_tree(stale: Tree, source: bytes, dirty: tuple[int, int]) -> RegionTree | None:
+    """The tree of ``source`` with only the edited statements parsed anew (see
+    :func:`plan_region`); where they parse as one ERROR node, once more with the next
+    statement too, which gives tree-sitter's error recovery what it would have seen in
+    the whole file. None where neither works: parse the whole file then."""
+    for extra in (0, 1):
+        region = plan_region(stale, source, dirty, extra=extra)
+        if region is None:
+            return None
+        found = parse_region(stale, source, region)
+        if found is not None:
+            return found
+    return None
+
+
+def _end_point(source: bytes) -> Point:
+    row = source.count(b"\n")
+    return Point(row, len(source) - _line_start(source, len(source)))
+
+
+__all__ = ["Region", "SyntaxTree", "RegionRoot", "RegionTree", "parse_region", "plan_region", "region_tree"]

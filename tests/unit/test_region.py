@@ -1,0 +1,183 @@
+"""Region trees: a request parses only the top-level statements its edits touched."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from dataclasses import replace
+
+import pytest
+
+from lsp_server.engine import plan
+from lsp_server.evaluation import typing_replay
+from lsp_server.evaluation.latency import utf16_position
+from lsp_server.parsing import syntax
+from lsp_server.parsing.document import Document, RangeEdit, _widen
+from lsp_server.parsing.region import RegionTree, plan_region
+from lsp_server.prompts.context import build_context, outline
+from lsp_server.prompts.snapshot import Snapshot
+
+MODULE = '''import os
+import sys
+
+
+def first(x):
+    """First."""
+    return x + 1
+
+
+class Box:
+    """A box."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def second(items):
+    total = 0
+    for item in items:
+        total += item
+    return total
+
+
+def third(name):
+    return os.path.join(sys.prefix, name)
+'''
+
+
+def _opened(text: str = MODULE) -> Document:
+    document = Document(uri="file:///m.py", text=text)
+    assert document.tree is not None  # the first whole parse: the base of regions
+    return document
+
+
+def _insert(document: Document, text: str, anchor: str, new: str) -> str:
+    """Insert ``new`` right after the first ``anchor`` in ``text``; the new text."""
+    offset = text.index(anchor) + len(anchor)
+    position = utf16_position(text, offset)
+    document.apply(RangeEdit((position, position), new))
+    return text[:offset] + new + text[offset:]
+
+
+def _plans(document: Document, cursor: int) -> tuple[object, object]:
+    snapshot = Snapshot.of(document)
+    whole = replace(snapshot, tree=syntax.parse(document.source))
+    ours = plan(snapshot, cursor, explicit=False)
+    theirs = plan(whole, cursor, explicit=False)
+    return (ours.mode, ours.start, ours.context), (theirs.mode, theirs.start, theirs.context)
+
+
+def test_typing_in_a_function_parses_only_that_function_and_plans_the_same() -> None:
+    document = _opened()
+    text = _insert(document, MODULE, "    for item in items:\n        total += item\n",
+                   "        if total > 10:\n            break\n")
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree)
+    inner = tree.inner.root_node
+    # Only second() was parsed anew: from its def to third's.
+    assert text[:inner.start_byte].endswith("\n\n\n")
+    assert text[inner.start_byte:].startswith("def second(items):")
+    assert inner.end_byte <= text.index("def third")
+    cursor = text.index("break\n") + len("break")
+    ours, theirs = _plans(document, cursor)
+    assert ours == theirs
+
+
+def test_nodes_after_the_region_keep_their_offsets() -> None:
+    document = _opened()
+    text = _insert(document, MODULE, "    total = 0\n", "    count = 0\n")
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree)
+    names = [document.source[n.start_byte:n.end_byte].decode()
+             for n in tree.root_node.named_children if n.type == "function_definition"]
+    assert [name.split("(")[0] for name in names] == ["def first", "def second", "def third"]
+    third = tree.root_node.descendant_for_byte_range(text.index("sys.prefix"), text.index("sys.prefix") + 3)
+    assert third is not None and document.source[third.start_byte:third.end_byte] == b"sys"
+
+
+def test_an_unclosed_triple_quote_stays_in_its_function() -> None:
+    """The string runs to the end of the region, not of the file: every definition
+    keeps its place in the outline (the prompt's head), and the cursor is in a string."""
+    text = MODULE + "".join(f"\n\ndef filler_{n}(x):\n    return x * {n}\n" for n in range(4))
+    document = _opened(text)
+    text = _insert(document, text, "    total = 0\n", '    """Sum')
+    cursor = text.index('"""Sum') + len('"""Sum')
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree)
+    assert text[tree.inner.root_node.start_byte:].startswith("def second(items):")
+    entries = outline(tree, document.source).splitlines()
+    assert [entry.split("(")[0].split(":")[0] for entry in entries] == [
+        "def first", "class Box", "def second", "def third",
+        "def filler_0", "def filler_1", "def filler_2", "def filler_3"]
+    assert plan(Snapshot.of(document), cursor, explicit=False).mode == "none"  # in a string
+
+
+def test_half_typed_code_that_parses_as_one_error_takes_the_next_statement() -> None:
+    document = _opened()
+    text = _insert(document, MODULE, "    total = 0\n", "    if isinstance(items, (list,")
+    cursor = text.index("(list,") + len("(list,")
+    tree = document.request_tree()
+    assert tree is not None
+    context = build_context(tree, document.source, document.byte_offset(cursor))
+    assert context.in_function and context.current.startswith("def second(items):")
+    assert context.imports == "import os\nimport sys"
+
+
+def test_edits_far_apart_parse_the_whole_file() -> None:
+    text = MODULE + "".join(f"\n\ndef filler_{n}(x):\n    return x * {n}\n" for n in range(40))
+    document = _opened(text)
+    text = _insert(document, text, "    return x + 1\n", "    # first\n")
+    assert isinstance(document.request_tree(), RegionTree)
+    _insert(document, text, "return x * 39\n", "    # last\n")
+    assert plan_region(document._base, document.source, document._dirty) is None  # type: ignore[arg-type]
+    assert not isinstance(document.request_tree(), RegionTree)  # the whole file, parsed
+    assert document.region() is None  # and the base is that parse: nothing dirty
+
+
+def test_a_whole_document_change_drops_the_base() -> None:
+    document = _opened()
+    document.apply(RangeEdit(None, "def f():\n    return 1\n"))
+    tree = document.request_tree()
+    assert tree is not None and not isinstance(tree, RegionTree)
+    assert document.source[tree.root_node.start_byte:].startswith(b"def f")
+
+
+@pytest.mark.parametrize(("dirty", "edit", "expected"), [
+    (None, (10, 10, 13), (10, 13)),      # the first edit: what it wrote
+    ((10, 13), (13, 13, 14), (10, 14)),  # typing on
+    ((10, 14), (2, 2, 5), (2, 17)),      # an insertion before: shifts and widens
+    ((10, 14), (30, 32, 30), (10, 30)),  # a deletion after
+    ((10, 14), (12, 20, 12), (10, 12)),  # a deletion over its end
+])  # fmt: skip
+def test_widen(dirty: tuple[int, int] | None, edit: tuple[int, int, int],
+               expected: tuple[int, int]) -> None:
+    start, old_end, new_end = edit
+    found = _widen(dirty, {"start_byte": start, "old_end_byte": old_end, "new_end_byte": new_end})
+    assert found == expected
+
+
+def test_typing_replay_on_a_real_module_plans_as_a_whole_parse_does() -> None:
+    """argparse's bodies typed back keystroke by keystroke: wherever the whole parse
+    keeps the structure (its tree has no error), the region's plan is the same; and
+    the region is what most requests use."""
+    text = inspect.getsource(argparse)
+    document = _opened(text)
+    edits = typing_replay.session(text, functions=2, max_keystrokes=160)
+    current, regions, compared = text, 0, 0
+    for edit in edits:
+        start, end = utf16_position(current, edit.start), utf16_position(current, edit.end)
+        document.apply(RangeEdit((start, end), edit.new_text))
+        current = typing_replay.apply(current, edit)
+        if not edit.request or edit.kind != "type":
+            continue
+        regions += isinstance(document.request_tree(), RegionTree)
+        if syntax.parse(document.source).root_node.has_error:
+            continue
+        compared += 1
+        ours, theirs = _plans(document, edit.start + len(edit.new_text))
+        assert ours == theirs, current[edit.start - 80:edit.start + len(edit.new_text)]
+    assert compared >= 10
+    assert regions >= 0.8 * sum(e.request and e.kind == "type" for e in edits)
