@@ -24,12 +24,13 @@ from lsp_server.docstrings import (
 from lsp_server.docstrings.generation import skeleton
 from lsp_server.docstrings.structure import definition_at, qualified_name
 from lsp_server.docstrings.styles import slot_keys
+from lsp_server.parsing.region import SyntaxTree
 
 GENERATE = "Generate docstring"
 REGENERATE = "Regenerate docstring"
 
 
-def action_title(tree: Tree, source: bytes, byte_offset: int) -> str | None:
+def action_title(tree: SyntaxTree, source: bytes, byte_offset: int) -> str | None:
     """"Generate docstring" (or "Regenerate docstring") when ``byte_offset`` is on a
     definition's header or its docstring; None elsewhere."""
     try:

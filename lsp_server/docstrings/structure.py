@@ -17,6 +17,7 @@ from tree_sitter import Node, Tree
 
 from lsp_server.docstrings.errors import EmptyFile, NoDefinition, SyntaxErrorInCode
 from lsp_server.parsing import syntax
+from lsp_server.parsing.region import SyntaxTree
 
 
 class ParamKind(enum.Enum):
@@ -413,20 +414,38 @@ def definitions(tree: Tree) -> Iterator[Node]:
         stack.extend(reversed(node.children))
 
 
+def definitions_around(tree: SyntaxTree, byte_offset: int) -> Iterator[Node]:
+    """The definitions whose text (decorators included) holds ``byte_offset``, outermost
+    first: the walk enters only nodes around it, so a code action asked at every cursor
+    move does not visit a large file's every node."""
+    stack = [child for child in reversed(tree.root_node.children)
+             if child.start_byte <= byte_offset <= child.end_byte]
+    while stack:
+        node = stack.pop()
+        if node.type in ("function_definition", "class_definition"):
+            yield node
+        for child in reversed(node.children):
+            if child.start_byte <= byte_offset <= child.end_byte or (
+                node.type == "decorated_definition" and child.type in ("function_definition", "class_definition")
+            ):
+                stack.append(child)
+
+
 def _check_not_empty(source: bytes) -> None:
     if not source.strip():
         raise EmptyFile()
 
 
-def _hidden_by_errors(tree: Tree) -> str:
-    line = _first_error_line(tree.root_node)
+def _hidden_by_errors(tree: SyntaxTree) -> str:
+    line = min((found for child in tree.root_node.children
+                if (found := _first_error_line(child)) is not None), default=None)
     if line is None:
         return ""
     return f" (the file has a syntax error at line {line + 1}, which may hide it)"
 
 
 def definition_at(
-    tree: Tree, source: bytes, byte_offset: int, *, header_only: bool = False
+    tree: SyntaxTree, source: bytes, byte_offset: int, *, header_only: bool = False
 ) -> Definition:
     """The innermost function or class around ``byte_offset``.
 
@@ -436,7 +455,7 @@ def definition_at(
     """
     _check_not_empty(source)
     best: Node | None = None
-    for node in definitions(tree):
+    for node in definitions_around(tree, byte_offset):
         outer = syntax.definition_node(node)
         if not outer.start_byte <= byte_offset <= outer.end_byte:
             continue

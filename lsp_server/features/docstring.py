@@ -97,9 +97,14 @@ def code_actions(ls: GhostpilotServer, params: types.CodeActionParams) -> list[t
         document, offset = document_at(ls.documents, uri, params.range.start)
     except JsonRpcInvalidParams:
         return None  # code actions are asked for constantly; no error for a stale range
-    if document.tree is None or not may_read(uri, ls.settings).allowed:
+    if not document.parsed or not may_read(uri, ls.settings).allowed:
         return None
-    title = docstring_command.action_title(document.tree, document.source, document.byte_offset(offset))
+    # Asked at every cursor move: the tree a completion reads (the edited statements
+    # parsed anew), not a reparse of the whole file on the event loop.
+    tree = document.request_tree()
+    if tree is None:
+        return None
+    title = docstring_command.action_title(tree, document.source, document.byte_offset(offset))
     if title is None:
         return None
     return [
