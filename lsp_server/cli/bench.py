@@ -51,6 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     latency.add_argument("--keystrokes", type=int, default=None, help="stop after N keystrokes")
     latency.add_argument("--keystroke-ms", type=float, default=0.0,
                          help="pause between mid-word keystrokes (default 0)")
+    latency.add_argument("--dwell-ms", type=float, default=0.0,
+                         help="jump pattern: pause between the cursor's arrival at a function "
+                              "(a code action request there, as VS Code sends at each cursor "
+                              "move) and the first keystroke (default 0)")
     _model_args(latency)
     latency.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
                          help="compare with llama-server: auto = when it is built")
@@ -173,14 +177,15 @@ def _latency_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, A
         with latency.competing_load(args.busy):
             replay = latency.replay_ours(path, edits, settings=raw,
                                          keystroke_s=args.keystroke_ms / 1000, log=_log,
-                                         profile=args.profile)
+                                         profile=args.profile, dwell_s=args.dwell_ms / 1000)
     except (FileNotFoundError, RuntimeError) as error:
         print(f"ghostpilot bench: {error}", file=sys.stderr)
         return 1, {}
     report: dict[str, Any] = {
         "input": str(path), "lines": len(text.splitlines()), "pattern": args.pattern,
         "debounce": latency.DEBOUNCE, "threads": settings.n_threads,
-        "model": settings.model, "busy_processes": args.busy, "ours": latency.summarize(replay),
+        "model": settings.model, "busy_processes": args.busy, "keystroke_ms": args.keystroke_ms,
+        "dwell_ms": args.dwell_ms, "ours": latency.summarize(replay),
     }
     if server_exe is not None:
         _log("building the same prompts through the engine for llama-server ...")
@@ -220,7 +225,8 @@ def latency_table(report: dict[str, Any]) -> str:
     ours = report["ours"]
     lines = [f"input: {report['input']} ({report.get('lines', '?')} lines)  pattern: "
              f"{report.get('pattern', 'typing')}  threads: {report['threads']}  model: "
-             f"{report['model']}  competing busy processes: {report.get('busy_processes', 0)}",
+             f"{report['model']}  competing busy processes: {report.get('busy_processes', 0)}  "
+             f"keystroke pause: {report.get('keystroke_ms', 0):g} ms  dwell: {report.get('dwell_ms', 0):g} ms",
              f"debounce: {report['debounce']}",
              f"keystrokes {ours['keystrokes']}, requests {ours['requests']}, suggestions "
              f"{ours['suggestions']} ({ours['cached_suggestions']} from the type-through cache)",

@@ -129,7 +129,7 @@ def server_argv() -> list[str]:
 def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: dict[str, Any],
                 keystroke_s: float = 0.0, log: Callable[[str], None] = print,
                 stderr_path: str | None = None, progress: bool = True,
-                profile: Path | None = None) -> Replay:
+                profile: Path | None = None, dwell_s: float = 0.0) -> Replay:
     """Replay ``edits`` on ``path`` through a fresh ``ghostpilot serve``.
 
     With ``profile``, py-spy samples the server during the timed replay and writes its
@@ -155,7 +155,7 @@ def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: di
             _warm_up(client, uri, text, edits)
             profiler = Profiler(client.process.pid, profile) if profile else None
             try:
-                replay = _drive(client, uri, text, edits, keystroke_s, log, progress)
+                replay = _drive(client, uri, text, edits, keystroke_s, log, progress, dwell_s)
             finally:
                 if profiler is not None:
                     profiler.stop()
@@ -180,7 +180,8 @@ def _warm_up(client: LspClient, uri: str, text: str, edits: Sequence[typing_repl
 
 
 def _drive(client: LspClient, uri: str, text: str, edits: Sequence[typing_replay.Edit],
-           keystroke_s: float, log: Callable[[str], None], progress: bool) -> Replay:
+           keystroke_s: float, log: Callable[[str], None], progress: bool,
+           dwell_s: float = 0.0) -> Replay:
     records: list[RequestRecord] = []
     snapshots: list[tuple[str, int]] = []
     version = 1
@@ -189,6 +190,13 @@ def _drive(client: LspClient, uri: str, text: str, edits: Sequence[typing_replay
     for edit in edits:
         start = utf16_position(text, edit.start)
         end = utf16_position(text, edit.end)
+        if edit.arrive:
+            position = {"line": start[0], "character": start[1]}
+            client.request("textDocument/codeAction", {
+                "textDocument": {"uri": uri}, "range": {"start": position, "end": position},
+                "context": {"diagnostics": []}}, timeout=60)
+            if dwell_s:
+                time.sleep(dwell_s)
         version += 1
         sent = client.notify("textDocument/didChange", {
             "textDocument": {"uri": uri, "version": version},

@@ -34,6 +34,10 @@ class Edit:
     # to a function), "return" (first request on coming back to it), "warm" (the next
     # request in the same place). "" in the typing pattern.
     phase: str = ""
+    # The cursor comes here first (the jump pattern's first edit of a visit): the replay
+    # asks for code actions at ``start``, as VS Code does at each cursor move, and waits
+    # its dwell time before the edit.
+    arrive: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,13 +205,15 @@ def jump_session(text: str, *, functions: int = 5, visits: int = 4, min_lines: i
             if len(left[index]) < 2:
                 continue
             if not started[index]:
-                edit(index, starts[index], ends[index], "", kind="delete")
+                edit(index, starts[index], ends[index], "", kind="delete", arrive=True)
             for ask in range(2):
                 word = left[index].pop(0)
                 for number, (piece, _) in enumerate(word):
                     last = number == len(word) - 1
                     phase = ("warm" if ask else "return" if started[index] else "first") if last else ""
-                    edit(index, ends[index], ends[index], piece, request=last, kind="type", phase=phase)
+                    arrive = started[index] and ask == 0 and number == 0
+                    edit(index, ends[index], ends[index], piece, request=last, kind="type",
+                         phase=phase, arrive=arrive)
             started[index] = True
     return edits
 

@@ -233,6 +233,14 @@ def test_jump_session_round_robin_two_asks_a_visit() -> None:
     assert [e.phase for e in asked] == ["first", "warm"] * 3 + ["return", "warm"] * 6
     assert [e.function for e in asked][:6] == ["first", "first", "size", "size", "last", "last"]
     assert sum(e.kind == "delete" for e in edits) == 3
+    # The cursor arrives once a visit: at the deletion on a first visit, at the first
+    # keystroke of a return; every visit's first request follows its arrival.
+    arrivals = [i for i, e in enumerate(edits) if e.arrive]
+    assert len(arrivals) == 9
+    assert [edits[i].kind for i in arrivals] == ["delete"] * 3 + ["type"] * 6
+    firsts = [i for i, e in enumerate(edits) if e.phase in ("first", "return")]
+    assert all(a <= f and not any(edits[j].request for j in range(a, f))
+               for a, f in zip(arrivals, firsts))
     current = text
     for edit in edits:
         current = typing_replay.apply(current, edit)
