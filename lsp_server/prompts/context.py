@@ -289,6 +289,43 @@ def class_header_by_indentation(source: bytes, method_start: int) -> str:
     return class_header(node, text, exclude=None) if node is not None else ""
 
 
+_DEF_START = re.compile(rb"(?:async[ \t]+)?def\b")
+_DECORATOR = re.compile(rb"[ \t]*@")
+
+
+def function_start_by_indentation(source: bytes, cursor: int) -> int | None:
+    """Where the ``def`` (or its first decorator) starts whose body holds ``cursor``,
+    found by indentation; None where the lines above lead to something else first.
+
+    For a tree that has no function around the cursor while the code plainly has one: a
+    body emptied down to a comment (an empty block is an error to tree-sitter), or a
+    half-typed continuation line (``if a and \\``) can fold the function into an ERROR
+    node. The prompt then fell back to the module level, which shares nothing with the
+    prompts before and after it: the whole prompt was evaluated twice (3 s on ftplib)."""
+    line_start = source.rfind(b"\n", 0, cursor) + 1
+    before = source[line_start:cursor]
+    width = _width(before) if before.strip() else len(before.expandtabs(8))
+    position = line_start
+    while width > 0 and position > 0:
+        above = source.rfind(b"\n", 0, position - 1) + 1
+        line = source[above : position - 1]
+        position = above
+        stripped = line.strip()
+        if not stripped or stripped.startswith(b"#") or _width(line) >= width:
+            continue
+        if not _DEF_START.match(stripped):
+            width = _width(line)  # the header of a block around the cursor: go on up
+            continue
+        start = above
+        while start > 0:  # decorators right above it
+            previous = source.rfind(b"\n", 0, start - 1) + 1
+            if not _DECORATOR.match(source[previous : start - 1]):
+                break
+            start = previous
+        return start
+    return None
+
+
 def _top_level(tree: SyntaxTree) -> Iterator[Node]:
     """The module's statements in order. An unclosed bracket being typed can make
     tree-sitter wrap the whole module in an ERROR node; its statements still count, so
@@ -333,7 +370,7 @@ def outline(tree: SyntaxTree, source: bytes) -> str:
 
 
 def _used_definitions(
-    tree: SyntaxTree, source: bytes, code: bytes, skip: tuple[Node, ...]
+    tree: SyntaxTree, source: bytes, code: bytes, skip: tuple[Node, ...], skip_start: int = -1
 ) -> tuple[str, ...]:
     names = {match.group(0) for match in _IDENTIFIER.finditer(code)}
     found = []
@@ -343,6 +380,8 @@ def _used_definitions(
             inner = child.child_by_field_name("definition") or child
         if inner.type not in DEF_TYPES or any(inner == s for s in skip):
             continue
+        if skip_start in (child.start_byte, inner.start_byte):
+            continue  # the function being written, found by indentation
         name = inner.child_by_field_name("name")
         if name is not None and source[name.start_byte : name.end_byte] in names:
             found.append(stub(inner, source))
@@ -383,6 +422,10 @@ def build_context(
             klass = node if klass is None else klass
     suffix = _suffix(source, real)
     block_indent = _block_indent(source, real, chain)
+    if function is None:
+        start = function_start_by_indentation(source, real)
+        if start is not None and (klass is None or start > klass.start_byte):
+            return _context_by_indentation(tree, source, cursor, start, klass, suffix, block_indent)
     if function is not None:
         outer = definition_node(function)
         start = source.rfind(b"\n", 0, outer.start_byte) + 1
@@ -439,6 +482,37 @@ def build_context(
         block_indent=block_indent,
         function_indent="",
         in_function=False,
+    )
+
+
+def _context_by_indentation(
+    tree: SyntaxTree, source: bytes, cursor: int, start: int, klass: Node | None,
+    suffix: str, block_indent: str,
+) -> PromptContext:
+    """The context of a function that the tree lost, from where its text starts (see
+    :func:`function_start_by_indentation`): the same parts as for a function the tree
+    has, the class header from the tree where it still has the class."""
+    def_start = start
+    while _DECORATOR.match(source[def_start : source.find(b"\n", def_start)]):
+        def_start = source.find(b"\n", def_start) + 1
+    line = _text(source, *_line_bounds(source, def_start))
+    if klass is not None:
+        header = class_header(klass, source, exclude=None)
+    elif leading_ws(line):
+        header = class_header_by_indentation(source, def_start)
+    else:
+        header = ""
+    skip = (klass,) if klass is not None else ()
+    return PromptContext(
+        imports=_imports(tree, source, len(source)),
+        definitions=_used_definitions(tree, source, source[start:cursor], skip, skip_start=start),
+        scope_header=header,
+        current=_text(source, start, cursor),
+        suffix=suffix,
+        block_indent=block_indent,
+        function_indent=leading_ws(line),
+        in_function=True,
+        outline=outline(tree, source),
     )
 
 

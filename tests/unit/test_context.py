@@ -471,3 +471,62 @@ def test_no_class_header_by_indentation_outside_a_top_level_class() -> None:
     assert class_header_by_indentation(_CLASSES, _CLASSES.index(b"def helper")) == ""  # not indented
     assert class_header_by_indentation(_CLASSES, _CLASSES.index(b"def inner")) == ""  # in a block
     assert class_header_by_indentation(_CLASSES, _CLASSES.index(b"def deep")) == ""  # nested class
+
+
+_LOST = '''import re
+
+
+def helper(text):
+    return text.strip()
+
+
+class Reader:
+    """Reads."""
+
+    limit = 10
+
+    def first(self):
+        return 1
+
+    @staticmethod
+    @property
+    def handler(self):
+        # the body was emptied down to this comment
+        {cursor}
+
+    def last(self):
+        return helper(self)
+'''
+
+
+@pytest.mark.parametrize("typed", [
+    "",  # a body of only a comment: an empty block, an error to tree-sitter
+    "if re.match('x', helper(self)) and \\\n            ",  # a half-typed continuation
+])  # fmt: skip
+def test_a_function_the_tree_lost_is_found_by_indentation(typed: str) -> None:
+    """Where the tree has no function around the cursor but the lines above plainly open
+    one, the prompt is that function's, with the class header and the used definitions,
+    not the module level (which shared nothing with the prompts around it)."""
+    context = context_of(_LOST.replace("{cursor}", typed + CURSOR))
+    assert context.in_function
+    assert context.current.startswith("    @staticmethod\n    @property\n    def handler(self):\n")
+    assert context.current.endswith(typed)
+    assert context.function_indent == "    "
+    assert context.scope_header.startswith("class Reader:") and "def first(self):" in context.scope_header
+    assert context.imports == "import re"
+    if typed:
+        assert context.definitions == ("def helper(text):\n    ...",)  # its stub
+
+
+def test_no_function_by_indentation_where_the_lines_above_open_something_else() -> None:
+    from lsp_server.prompts.context import function_start_by_indentation
+
+    for marked in (
+        "if __name__ == '__main__':\n    main(\n    " + CURSOR,  # a module-level block
+        "class A:\n    x = (\n    " + CURSOR,  # a class body
+        "x = 1\n" + CURSOR,  # column 0
+    ):
+        _, source, cursor = at_cursor(marked)
+        assert function_start_by_indentation(source, cursor) is None, marked
+    _, source, cursor = at_cursor("def f(a):\n    if a:\n        while a and \\\n                " + CURSOR)
+    assert function_start_by_indentation(source, cursor) == 0
