@@ -267,7 +267,8 @@ def latency_table(report: dict[str, Any]) -> str:
     if peer:
         lines += ["", f"same prompts, llama-server {' '.join(peer.get('options', []))} with "
                       f"cache_prompt ({peer['paired_requests']} requests, same number of "
-                      "generated tokens):",
+                      "generated tokens; prompts rebuilt through the engine, of another length "
+                      f"than the server's in {peer.get('prompt_length_differs', '?')}):",
                   "| | n | ours p50 | llama-server p50 | ratio | ours p95 | llama-server p95 | ratio |",
                   "|---|---|---|---|---|---|---|---|"]
         for name in ("single_line", "multi_line", "all", "first", "return", "warm"):

@@ -285,7 +285,12 @@ class _RecordingBackend:
 
 def record_prompts(snapshots: Sequence[tuple[str, int]], *, settings: Any,
                    uri: str) -> list[list[int] | None]:
-    """The exact prompt tokens our engine builds for each ``(text, cursor)``."""
+    """The prompt tokens our engine builds for each ``(text, cursor)``, in order, on one
+    document that each text reaches by one edit (the span between the common prefix and
+    suffix of it and the one before): its tree evolves as the server's does, with the
+    edited statements parsed anew, not a fresh whole parse a request. What the server
+    held between requests (used definitions adopted after a pause) is not replayed:
+    :func:`peer_summary` counts the prompts whose length is not the server's."""
     from lsp_server.backends.llama import LlamaBackend
     from lsp_server.backends.registry import resolve
     from lsp_server.backends.worker import ModelWorker
@@ -301,16 +306,37 @@ def record_prompts(snapshots: Sequence[tuple[str, int]], *, settings: Any,
     worker.wait_loaded()
     engine = CompletionEngine(worker, lambda: settings)
     prompts: list[list[int] | None] = []
+    document: Document | None = None
     try:
         for text, cursor in snapshots:
             before = len(recorder.requests)
-            engine.complete_blocking(Document(uri=uri, text=text, language_id="python"), cursor)
+            if document is None:
+                document = Document(uri=uri, text=text, language_id="python")
+            else:
+                _edit_to(document, text)
+            engine.complete_blocking(document, cursor)
             prompts.append(recorder.prompt_tokens(recorder.requests[-1])
                            if len(recorder.requests) > before else None)
     finally:
         worker.shutdown()
         del real
     return prompts
+
+
+def _edit_to(document: Any, text: str) -> None:
+    """Change ``document`` into ``text`` with one range edit."""
+    from lsp_server.parsing.document import RangeEdit
+
+    old = document.text
+    prefix = 0
+    limit = min(len(old), len(text))
+    while prefix < limit and old[prefix] == text[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old[-1 - suffix] == text[-1 - suffix]:
+        suffix += 1
+    start, end = utf16_position(old, prefix), utf16_position(old, len(old) - suffix)
+    document.apply(RangeEdit((start, end), text[prefix : len(text) - suffix]))
 
 
 # --- report -----------------------------------------------------------------------------
@@ -411,7 +437,8 @@ def _token_stats(values: Sequence[int]) -> dict[str, Any]:
 def peer_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
     """Ours and the peer on the requests both generated for (the same prompts)."""
     paired = [r for r in records if r.peer is not None]
-    out: dict[str, Any] = {"paired_requests": len(paired)}
+    out: dict[str, Any] = {"paired_requests": len(paired), "prompt_length_differs": sum(
+        len(r.peer.get("tokens") or ()) != r.prompt_tokens for r in paired)}  # type: ignore[union-attr]
     for name, mode in (("single_line", "line"), ("multi_line", "block"), ("all", None)):
         chosen = [r for r in paired if mode is None or r.mode == mode]
         ours = [r.latency_ms for r in chosen]

@@ -288,3 +288,22 @@ def test_phase_summary_and_everything_but_decode() -> None:
     assert peer["return"]["ours_evaluated"] == 10 and peer["return"]["peer_evaluated"] == 400
     assert peer["not_decode"]["ours"]["p50_ms"] == 80.0  # 800, 50, 80
     assert peer["not_decode"]["llama_server"]["p50_ms"] == 390.0  # 510, 50, 390
+
+
+@pytest.mark.parametrize("new", [
+    "import os\ndef f():\n    return 12\n",  # typing at the end of a line
+    "import os\ndef f():\n    ret\n",  # deleting
+    "import os\n\u00e9\U0001F600\n",  # replacing across lines, non-BMP text
+    "",
+])  # fmt: skip
+def test_the_peer_prompts_document_reaches_each_text_by_one_edit(new: str) -> None:
+    """record_prompts keeps one document, as the server does, and edits it into each
+    snapshot's text (one range: what lies between the common prefix and suffix)."""
+    from lsp_server.evaluation.latency import _edit_to
+    from lsp_server.parsing.document import Document
+
+    document = Document(uri="file:///a.py", text="import os\ndef f():\n    return 1\n")
+    assert document.tree is not None
+    _edit_to(document, new)
+    assert document.text == new and document.revision == 1
+    assert document.request_tree() is not None
