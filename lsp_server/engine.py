@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 SUFFIX_TOKENS = 256
 # An edit more lines than this from where the model last worked starts early.
 START_EARLY_LINES = 8
+# Past this many times the time budget, a suggestion stops where it is even with no
+# complete line to cut at (a long call spread over lines, say): the typing replays had
+# blocks that ran to max_tokens, 2-4.5 s, most of them dropped in the end. At least a
+# second past the budget, so that a short budget still gets its first complete line.
+HARD_BUDGET_FACTOR = 3.0
+HARD_BUDGET_EXTRA_S = 1.0
 # A function's new used definitions (prompts/held.py) are brought in when the user has
 # paused this long after a request: evaluating them then costs no keystroke anything.
 REFRESH_IDLE_S = 0.3
@@ -648,6 +654,7 @@ def _request(
     else:
         block_width = indent_width(context.block_indent) if context.block_indent else 0
         stop_rule = postprocess.block_stop_rule(block_width, first_line_is_new)
+    budget_s = settings.time_budget_ms / 1000.0
     return GenerationRequest(
         prompt=prompt.prefix,
         prompt_tokens=prompt.tokens(prompt.prefix),
@@ -660,7 +667,9 @@ def _request(
         logprobs=overrides.logprobs,
         stop=postprocess.codex_stop_sequences(context.function_indent),
         stop_rule=stop_rule,
-        time_budget=TimeBudget(settings.time_budget_ms / 1000.0, postprocess.complete_line_cut),
+        time_budget=TimeBudget(budget_s, postprocess.complete_line_cut,
+                               hard_seconds=max(HARD_BUDGET_FACTOR * budget_s,
+                                                budget_s + HARD_BUDGET_EXTRA_S)),
         ban_first=CODE_FIRST if code_first else (),
     )
 
@@ -703,7 +712,9 @@ def _follow_block(
         # One time budget for the request: the body gets what the line left of it (it
         # had its own, so a line then its body could take twice the budget and more).
         time_budget=None if budget is None else replace(
-            budget, seconds=max(0.0, budget.seconds - result.total_s)
+            budget, seconds=max(0.0, budget.seconds - result.total_s),
+            hard_seconds=None if budget.hard_seconds is None
+            else max(0.0, budget.hard_seconds - result.total_s),
         ),
     )
     more = backend.generate(follow, token)

@@ -21,10 +21,12 @@ StopRule = Callable[[str], "int | None"]
 @dataclass(frozen=True)
 class TimeBudget:
     """Once ``seconds`` have passed since generation began, ``cut`` (a stop rule the
-    caller builds, such as "after the last complete line") decides where to stop."""
+    caller builds, such as "after the last complete line") decides where to stop; once
+    ``hard_seconds`` have (None: never), generation stops where it is, cut or not."""
 
     seconds: float
     cut: StopRule
+    hard_seconds: float | None = None
 
 
 class Cancelled(Exception):

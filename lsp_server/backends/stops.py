@@ -25,11 +25,12 @@ def check_stops(
         if ruled is not None:
             return ruled, "rule"
     budget = request.time_budget
-    if (
-        budget is not None
-        and (time.perf_counter() if now is None else now) - started > budget.seconds
-    ):
-        cut = budget.cut(text)
-        if cut is not None:
-            return cut, "time"
+    if budget is not None:
+        elapsed = (time.perf_counter() if now is None else now) - started
+        if elapsed > budget.seconds:
+            cut = budget.cut(text)
+            if cut is not None:
+                return cut, "time"
+            if budget.hard_seconds is not None and elapsed > budget.hard_seconds:
+                return len(text), "time"
     return None, ""

@@ -62,3 +62,15 @@ def test_stop_strings_and_the_stop_rule_come_before_the_time_cut() -> None:
     assert _check("x", request, elapsed=1.0) == (0, "time")
     no_cut = GenerationRequest(prompt="", time_budget=TimeBudget(0.0, lambda text: None))
     assert _check("x", no_cut, elapsed=1.0) == (None, "")
+
+
+def test_past_the_hard_limit_generation_stops_where_it_is() -> None:
+    """With no place to cut (no complete line yet), the budget lets generation go on,
+    up to its hard limit; there it stops with all of the text."""
+    request = GenerationRequest(
+        prompt="", time_budget=TimeBudget(0.5, lambda text: None, hard_seconds=1.5))
+    assert _check("foo(a,\n    b,", request, elapsed=1.0) == (None, "")
+    assert _check("foo(a,\n    b,", request, elapsed=1.6) == (len("foo(a,\n    b,"), "time")
+    cut_first = GenerationRequest(
+        prompt="", time_budget=TimeBudget(0.5, lambda text: 3, hard_seconds=1.5))
+    assert _check("abc\ndef", cut_first, elapsed=2.0) == (3, "time")  # a cut still wins

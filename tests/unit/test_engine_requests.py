@@ -256,3 +256,14 @@ def test_the_outline_holds_while_another_body_is_broken() -> None:
     assert headers.settle("u", context(folded), clean=True).outline == folded
     headers.forget("u")
     assert headers.settle("u", context(""), clean=False).outline == ""
+
+
+def test_a_requests_time_budget_has_a_hard_limit() -> None:
+    """Past three times the budget (at least a second past it) a suggestion stops where
+    it is, even with no complete line to cut at."""
+    (request,) = requests_at('def f(x):\n    """Doc."""\n|', ["    return x\n"])
+    budget = request.time_budget
+    assert budget is not None
+    seconds = Settings().time_budget_ms / 1000
+    assert budget.seconds == seconds
+    assert budget.hard_seconds == max(3 * seconds, seconds + 1.0)
