@@ -19,6 +19,8 @@ from lsp_server.reliance.settings import parse as parse_reliance
 from lsp_server.reliance.settings import to_camel as reliance_to_camel
 
 DEFAULT_MODEL = "gemma3-270m"
+# Settings for benchmarks and tests, not for editors (the extension does not declare them).
+INTERNAL_SETTINGS = frozenset({"recordPrompts"})
 NEVER_READ_DEFAULT = (".env", ".env.*", "*.pem", "*.key")
 
 
@@ -54,6 +56,9 @@ class Settings:
     # When an edit lands away from where the model last worked, evaluate the prompt there
     # in the background before the request comes (engine.start_early).
     start_early: bool = True
+    # For benchmarks: ghostpilot/stats's lastRequest carries the token ids of the prompt
+    # the model evaluated (promptTokenIds), so a peer can be given exactly the same.
+    record_prompts: bool = False
     enabled_languages: tuple[str, ...] = ("python",)
     exclude_globs: tuple[str, ...] = ()
     never_read_globs: tuple[str, ...] = NEVER_READ_DEFAULT

@@ -110,6 +110,8 @@ class RequestRecord:
     prompt_ms: float = 0.0  # token budget and prompt tokens
     finish_ms: float = 0.0  # post-processing and the parse check
     result: GenerationResult | None = None
+    # The token ids of the last prompt the model evaluated (with ``recordPrompts``).
+    prompt_ids: tuple[int, ...] | None = None
 
     def as_json(self) -> dict[str, Any]:
         result = self.result
@@ -121,6 +123,7 @@ class RequestRecord:
             "promptMs": round(self.prompt_ms, 2),
             "finishMs": round(self.finish_ms, 2),
             **token_fields(result),
+            **({"promptTokenIds": list(self.prompt_ids)} if self.prompt_ids is not None else {}),
         }
 
 
@@ -581,6 +584,10 @@ class CompletionEngine:
             last_text = result.text[len(header[0]) + 1 :]
             raw = result.text
             mode = "block"
+        if settings.record_prompts:
+            tokens = getattr(backend, "request_tokens", None)
+            record.prompt_ids = tuple(tokens(last_request) if tokens is not None
+                                      else last_request.prompt_tokens or ())
         generated = time.perf_counter()
         text = postprocess.finish(snapshot, cursor, planned.start, mode, raw)
         record.finish_ms = (time.perf_counter() - generated) * 1000

@@ -188,10 +188,12 @@ def _latency_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, A
         "dwell_ms": args.dwell_ms, "ours": latency.summarize(replay),
     }
     if server_exe is not None:
-        _log("building the same prompts through the engine for llama-server ...")
         generated = [i for i, r in enumerate(replay.records) if r.model_ran]
-        prompts = latency.record_prompts([replay.snapshots[i] for i in generated],
-                                         settings=settings, uri=path.resolve().as_uri())
+        prompts: list[list[int] | None] = [replay.records[i].prompt_ids for i in generated]
+        if any(p is None for p in prompts):  # a server that does not report them
+            _log("building the same prompts through the engine for llama-server ...")
+            prompts = latency.record_prompts([replay.snapshots[i] for i in generated],
+                                             settings=settings, uri=path.resolve().as_uri())
         from lsp_server.backends.registry import resolve
 
         resolved = resolve(settings.model)
@@ -267,8 +269,8 @@ def latency_table(report: dict[str, Any]) -> str:
     if peer:
         lines += ["", f"same prompts, llama-server {' '.join(peer.get('options', []))} with "
                       f"cache_prompt ({peer['paired_requests']} requests, same number of "
-                      "generated tokens; prompts rebuilt through the engine, of another length "
-                      f"than the server's in {peer.get('prompt_length_differs', '?')}):",
+                      "generated tokens; prompts of another length than the server's: "
+                      f"{peer.get('prompt_length_differs', '?')}):",
                   "| | n | ours p50 | llama-server p50 | ratio | ours p95 | llama-server p95 | ratio |",
                   "|---|---|---|---|---|---|---|---|"]
         for name in ("single_line", "multi_line", "all", "first", "return", "warm"):

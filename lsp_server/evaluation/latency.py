@@ -64,6 +64,8 @@ class RequestRecord:
     prompt_eval_ms: float = 0.0
     finish_ms: float = 0.0
     peer: dict[str, Any] | None = None
+    # The token ids of the prompt the server evaluated (``recordPrompts``): the peer's.
+    prompt_ids: list[int] | None = None
 
     @property
     def model_ran(self) -> bool:
@@ -142,6 +144,9 @@ def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: di
         copy.write_text(text, encoding="utf-8")
         uri = copy.as_uri()
         started = time.perf_counter()
+        # The server reports each prompt's token ids (after the timed answer, in its
+        # stats), so that llama-server is given exactly the same prompts.
+        settings = {**settings, "recordPrompts": True}
         client = LspClient(server_argv(), settings=settings, cwd=workdir, stderr_path=stderr_path,
                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
@@ -247,6 +252,8 @@ def _drive(client: LspClient, uri: str, text: str, edits: Sequence[typing_replay
             record.plan_ms = float(job.get("planMs", 0.0))
             record.prompt_ms = float(job.get("promptMs", 0.0))
             record.finish_ms = float(job.get("finishMs", 0.0))
+            ids = job.get("promptTokenIds")
+            record.prompt_ids = [int(i) for i in ids] if isinstance(ids, list) else None
         records.append(record)
         snapshots.append((text, cursor))
         if progress and (len(records) % 10 == 0 or len(records) == total):
@@ -482,6 +489,7 @@ def _round(value: float | None) -> float | None:
 
 def record_json(record: RequestRecord) -> dict[str, Any]:
     data = asdict(record)
+    data.pop("prompt_ids", None)  # the peer's tokens, large; their count is prompt_tokens
     if data.get("peer"):
         data["peer"] = {k: v for k, v in data["peer"].items() if k != "tokens"}
     return data

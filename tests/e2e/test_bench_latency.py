@@ -130,3 +130,28 @@ def test_jump_pattern_replay_returns_cost_only_the_new_tokens(tmp_path: Path) ->
     if first["count"] and back["count"]:
         assert back["mean"] < first["mean"] / 2, (first, back)
     assert "| ours return |" in done.stdout and "saved KV states:" in done.stdout
+
+
+def test_the_peer_is_given_exactly_the_servers_prompts(tmp_path: Path) -> None:
+    """With ``--peer on`` the server reports each prompt's token ids (recordPrompts, in
+    its stats after the timed answer) and llama-server gets those same tokens: no prompt
+    of another length, every request the model ran paired, and the peer's prompt count
+    for each is the server's."""
+    from lsp_server.evaluation.llama_peer import find_tool
+
+    if find_tool("llama-server", None) is None:
+        message = "llama-server is not built: run scripts/build-llama-server.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path / "peer.json"
+    done = ghostpilot("bench", "latency", "--file", str(TEXTWRAP), "--keystrokes", "30",
+                      "--peer", "on", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    peer = report["llama_server"]
+    ran = [r for r in report["requests"] if not r["cached"] and r["generated_tokens"] > 0]
+    assert ran and peer["paired_requests"] == len(ran)
+    assert peer["prompt_length_differs"] == 0
+    assert "building the same prompts through the engine" not in done.stderr
+    assert "prompts of another length than the server's: 0" in done.stdout

@@ -7,13 +7,13 @@ import json
 import re
 from pathlib import Path
 
-from lsp_server.config import Settings, to_camel
+from lsp_server.config import INTERNAL_SETTINGS, Settings, to_camel
 
 EXTENSION = Path(__file__).resolve().parents[2] / "vscode-extension"
 
 
 def test_every_server_setting_is_declared_and_forwarded_by_the_extension() -> None:
-    keys = set(to_camel(Settings()))
+    keys = set(to_camel(Settings())) - INTERNAL_SETTINGS
     declared = json.loads((EXTENSION / "package.json").read_text())["contributes"]["configuration"]
     properties: dict[str, dict[str, object]] = {}
     for section in declared if isinstance(declared, list) else [declared]:
