@@ -585,9 +585,12 @@ class CompletionEngine:
             raw = result.text
             mode = "block"
         if settings.record_prompts:
+            # The first request's: a body written after the line that opened it goes on
+            # from the KV of that line's generated tokens (a peer gets this prompt and
+            # the whole count of generated tokens).
             tokens = getattr(backend, "request_tokens", None)
-            record.prompt_ids = tuple(tokens(last_request) if tokens is not None
-                                      else last_request.prompt_tokens or ())
+            record.prompt_ids = tuple(tokens(request) if tokens is not None
+                                      else request.prompt_tokens or ())
         generated = time.perf_counter()
         text = postprocess.finish(snapshot, cursor, planned.start, mode, raw)
         record.finish_ms = (time.perf_counter() - generated) * 1000

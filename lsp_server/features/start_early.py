@@ -30,13 +30,16 @@ from lsp_server.server import GhostpilotServer
 log = logging.getLogger(__name__)
 
 # A document edited this recently is being written: the cursor's arrival in another of
-# its functions starts early.
+# its functions starts early, once it has rested there this long (not at every line
+# that a held arrow key passes).
 EDITING_S = 120.0
+CURSOR_REST_S = 0.15
 
 
 def setup(server: GhostpilotServer) -> None:
     tasks: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak refs)
     edited_at: dict[str, float] = {}
+    resting: list[asyncio.TimerHandle] = []  # the cursor's last arrival, until it has rested
 
     def launch(document: Document, cursor: int) -> None:
         if not server.engine.moved_to(document.uri, document.index.line_of_offset(cursor)):
@@ -65,8 +68,19 @@ def setup(server: GhostpilotServer) -> None:
             document, offset = document_at(ls.documents, uri, start)
         except JsonRpcException:
             return  # a stale position: code actions are asked for constantly
-        if wanted(ls, document):
-            launch(document, offset)
+        for handle in resting:
+            handle.cancel()
+        resting.clear()
+        revision = document.revision
+
+        def rested() -> None:
+            resting.clear()
+            # An edit since then started early from where it landed, if anywhere.
+            current = document.uri in ls.documents and ls.documents.get(document.uri) is document
+            if current and document.revision == revision and wanted(ls, document):
+                launch(document, offset)
+
+        resting.append(asyncio.get_running_loop().call_later(CURSOR_REST_S, rested))
 
     def closed(uri: str) -> None:
         edited_at.pop(uri, None)
