@@ -22,27 +22,14 @@ tree-sitter node.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from tree_sitter import Node, Parser, Point, Range, Tree
+from tree_sitter import Node, Point, Range, Tree
 
-from lsp_server.parsing.syntax import PYTHON
+from lsp_server.parsing import syntax
 
 # Above this share of the file the edited statements are parsed with the rest, as usual.
 MAX_SHARE = 0.5
-
-_local = threading.local()
-
-
-def _parser() -> Parser:
-    """A parser of this thread's own for included ranges (the shared one parses whole files)."""
-    found: Parser | None = getattr(_local, "parser", None)
-    if found is None:
-        found = Parser(PYTHON)
-        _local.parser = found
-    return found
-
 
 class RegionRoot:
     """The module node of a :class:`RegionTree`: the outer tree's top-level statements
@@ -156,7 +143,7 @@ def parse_region(stale: Tree, source: bytes, region: Region) -> RegionTree | Non
     """Parse ``region`` of ``source`` on its own, inside ``stale``. None where the
     region as a whole is one ERROR node: the half-typed code needs what follows it to
     be told apart (an unclosed bracket at the region's end, say)."""
-    parser = _parser()
+    parser = syntax.parser("region")
     parser.included_ranges = [
         Range(region.start_point, region.end_point, region.start_byte, region.end_byte)
     ]

@@ -13,12 +13,15 @@ PYTHON = Language(tree_sitter_python.language())
 _local = threading.local()
 
 
-def parser() -> Parser:
-    """A parser for Python, one per thread (tree-sitter parsers are not thread-safe)."""
-    found: Parser | None = getattr(_local, "parser", None)
+def parser(purpose: str = "whole") -> Parser:
+    """A parser for Python, one per thread (tree-sitter parsers are not thread-safe) and
+    purpose (the one for included ranges keeps its ranges away from whole parses)."""
+    parsers: dict[str, Parser] | None = getattr(_local, "parsers", None)
+    if parsers is None:
+        parsers = _local.parsers = {}
+    found = parsers.get(purpose)
     if found is None:
-        found = Parser(PYTHON)
-        _local.parser = found
+        found = parsers[purpose] = Parser(PYTHON)
     return found
 
 
