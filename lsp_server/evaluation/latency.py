@@ -332,16 +332,10 @@ def record_prompts(snapshots: Sequence[tuple[str, int]], *, settings: Any,
 
 def _edit_to(document: Any, text: str) -> None:
     """Change ``document`` into ``text`` with one range edit."""
-    from lsp_server.parsing.document import RangeEdit
+    from lsp_server.parsing.document import RangeEdit, common_ends
 
     old = document.text
-    prefix = 0
-    limit = min(len(old), len(text))
-    while prefix < limit and old[prefix] == text[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and old[-1 - suffix] == text[-1 - suffix]:
-        suffix += 1
+    prefix, suffix = common_ends(old, text)
     start, end = utf16_position(old, prefix), utf16_position(old, len(old) - suffix)
     document.apply(RangeEdit((start, end), text[prefix : len(text) - suffix]))
 

@@ -342,6 +342,19 @@ def _widen(dirty: tuple[int, int] | None, edit: dict[str, Any]) -> tuple[int, in
     return min(low, start), max(high, new_end)
 
 
+def common_ends(old: str, new: str) -> tuple[int, int]:
+    """How many characters ``old`` and ``new`` share at their start, and then at their
+    end (never overlapping the start): what lies between is what changed."""
+    prefix = 0
+    limit = min(len(old), len(new))
+    while prefix < limit and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
+        suffix += 1
+    return prefix, suffix
+
+
 def follow_range(
     start: int, end: int, changes: Iterable[tuple[int, int, int]]
 ) -> tuple[int, int] | None:
@@ -520,6 +533,7 @@ __all__ = [
     "TextChange",
     "UnknownDocument",
     "clean_text",
+    "common_ends",
     "follow_range",
     "language_of",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
-from lsp_server.parsing.document import TextChange
+from lsp_server.parsing.document import TextChange, common_ends
 
 Span = tuple[int, int]
 
@@ -97,13 +97,7 @@ def refine(old_text: str, change: TextChange) -> list[TextChange]:
     new = change.new_text
     if not old or not new or len(old) + len(new) < REFINE_THRESHOLD:
         return [change]
-    prefix = 0
-    limit = min(len(old), len(new))
-    while prefix < limit and old[prefix] == new[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
-        suffix += 1
+    prefix, suffix = common_ends(old, new)
     old_mid = old[prefix : len(old) - suffix]
     new_mid = new[prefix : len(new) - suffix]
     base = change.start + prefix
