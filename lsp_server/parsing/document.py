@@ -230,11 +230,10 @@ class Document:
         later = list(self._tree_edits)[len(self._tree_edits) - missing :]
         if any(edit is None for edit in later):
             return False
-        base = tree.copy()
+        self._take_base(tree, later)  # type: ignore[arg-type]  # copies it before the edits below
         for edit in later:
             tree.edit(**edit)  # type: ignore[arg-type]
         self._tree, self._stale = tree, bool(later)
-        self._take_base(base, later)  # type: ignore[arg-type]
         return True
 
     def sync_tree(self) -> None:
