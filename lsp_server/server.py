@@ -61,6 +61,9 @@ STATUS_STATES: frozenset[str] = frozenset(get_args(StatusState))
 # Called with (server, params); returns code actions (or an awaitable of them).
 CodeActionProvider = Callable[["GhostpilotServer", types.CodeActionParams], Any]
 MAX_REMEMBERED = 256
+# How long the end of the transport waits for the model to stop (a generation stops
+# between tokens; a model still loading cannot be stopped).
+STOP_TIMEOUT_S = 10.0
 
 
 def is_status_state(value: str) -> TypeGuard[StatusState]:
@@ -203,12 +206,24 @@ class GhostpilotServer(LanguageServer):
     # -- transports (protocol.py reads the frames) -------------------------------------------
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
-        self.exit_code = serve_stdio(
-            self, stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, self.max_message_bytes
-        )
+        try:
+            self.exit_code = serve_stdio(
+                self, stdin or sys.stdin.buffer, stdout or sys.stdout.buffer, self.max_message_bytes
+            )
+        finally:
+            self.stop_model()
 
     def start_tcp(self, host: str, port: int) -> None:
-        self.exit_code = serve_tcp(self, host, port, self.max_message_bytes)
+        try:
+            self.exit_code = serve_tcp(self, host, port, self.max_message_bytes)
+        finally:
+            self.stop_model()
+
+    def stop_model(self) -> None:
+        """Once the transport is done (``exit``, with or without ``shutdown``, or the
+        client gone): stop the model's work and close it before the process exits."""
+        if not self.worker.shutdown(timeout=STOP_TIMEOUT_S):
+            log.warning("the model worker did not stop within %.0f s", STOP_TIMEOUT_S)
 
     def send_status(self, state: StatusState, **extra: Any) -> None:
         info = self.worker.info

@@ -36,6 +36,7 @@ T = TypeVar("T")
 # Called with (state, message) on every state change: "loading", "ready", "error".
 StateListener = Callable[[str, str], None]
 BackendFactory = Callable[[], Backend]
+SHUT_DOWN = "the model worker is shut down"
 
 
 @dataclass
@@ -54,6 +55,8 @@ class ModelWorker:
         self._background: list[CancelToken] = []
         self._lock = threading.Lock()
         self._backend: Backend | None = None
+        self._current: CancelToken | None = None  # the running job's
+        self._closed = False
         self._listeners: list[StateListener] = []
         self.state = "unloaded"
         self.message = ""
@@ -110,6 +113,10 @@ class ModelWorker:
                 self.loaded.set()
 
         job: _Job[None] = _Job(run=run, key=None, needs_model=False)  # type: ignore[arg-type]
+        if self._closed:
+            self.loaded.set()
+            job.future.set_exception(ModelUnavailable(SHUT_DOWN))
+            return job.future
         self._queue.put(job)
         return job.future
 
@@ -123,6 +130,9 @@ class ModelWorker:
         background: bool = False,
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
         job: _Job[T] = _Job(run=run, key=key)
+        if self._closed:  # nothing runs once the worker is shut down
+            job.future.set_exception(Cancelled(SHUT_DOWN))
+            return job.future, job.token
         with self._lock:
             previous = self._latest.get(key) if key is not None else None
             if key is not None:
@@ -170,23 +180,63 @@ class ModelWorker:
     def tokenize_blocking(self, text: str) -> list[int]:
         return self.run_blocking(lambda backend, _: backend.tokenize(text))
 
-    def shutdown(self) -> None:
-        self._queue.put(None)
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop for good: the running job stops between tokens, queued and later jobs
+        fail with :class:`Cancelled`, and the model is closed on the worker thread (so no
+        thread is inside llama.cpp when the process exits: a generation running into the
+        interpreter's exit crashed it). With a ``timeout``, wait up to that long for all
+        this. Returns whether the worker has stopped. Safe to call again."""
+        with self._lock:
+            first, self._closed = not self._closed, True
+            tokens = [*self._latest.values(), *self._background]
+            if self._current is not None:
+                tokens.append(self._current)
+            self._latest, self._background = {}, []
+        for token in tokens:
+            token.cancel(SHUT_DOWN)
+        if first:
+            self._queue.put(None)
+        if timeout is not None and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _loop(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:
+                self._stop()
                 return
             self._run(job)
             # Not held while waiting for the next job: a finished job's closure keeps its
             # document snapshot (text, bytes, tree) alive, 170 MB for a 5 MB file.
             del job
 
+    def _stop(self) -> None:
+        """On the worker thread, at shutdown: fail what is still queued, close the model."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and job.future.set_running_or_notify_cancel():
+                job.future.set_exception(Cancelled(SHUT_DOWN))
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # closing is best effort; the process is ending
+                log.exception("closing the model failed")
+        self.state, self.message = "unloaded", SHUT_DOWN  # no listeners: the client may be gone
+        log.info("model worker stopped%s", ", the model closed" if backend is not None else "")
+
     def _run(self, job: _Job[Any]) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
+        with self._lock:
+            self._current = job.token
         try:
+            if self._closed:
+                raise Cancelled(SHUT_DOWN)
             if job.token.cancelled:
                 raise Cancelled(job.token.reason)
             if job.needs_model and self._backend is None:
@@ -195,7 +245,7 @@ class ModelWorker:
         except BaseException as error:  # delivered to the awaiting side
             job.future.set_exception(error)
         finally:
-            if job.key is not None:
-                with self._lock:
-                    if self._latest.get(job.key) is job.token:
-                        del self._latest[job.key]
+            with self._lock:
+                self._current = None
+                if job.key is not None and self._latest.get(job.key) is job.token:
+                    del self._latest[job.key]

@@ -315,7 +315,7 @@ def run_throughput(args: argparse.Namespace) -> int:
     _log(f"our backend: pp{args.prompt_tokens} / tg{args.gen_tokens}, {settings.n_threads} threads")
     ours = throughput.measure(worker, prompt_tokens=args.prompt_tokens,
                               gen_tokens=args.gen_tokens, repetitions=args.repetitions, log=_log)
-    worker.shutdown()
+    worker.shutdown(timeout=30)
     report: dict[str, Any] = {"model": settings.model, "threads": settings.n_threads, "ours": ours}
     if bench_exe is not None:
         _log("llama-bench ...")

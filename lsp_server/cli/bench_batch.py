@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
               "temperature": args.temperature}
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
-    worker.shutdown()
+    worker.shutdown(timeout=30)
     return 0
 
 

@@ -88,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"ghostpilot complete: {error}", file=sys.stderr)
         return 1
     engine = CompletionEngine(worker, lambda: settings)
-    suggestion = engine.complete_blocking(document, offset, explicit=args.explicit)
+    try:
+        suggestion = engine.complete_blocking(document, offset, explicit=args.explicit)
+    finally:
+        worker.shutdown(timeout=30)  # the model closed before the interpreter exits
     if args.json:
         result = suggestion.result if suggestion else None
         print(json.dumps({

@@ -325,7 +325,7 @@ def record_prompts(snapshots: Sequence[tuple[str, int]], *, settings: Any,
             prompts.append(recorder.prompt_tokens(recorder.requests[-1])
                            if len(recorder.requests) > before else None)
     finally:
-        worker.shutdown()
+        worker.shutdown(timeout=30)
         del real
     return prompts
 

@@ -161,3 +161,28 @@ def test_a_finished_job_keeps_nothing_alive_while_the_worker_waits() -> None:
         gc.collect()
         time.sleep(0.01)
     assert alive() is None
+
+
+def test_shutdown_stops_the_running_job_fails_the_rest_and_closes_the_model() -> None:
+    """A generation that ran into the process's exit crashed the server (llama.cpp freed
+    under the worker thread): shutdown stops it, closes the model on the worker thread
+    and reports whether the worker has stopped."""
+    worker, backend = loaded_worker()
+    running, _ = worker.submit(  # no key: only shutdown can stop it
+        lambda b, token: b.generate(GenerationRequest(prompt="x", max_tokens=4000), token))
+    assert backend.started.wait(5)
+    queued, _ = worker.submit(
+        lambda b, token: b.generate(GenerationRequest(prompt="x", max_tokens=2), token), key="doc")
+    started = time.perf_counter()
+    assert worker.shutdown(timeout=5) is True
+    assert time.perf_counter() - started < 1.0  # 4,000 tokens would take 20 s
+    for future in (running, queued):
+        with pytest.raises(Cancelled, match="shut down"):
+            future.result(timeout=1)
+    assert backend.closed and "ghostpilot-model" in backend.threads
+    later, _ = worker.submit(lambda b, token: b.tokenize("a b"))
+    with pytest.raises(Cancelled, match="shut down"):
+        later.result(timeout=1)  # answered at once: no thread is left to run it
+    with pytest.raises(ModelUnavailable):
+        worker.load(lambda: SlowBackend(), "another").result(timeout=1)
+    assert worker.shutdown(timeout=1) is True  # again: nothing more to do
