@@ -59,19 +59,27 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
     """
     if settings.backend != "local":
         return worker.load(lambda: remote_backend(settings), describe(settings))
-    return worker.load(local_factory(settings), describe(settings))
+    return worker.load(local_factory(settings), describe(settings),
+                       check=lambda: _checked_local(settings))
+
+
+def _checked_local(settings: Settings) -> tuple[Any, Any]:
+    """The local model ``settings.model`` resolved, with its header read and its adapter
+    checked; :class:`ModelUnavailable` with the reason where any of that fails."""
+    try:
+        resolved = resolve(settings.model)
+        header = read_header(resolved.path)
+        check_adapter(resolved)
+    except (ModelNotFound, GGUFError) as error:
+        raise ModelUnavailable(str(error)) from error
+    return resolved, header
 
 
 def local_factory(settings: Settings) -> Callable[[], Backend]:
     """Loads the local model ``settings.model`` (call it on the worker thread)."""
 
     def factory() -> Backend:
-        try:
-            resolved = resolve(settings.model)
-            header = read_header(resolved.path)
-            check_adapter(resolved)
-        except (ModelNotFound, GGUFError) as error:
-            raise ModelUnavailable(str(error)) from error
+        resolved, header = _checked_local(settings)
         vetted = probe.vet(
             resolved.path,
             resolved.entry,

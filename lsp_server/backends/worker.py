@@ -56,6 +56,7 @@ class ModelWorker:
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._current: CancelToken | None = None  # the running job's
+        self._description = ""  # the loaded model's, as load() was given it
         self._closed = False
         self._listeners: list[StateListener] = []
         self.state = "unloaded"
@@ -89,18 +90,34 @@ class ModelWorker:
 
     # -- loading ------------------------------------------------------------------------
 
-    def load(self, factory: BackendFactory, description: str) -> concurrent.futures.Future[None]:
-        """Load a model on the worker thread, replacing the current one."""
+    def load(self, factory: BackendFactory, description: str, *,
+             check: Callable[[], object] | None = None) -> concurrent.futures.Future[None]:
+        """Load a model on the worker thread, replacing the current one.
+
+        ``check`` (cheap: a name resolved, a file's header read) runs first; where it
+        raises :class:`ModelUnavailable` and a model is loaded, that model stays (a typo in
+        the settings must not take the working model away): the error is reported, then
+        the state is "ready" again with the model that stayed."""
         self.loaded.clear()
         self._set_state("loading", description)
 
         def run(_: Backend | None, __: CancelToken) -> None:
+            if check is not None and self._backend is not None:
+                try:
+                    check()
+                except ModelUnavailable as error:
+                    kept = self._description
+                    self._set_state("error", f"{error} (still using {kept})")
+                    self._set_state("ready", kept)
+                    self.loaded.set()
+                    raise
             previous, self._backend = self._backend, None
             if previous is not None:
                 previous.close()  # free its memory and threads before the new model loads
             try:
                 started = time.perf_counter()
                 self._backend = factory()
+                self._description = description
                 log.info("loaded %s in %.2f s", description, time.perf_counter() - started)
                 self._set_state("ready", description)
             except ModelUnavailable as error:

@@ -44,6 +44,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class AnsweredErrorFilter(logging.Filter):
+    """Drops pygls' record of a request answered with a JSON-RPC error (a position past
+    the end, an unknown command): pygls logs each with ERROR and a traceback, and the
+    server already logs it in one line ("request failed: ..."). Any other exception, an
+    internal error among them, keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pygls.exceptions import JsonRpcException
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, JsonRpcException)
+
+
 def configure_logging(level: str, log_file: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
@@ -53,6 +66,9 @@ def configure_logging(level: str, log_file: str | None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("pygls").setLevel(max(logging.WARNING, getattr(logging, level)))
+    rpc = logging.getLogger("pygls.protocol.json_rpc")
+    if not any(isinstance(f, AnsweredErrorFilter) for f in rpc.filters):
+        rpc.addFilter(AnsweredErrorFilter())
 
 
 def protect_stdout() -> tuple[object, object]:

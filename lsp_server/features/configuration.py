@@ -23,7 +23,9 @@ SECTION = "ghostpilot"
 
 def position_encoding(ls: GhostpilotServer) -> str:
     """The position encoding agreed in ``initialize`` (pygls chose it from the client's)."""
-    return str(getattr(ls.workspace, "position_encoding", "utf-16") or "utf-16")
+    value = getattr(ls.workspace, "position_encoding", None) or "utf-16"
+    # pygls gives its default as a PositionEncodingKind, whose str() is the member's name
+    return str(getattr(value, "value", value))
 
 
 async def pull_configuration(ls: GhostpilotServer) -> None:

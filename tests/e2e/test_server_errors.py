@@ -145,3 +145,34 @@ async def test_model_that_is_not_gguf_is_reported_and_server_keeps_serving(bad_m
             break
         await asyncio.sleep(0.5)
     assert result is not None and len(result.items) == 1
+
+
+async def test_a_bad_model_setting_keeps_the_loaded_model(bad_model_client: LanguageClient, tmp_path):
+    """Once a model is loaded, a typo in the model setting (or a file that is not a
+    model) is reported and the loaded model keeps serving: it was closed before the new
+    one was found missing, and suggestions stopped until the setting was fixed."""
+    client = bad_model_client
+    uri = "file:///tmp/ghostpilot-e2e/keep-model.py"
+    open_document(client, uri, BODY)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"ghostpilot": {"model": "gemma3-270m"}}))
+    for _ in range(120):
+        result = await client.text_document_completion_async(completion_params(uri, 2, 4))
+        if result is not None and result.items:
+            break
+        await asyncio.sleep(0.5)
+    assert result is not None and len(result.items) == 1
+    fake = tmp_path / "zip.gguf"
+    fake.write_bytes(b"PK\x03\x04 not a model" * 10)
+    for bad in ("gemma3-270m-typo", str(fake)):
+        before = len(client.messages)
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"ghostpilot": {"model": bad}}))
+        for _ in range(40):
+            shown = [m.message for m in client.messages[before:] if m.type == types.MessageType.Error]
+            if shown:
+                break
+            await asyncio.sleep(0.25)
+        assert any("still using gemma3-270m" in m for m in shown), shown
+        result = await client.text_document_completion_async(completion_params(uri, 2, 4))
+        assert result is not None and len(result.items) == 1, bad

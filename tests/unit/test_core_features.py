@@ -388,6 +388,14 @@ def test_initialize_applies_initialization_options_and_the_encoding(server: Ghos
     assert server.documents.encoding == "utf-8"
 
 
+def test_a_client_that_names_no_encoding_gets_utf16_by_its_name(server: GhostpilotServer) -> None:
+    """pygls' default is an enum member, whose str() read "PositionEncodingKind.Utf16"
+    in error messages (positions were still read as UTF-16: the default branch)."""
+    Wire(server)
+    initialize(server, capabilities={})
+    assert server.documents.encoding == "utf-16" and type(server.documents.encoding) is str
+
+
 async def test_initialized_loads_the_model_pulls_settings_and_calls_the_listeners(live: GhostpilotServer) -> None:
     wire = Wire(live)
     initialize(live, capabilities={"workspace": {"configuration": True}})

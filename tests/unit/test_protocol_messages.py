@@ -344,3 +344,28 @@ def test_an_invalid_did_change_puts_the_document_out_of_sync(server: GhostpilotS
     protocol(server).handle_payload(did_change(2**31))
     reason = server.documents.out_of_sync(TD["uri"])
     assert reason is not None and "invalid" in reason
+
+
+def test_a_request_answered_with_an_error_is_logged_once_without_a_traceback(caplog) -> None:  # type: ignore[no-untyped-def]
+    """pygls logged every error answer (a position past the end, sent by a client) with
+    ERROR and a traceback, beside the server's own one-line "request failed"; found by
+    a hostile-traffic fuzz, whose server logs held 12-21 tracebacks and no fault."""
+    import logging
+
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    from lsp_server.cli.serve import AnsweredErrorFilter, configure_logging
+
+    configure_logging("INFO", None)
+    rpc = logging.getLogger("pygls.protocol.json_rpc")
+    assert sum(isinstance(f, AnsweredErrorFilter) for f in rpc.filters) == 1
+    configure_logging("INFO", None)  # again (tests, a second server): still one filter
+    assert sum(isinstance(f, AnsweredErrorFilter) for f in rpc.filters) == 1
+    with caplog.at_level(logging.INFO):
+        for error in (JsonRpcInvalidParams("line 9 is past the end"), RuntimeError("a bug")):
+            try:
+                raise error
+            except Exception:
+                rpc.exception('Exception occurred for message "5"')
+    logged = [r for r in caplog.records if r.name == "pygls.protocol.json_rpc"]
+    assert [type(r.exc_info[1]).__name__ for r in logged if r.exc_info] == ["RuntimeError"]

@@ -137,6 +137,31 @@ def test_loading_another_model_closes_the_previous_one_first() -> None:
     assert not second.closed
 
 
+def test_a_model_that_fails_its_check_leaves_the_loaded_one_in_place() -> None:
+    """A typo in the model setting must not take the working model away: the check
+    (name resolved, header read) runs before the loaded model is closed."""
+    worker, first = loaded_worker()
+    states: list[tuple[str, str]] = []
+    worker.add_listener(lambda state, message: states.append((state, message)))
+    built: list[str] = []
+
+    def unknown() -> None:
+        raise ModelUnavailable("unknown model 'qwen-typo'")
+
+    with pytest.raises(ModelUnavailable, match="qwen-typo"):
+        worker.load(lambda: built.append("x") or SlowBackend(), "qwen-typo",  # type: ignore[func-returns-value]
+                    check=unknown).result(timeout=5)
+    assert built == [] and not first.closed
+    assert states == [("loading", "qwen-typo"),
+                      ("error", "unknown model 'qwen-typo' (still using stand-in)"),
+                      ("ready", "stand-in")]
+    assert worker.state == "ready" and worker.wait_loaded(0)
+    assert worker.generate_blocking(GenerationRequest(prompt="x", max_tokens=2)).token_count == 2
+    second = SlowBackend()
+    worker.load(lambda: second, "second", check=lambda: None).result(timeout=5)  # passes: replaced
+    assert first.closed and worker.state == "ready"
+
+
 def test_a_finished_job_keeps_nothing_alive_while_the_worker_waits() -> None:
     """The worker thread must not hold the last job (its closure holds a document
     snapshot) until the next one arrives."""
