@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcContentModified, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from lsp_server import docstrings
@@ -284,7 +284,7 @@ async def generate_command(
             outcome = docstring_command.follow_edits(job, outcome, current.text)
         except docstrings.DocstringError as error:
             progress.end("the document changed")
-            raise JsonRpcInternalError(
+            raise JsonRpcContentModified(  # LSP's code for it: the client may ask again
                 f"The document changed while the docstring was generated: {error}"
             ) from None
         document, version = current, current.version

@@ -229,3 +229,27 @@ def test_path_reader_follows_the_settings(tmp_path: Path) -> None:
     assert not readable(tmp_path / "vendored" / "a.py")
     relaxed, _ = merge(settings, {"respectGitignore": False})
     assert path_reader(relaxed)(tmp_path / "vendored" / "a.py")
+
+
+async def test_a_function_removed_while_its_docstring_was_written_is_content_modified(
+    server: GhostpilotServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer is LSP's ContentModified (the client may ask again), not an internal
+    error (a hostile-traffic fuzz deleted the function mid-generation)."""
+    from pygls.exceptions import JsonRpcContentModified
+
+    from lsp_server import docstrings
+    from lsp_server.parsing.document import RangeEdit
+
+    real_generate = docstrings.generate
+
+    def generate(job: Any, run: Any, **kwargs: Any) -> Any:
+        # The user deletes f while the model writes (no model here: the skeleton).
+        server.documents.change(URI, 2, [RangeEdit(((0, 0), (4, 0)), "")])
+        return real_generate(job, None)
+
+    monkeypatch.setattr(docstrings, "generate", generate)
+    Caught(server)
+    server.documents.open(URI, SOURCE, 1, "python")
+    with pytest.raises(JsonRpcContentModified, match="changed while the docstring"):
+        await run_command(server, URI, 1, 4)
