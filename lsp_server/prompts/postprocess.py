@@ -173,7 +173,9 @@ def overlap_candidates(suggestion: str, line_after: str) -> list[str]:
     after = line_after.rstrip()
     candidates = []
     body = suggestion.rstrip()
-    for size in range(len(after), 0, -1):
+    # An overlap is no longer than the suggestion: sizes up to the whole rest of the line
+    # took 11 s on a 900 KB line (a slice of the rest for each size).
+    for size in range(min(len(after), len(body)), 0, -1):
         if body.endswith(after[:size]):
             trimmed = body[: len(body) - size]
             if trimmed.strip():

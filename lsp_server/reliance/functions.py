@@ -72,30 +72,31 @@ def functions(text: str, tree: Tree | None = None) -> list[Function]:
     if tree is None:
         tree = syntax.parse_text(text)
     to_char = _ByteToChar(text)
+    # A walk with a stack of its own, not recursion: 500 nested ifs (hostile input, or
+    # generated code) raised RecursionError in every completion request.
+    tops: list[Span] = []
+    made: list[tuple[Node, list[str], str, str | None, Span, list[Span]]] = []
+    # (a node, the scope it is in, the class it is directly in, where its spans go)
+    stack: list[tuple[Node, list[str], str | None, list[Span]]] = [
+        (child, [], None, tops) for child in reversed(tree.root_node.children)]
+    while stack:
+        node, scope, class_name, owner = stack.pop()
+        if node.type == "function_definition":
+            outer = syntax.definition_node(node)
+            name, span, nested = _name(node), (to_char(outer.start_byte), to_char(outer.end_byte)), []
+            owner.append(span)
+            made.append((node, scope, name, class_name, span, nested))
+            under = _body_children(node)
+            stack.extend((child, [*scope, name], None, nested) for child in under)
+        elif node.type == "class_definition":
+            name = _name(node)
+            stack.extend((child, [*scope, name], name, owner) for child in _body_children(node))
+        elif node.type == "decorated_definition" or node.named_child_count:
+            stack.extend((child, scope, class_name, owner) for child in reversed(node.children))
     found: list[Function] = []
-
-    def visit(node: Node, scope: list[str], class_name: str | None) -> list[Span]:
-        """Collect functions under ``node``; returns the spans of the top-level ones."""
-        tops: list[Span] = []
-        for child in node.children:
-            if child.type == "function_definition":
-                tops.append(add_function(child, scope, class_name))
-            elif child.type == "class_definition":
-                name = _name(child)
-                body = child.child_by_field_name("body")
-                if body is not None:
-                    tops.extend(visit(body, [*scope, name], name))
-            elif child.type == "decorated_definition" or child.named_child_count:
-                tops.extend(visit(child, scope, class_name))
-        return tops
-
-    def add_function(node: Node, scope: list[str], class_name: str | None) -> Span:
+    for node, scope, name, class_name, (start, end), nested in made:
         outer = syntax.definition_node(node)
-        name = _name(node)
         name_node = node.child_by_field_name("name")
-        body = node.child_by_field_name("body")
-        nested = visit(body, [*scope, name], None) if body is not None else []
-        start, end = to_char(outer.start_byte), to_char(outer.end_byte)
         found.append(
             Function(
                 qualname=".".join([*scope, name]),
@@ -110,13 +111,16 @@ def functions(text: str, tree: Tree | None = None) -> list[Function]:
                 nested=tuple(nested),
             )
         )
-        return (start, end)
-
-    tops = visit(tree.root_node, [], None)
     found.sort(key=lambda f: (f.start, -f.end))
     lines = text.count("\n")
     found.append(Function(MODULE, MODULE, None, 0, len(text), 0, 0, 0, lines, tuple(tops)))
     return found
+
+
+def _body_children(definition: Node) -> list[Node]:
+    """A definition's body's children, last first (for a stack to pop in order)."""
+    body = definition.child_by_field_name("body")
+    return [] if body is None else list(reversed(body.children))
 
 
 def _name(node: Node) -> str:

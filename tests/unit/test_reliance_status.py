@@ -40,6 +40,21 @@ def test_functions_qualnames_and_ranges():
     assert found["Shape.area"].nested == ((found["Shape.area.helper"].start, found["Shape.area.helper"].end),)
 
 
+def test_deeply_nested_code_is_walked_without_recursion():
+    """500 nested ifs raised RecursionError in every completion request (the tested
+    suggestions look up the function at the cursor with this walk); found by a
+    hostile-input run against the real server."""
+    depth = 500
+    text = "def k(x):\n" + "".join("    " * (i + 1) + f"if x > {i}:\n" for i in range(depth))
+    text += "    " * (depth + 1) + "def inner():\n" + "    " * (depth + 2) + "return x\n"
+    text += "class C:\n    def m(self):\n        pass\n"
+    found = {f.qualname: f for f in fn.functions(text)}
+    assert list(found) == ["k", "k.inner", "C.m", "<module>"]
+    assert found["k"].nested == ((found["k.inner"].start, found["k.inner"].end),)
+    assert found["C.m"].class_name == "C" and found["k.inner"].class_name is None
+    assert found["<module>"].nested == ((found["k"].start, found["k"].end), (found["C.m"].start, found["C.m"].end))
+
+
 def test_non_ascii_offsets_are_code_points():
     text = 'É = "ü"\n\ndef f():\n    return "𝄞"\n'
     (f, _module) = fn.functions(text)
