@@ -83,7 +83,8 @@ def functions(text: str, tree: Tree | None = None) -> list[Function]:
         node, scope, class_name, owner = stack.pop()
         if node.type == "function_definition":
             outer = syntax.definition_node(node)
-            name, span, nested = _name(node), (to_char(outer.start_byte), to_char(outer.end_byte)), []
+            name, span = _name(node), (to_char(outer.start_byte), to_char(outer.end_byte))
+            nested: list[Span] = []
             owner.append(span)
             made.append((node, scope, name, class_name, span, nested))
             under = _body_children(node)
