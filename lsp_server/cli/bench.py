@@ -22,6 +22,8 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from lsp_server.cli import positive_int
+
 
 def _subcommand_modules() -> list[str]:
     """Benches in their own modules, ``lsp_server/cli/bench_<name>.py``: each has
@@ -44,11 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     latency.add_argument("--pattern", choices=("typing", "jump"), default="typing",
                          help="typing: retype whole function bodies one after another; jump: "
                               "round-robin among functions, two words and two requests a visit")
-    latency.add_argument("--functions", type=int, default=None,
+    latency.add_argument("--functions", type=positive_int, default=None,
                          help="function bodies to retype (default 6 typing, 5 jump)")
-    latency.add_argument("--visits", type=int, default=4,
+    latency.add_argument("--visits", type=positive_int, default=4,
                          help="jump pattern: visits to each function (default 4)")
-    latency.add_argument("--keystrokes", type=int, default=None, help="stop after N keystrokes")
+    latency.add_argument("--keystrokes", type=positive_int, default=None, help="stop after N keystrokes")
     latency.add_argument("--keystroke-ms", type=float, default=0.0,
                          help="pause between mid-word keystrokes (default 0)")
     latency.add_argument("--dwell-ms", type=float, default=0.0,
@@ -68,9 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     latency.set_defaults(func=run_latency)
     throughput = kinds.add_parser("throughput", help="tokens/s vs llama-bench")
     _model_args(throughput)
-    throughput.add_argument("--prompt-tokens", type=int, default=512)
-    throughput.add_argument("--gen-tokens", type=int, default=128)
-    throughput.add_argument("--repetitions", type=int, default=3)
+    throughput.add_argument("--prompt-tokens", type=positive_int, default=512)
+    throughput.add_argument("--gen-tokens", type=positive_int, default=128)
+    throughput.add_argument("--repetitions", type=positive_int, default=3)
     throughput.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
                             help="run llama-bench: auto = when it is built")
     throughput.add_argument("--out", type=Path, help="write the report (JSON) here")

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 
+from lsp_server.cli import positive_int
 from lsp_server.config import Settings, merge
 
 # lsp_server.protocol.DEFAULT_MAX_MESSAGE_BYTES in MiB, written out so that ``ghostpilot
@@ -28,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--model", help="GGUF path or registry name (clients may override)")
     parser.add_argument("--n-threads", type=int)
     parser.add_argument(
-        "--max-message-mb", type=_positive_int, default=DEFAULT_MAX_MESSAGE_MB,
+        "--max-message-mb", type=positive_int, default=DEFAULT_MAX_MESSAGE_MB,
         help="drop (with an error) any client message larger than this many MiB (default: %(default)s)",
     )
     parser.add_argument("--log-file", help="also write the log to this file")
@@ -36,12 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.set_defaults(func=run)
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 class AnsweredErrorFilter(logging.Filter):

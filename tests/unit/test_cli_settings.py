@@ -46,3 +46,31 @@ def test_a_one_shot_completion_waits_for_the_whole_block() -> None:
     assert not problems and settings.time_budget_ms == ONE_SHOT_BUDGET_MS > 500
     settings, _ = cli_settings(parser.parse_args(["complete", "f.py:1:1", "--time-budget-ms", "700"]))
     assert settings.time_budget_ms == 700
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "latency", "--functions", "0"],
+    ["bench", "latency", "--keystrokes", "-1"],
+    ["bench", "latency", "--visits", "0"],
+    ["bench", "throughput", "--gen-tokens", "0"],
+    ["serve", "--max-message-mb", "0"],
+])  # fmt: skip
+def test_counts_below_one_are_refused_before_anything_runs(argv: list[str], capsys) -> None:  # type: ignore[no-untyped-def]
+    """``bench latency --functions 0`` ran a replay of nothing and printed empty tables."""
+    from lsp_server.cli import build_parser
+
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(argv)
+    assert stopped.value.code == 2
+    assert "expected a positive number" in capsys.readouterr().err
+
+
+def test_version(capsys) -> None:  # type: ignore[no-untyped-def]
+    from importlib.metadata import version
+
+    from lsp_server.cli import build_parser
+
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ghostpilot {version('ghostpilot')}"
