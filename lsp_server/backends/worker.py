@@ -130,11 +130,12 @@ class ModelWorker:
                 self.loaded.set()
 
         job: _Job[None] = _Job(run=run, key=None, needs_model=False)  # type: ignore[arg-type]
-        if self._closed:
-            self.loaded.set()
-            job.future.set_exception(ModelUnavailable(SHUT_DOWN))
-            return job.future
-        self._queue.put(job)
+        with self._lock:  # queued before shutdown's end marker, or not at all
+            if not self._closed:
+                self._queue.put(job)
+                return job.future
+        self.loaded.set()
+        job.future.set_exception(ModelUnavailable(SHUT_DOWN))
         return job.future
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
@@ -147,10 +148,12 @@ class ModelWorker:
         background: bool = False,
     ) -> tuple[concurrent.futures.Future[T], CancelToken]:
         job: _Job[T] = _Job(run=run, key=key)
-        if self._closed:  # nothing runs once the worker is shut down
-            job.future.set_exception(Cancelled(SHUT_DOWN))
-            return job.future, job.token
         with self._lock:
+            if self._closed:  # nothing runs once the worker is shut down
+                job.future.set_exception(Cancelled(SHUT_DOWN))
+                return job.future, job.token
+            # Queued under the lock: before shutdown's end marker, never after it.
+            self._queue.put(job)
             previous = self._latest.get(key) if key is not None else None
             if key is not None:
                 self._latest[key] = job.token
@@ -163,7 +166,6 @@ class ModelWorker:
             previous.cancel("superseded by a newer request")
         for token in yielding:
             token.cancel("gave way to a newer job")
-        self._queue.put(job)
         return job.future, job.token
 
     def cancel_background(self) -> None:
@@ -204,15 +206,15 @@ class ModelWorker:
         interpreter's exit crashed it). With a ``timeout``, wait up to that long for all
         this. Returns whether the worker has stopped. Safe to call again."""
         with self._lock:
-            first, self._closed = not self._closed, True
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)  # the end marker: nothing is queued after it
             tokens = [*self._latest.values(), *self._background]
             if self._current is not None:
                 tokens.append(self._current)
             self._latest, self._background = {}, []
         for token in tokens:
             token.cancel(SHUT_DOWN)
-        if first:
-            self._queue.put(None)
         if timeout is not None and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -229,14 +231,8 @@ class ModelWorker:
             del job
 
     def _stop(self) -> None:
-        """On the worker thread, at shutdown: fail what is still queued, close the model."""
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None and job.future.set_running_or_notify_cancel():
-                job.future.set_exception(Cancelled(SHUT_DOWN))
+        """On the worker thread, at shutdown's end marker: close the model. (The jobs
+        queued before the marker ran first, and failed at once with Cancelled.)"""
         backend, self._backend = self._backend, None
         if backend is not None:
             try:

@@ -7,8 +7,10 @@ tests fast and deterministic; the real model is exercised end to end elsewhere.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -211,3 +213,28 @@ def test_shutdown_stops_the_running_job_fails_the_rest_and_closes_the_model() ->
     with pytest.raises(ModelUnavailable):
         worker.load(lambda: SlowBackend(), "another").result(timeout=1)
     assert worker.shutdown(timeout=1) is True  # again: nothing more to do
+
+
+def test_jobs_submitted_while_the_worker_shuts_down_are_all_answered() -> None:
+    """Submitting races shutdown from other threads: every job runs or fails, none is
+    left in the queue behind the end marker with nobody to answer it."""
+    worker, _ = loaded_worker()
+    futures: list[Any] = []
+    go = threading.Event()
+
+    def submitter() -> None:
+        go.wait()
+        for _ in range(200):
+            futures.append(worker.submit(lambda b, token: b.tokenize("a b c"))[0])
+
+    threads = [threading.Thread(target=submitter) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    go.set()
+    time.sleep(0.001)
+    assert worker.shutdown(timeout=5)
+    for thread in threads:
+        thread.join(5)
+    done, not_done = concurrent.futures.wait(futures, timeout=5)
+    assert not not_done and len(done) == 800
+    assert all(f.exception() is None or isinstance(f.exception(), Cancelled) for f in done)
