@@ -52,7 +52,15 @@ def text_of(item: types.InlineCompletionItem) -> str:
 async def test_accepting_a_cut_block_shows_the_rest_without_the_model(client: LanguageClient):
     uri = "file:///tmp/ghostpilot-e2e/continuation.py"
     open_document(client, uri, SAMPLE)
-    first = await client.text_document_inline_completion_async(inline_params(uri, LINE, CHARACTER, invoked=False))
+    for _ in range(3):
+        # On this machine's slow moments a fresh server's first answer can reach the hard
+        # limit (budget + 1 s) before the first line that does not open a block is out,
+        # and the cut fragment is dropped (CI, once). Asking again is what the editor does
+        # at the next keystroke; what is tested here is the continuation.
+        first = await client.text_document_inline_completion_async(
+            inline_params(uri, LINE, CHARACTER, invoked=False))
+        if first is not None and first.items:
+            break
     assert first is not None and len(first.items) == 1
     shown = text_of(first.items[0])
     assert first.items[0].range is not None

@@ -143,16 +143,23 @@
             (let* ((before (gp-test-buffer-text))
                    ;; The first answer includes loading the model on a busy machine.
                    (jsonrpc-default-request-timeout gp-test-timeout)
-                   (capf (or (eglot-completion-at-point) (error "eglot offered no completion")))
-                   (start (nth 0 capf)) (end (nth 1 capf))
-                   (props (nthcdr 3 capf))
-                   (t0 (float-time))
-                   (candidates (all-completions (buffer-substring start end) (nth 2 capf)))
-                   (request-s (- (float-time) t0))
-                   (proxy (cl-find-if (lambda (c) (ghostpilot--ai-command
-                                                   (get-text-property 0 'eglot--lsp-item c)))
-                                      candidates))
-                   (item (and proxy (copy-sequence (get-text-property 0 'eglot--lsp-item proxy)))))
+                   capf start end props t0 candidates request-s proxy
+                   (tries 0))
+              ;; Asked again once where the first answer has no AI item, as a user
+              ;; presses the key again: on this machine's slow moments a fresh server's
+              ;; first answer can reach the time limit and be dropped (CI, once).
+              (while (and (not proxy) (< tries 2))
+                (setq tries (1+ tries)
+                      capf (or (eglot-completion-at-point) (error "eglot offered no completion"))
+                      start (nth 0 capf) end (nth 1 capf)
+                      props (nthcdr 3 capf)
+                      t0 (float-time)
+                      candidates (all-completions (buffer-substring start end) (nth 2 capf))
+                      request-s (- (float-time) t0)
+                      proxy (cl-find-if (lambda (c) (ghostpilot--ai-command
+                                                     (get-text-property 0 'eglot--lsp-item c)))
+                                        candidates)))
+              (let* ((item (and proxy (copy-sequence (get-text-property 0 'eglot--lsp-item proxy)))))
               (unless proxy
                 (error "No AI item among %d candidates: %S" (length candidates) candidates))
               (delete-region start end)
@@ -172,7 +179,8 @@
                     (cons 'candidates (length candidates))
                     (cons 'request_s request-s)
                     (cons 'accept_arguments (nth 1 (car (gp-test-accept-commands))))
-                    (cons 'after (gp-test-buffer-text)))))
+                    (cons 'tries tries)
+                    (cons 'after (gp-test-buffer-text))))))
     (gp-test-finish 1))
 
   ;; Step 2: ghostpilot.el's ghost-text preview, accepted like TAB would.
