@@ -178,3 +178,46 @@ def test_hostile_traffic_leaves_the_server_whole(tmp_path: Path, seed: int,
     assert code == 0
     log = (tmp_path / "server.err").read_text(errors="replace")
     assert "Traceback" not in log
+
+
+HOSTILE_DOCUMENTS = {
+    "one 900 KB line": "x = [" + ", ".join("1" for _ in range(300_000)) + "]\n\ndef f():\n    ",
+    "500 nested ifs": "def k(x):\n" + "".join("    " * (i + 1) + f"if x > {i}:\n" for i in range(500))
+                      + "    " * 501,
+    "300 nested classes": "".join("    " * i + f"class C{i}:\n" for i in range(300))
+                          + "    " * 300 + "def m(self):\n" + "    " * 301,
+    "binary": bytes(range(256)).decode("latin-1") * 400 + "\ndef z():\n    ",
+    "line separators": "def a():\n    x = 1\u2028    y = 2\u0085    z = 3\f\n    return ",
+}
+
+
+def test_hostile_documents_are_answered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Documents no one writes by hand but a server meets (generated, minified, binary):
+    every request on them is answered without an internal error. 500 nested ifs raised
+    RecursionError in every completion request before the function walk got its own
+    stack; a completion inside the 900 KB line took 11 s before overlaps were bounded."""
+    monkeypatch.setattr(lsp_client_module, "json", AsciiJson)
+    client = LspClient(SERVER_COMMAND, stderr_path=str(tmp_path / "server.err"))
+    try:
+        client.initialize()
+        for number, (name, text) in enumerate(HOSTILE_DOCUMENTS.items()):
+            uri = f"file:///w/hostile{number}.py"
+            client.notify("textDocument/didOpen", {"textDocument": {
+                "uri": uri, "languageId": "python", "version": 1, "text": text}})
+            line, character = model.position_of(text, len(text))
+            for position in ({"line": line, "character": character}, {"line": 0, "character": 3}):
+                answer = client.request("textDocument/inlineCompletion", {
+                    "textDocument": {"uri": uri}, "position": position,
+                    "context": {"triggerKind": 1}}, timeout=120)
+                assert isinstance(answer, dict) and "items" in answer, name
+            actions = client.request("textDocument/codeAction", {
+                "textDocument": {"uri": uri}, "range": {"start": {"line": line, "character": character},
+                                                      "end": {"line": line, "character": character}},
+                "context": {"diagnostics": []}}, timeout=120)
+            assert actions is None or isinstance(actions, list), name
+            assert client.request("ghostpilot/document", {"uri": uri}, timeout=60)["text"] == text, name
+        assert client.bad_output == []
+    finally:
+        code = client.close(timeout=30)
+    assert code == 0
+    assert "Traceback" not in (tmp_path / "server.err").read_text(errors="replace")
