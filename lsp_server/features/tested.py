@@ -131,9 +131,12 @@ class TestedSuggestions:
         return checks_for(target, root=Path(root), relative=located.key, references=index.references)
 
     def target_at(self, document: Document, offset: int) -> Target | None:
-        if document.tree is None:
+        # The request's tree (only the edited statements parsed anew), not a whole
+        # reparse: code actions ask at every cursor move.
+        tree = document.request_tree()
+        if tree is None:
             return None
-        return function_at(document.text, offset, document.tree)
+        return function_at(document.text, offset, tree)
 
     # -- the run -------------------------------------------------------------------------
 

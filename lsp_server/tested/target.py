@@ -11,7 +11,9 @@ from tree_sitter import Tree
 
 from lsp_server.evaluation import doctests
 from lsp_server.evaluation.doctests import Example
-from lsp_server.reliance.functions import MODULE, Function, functions
+from lsp_server.parsing import syntax
+from lsp_server.parsing.region import RegionTree
+from lsp_server.reliance.functions import MODULE, Function, functions_around
 from lsp_server.tested.checks import Checks
 
 
@@ -28,10 +30,14 @@ class Target:
     examples: tuple[Example, ...]
 
 
-def function_at(text: str, cursor: int, tree: Tree | None = None) -> Target | None:
-    """The function whose definition holds ``cursor`` (code points), or None."""
+def function_at(text: str, cursor: int, tree: Tree | RegionTree | None = None) -> Target | None:
+    """The function whose definition holds ``cursor`` (code points), or None. Only the
+    top-level statement at the cursor is walked (``tree`` may be a region tree)."""
+    if tree is None:
+        tree = syntax.parse_text(text)
+    cursor_byte = len(text[:cursor].encode("utf-8", errors="surrogatepass"))
     found: Function | None = None
-    for function in functions(text, tree):
+    for function in functions_around(text, tree, cursor_byte):
         # A cursor on blank lines just after a definition is in its (empty) body.
         if function.qualname != MODULE and function.start <= cursor and (
             cursor <= function.end or not text[function.end:cursor].strip()
