@@ -10,10 +10,12 @@ on a thread of its own), and suggestions resume without a restart. With ``fallba
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from lsp_server.backends import probe
@@ -59,8 +61,10 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
     """
     if settings.backend != "local":
         return worker.load(lambda: remote_backend(settings), describe(settings))
-    return worker.load(local_factory(settings), describe(settings),
-                       check=lambda: _checked_local(settings))
+    # One check, run before the loaded model is closed and reused by the load (it reads
+    # the header, and hashes an adapter's files).
+    checked = functools.cache(partial(_checked_local, settings))
+    return worker.load(local_factory(settings, checked), describe(settings), check=checked)
 
 
 def _checked_local(settings: Settings) -> tuple[Any, Any]:
@@ -75,11 +79,14 @@ def _checked_local(settings: Settings) -> tuple[Any, Any]:
     return resolved, header
 
 
-def local_factory(settings: Settings) -> Callable[[], Backend]:
-    """Loads the local model ``settings.model`` (call it on the worker thread)."""
+def local_factory(
+    settings: Settings, checked: Callable[[], tuple[Any, Any]] | None = None
+) -> Callable[[], Backend]:
+    """Loads the local model ``settings.model`` (call it on the worker thread);
+    ``checked`` gives :func:`_checked_local`'s result where it was already computed."""
 
     def factory() -> Backend:
-        resolved, header = _checked_local(settings)
+        resolved, header = checked() if checked is not None else _checked_local(settings)
         vetted = probe.vet(
             resolved.path,
             resolved.entry,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tree_sitter import Node, Tree
 
 from lsp_server.parsing import syntax
+from lsp_server.parsing.region import SyntaxTree
 from lsp_server.reliance import spans as sp
 from lsp_server.reliance.records import AIRecord
 from lsp_server.reliance.spans import Span
@@ -78,13 +78,13 @@ def functions(text: str, tree: Tree | None = None) -> list[Function]:
     return found
 
 
-def functions_around(text: str, tree: Any, cursor_byte: int) -> list[Function]:
+def functions_around(text: str, tree: SyntaxTree, cursor_byte: int) -> list[Function]:
     """The functions and methods of the top-level statement that starts last before
     ``cursor_byte`` (the one around the cursor, or the one above a cursor on blank lines
-    after it) and of one that starts at it, outermost first; no module entry. What a request at the cursor
-    needs, without walking the rest of the file: walking all of a 4,600-line module cost
-    30-50 ms on the event loop at every code action request (every cursor move in VS Code).
-    ``tree`` may be a region tree (:mod:`lsp_server.parsing.region`)."""
+    after it) and of one that starts at it, outermost first; no module entry. What a
+    request at the cursor needs, without walking the rest of the file: walking all of a
+    4,600-line module cost 30-50 ms on the event loop at every code action request (every
+    cursor move in VS Code). ``tree`` may be a region tree (:mod:`lsp_server.parsing.region`)."""
     before, at = None, []
     for child in tree.root_node.children:
         if child.start_byte > cursor_byte:

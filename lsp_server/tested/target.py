@@ -7,12 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tree_sitter import Tree
-
 from lsp_server.evaluation import doctests
 from lsp_server.evaluation.doctests import Example
 from lsp_server.parsing import syntax
-from lsp_server.parsing.region import RegionTree
+from lsp_server.parsing.region import SyntaxTree
 from lsp_server.reliance.functions import MODULE, Function, functions_around
 from lsp_server.tested.checks import Checks
 
@@ -30,7 +28,7 @@ class Target:
     examples: tuple[Example, ...]
 
 
-def function_at(text: str, cursor: int, tree: Tree | RegionTree | None = None) -> Target | None:
+def function_at(text: str, cursor: int, tree: SyntaxTree | None = None) -> Target | None:
     """The function whose definition holds ``cursor`` (code points), or None. Only the
     top-level statement at the cursor is walked (``tree`` may be a region tree)."""
     if tree is None:
