@@ -43,7 +43,7 @@ from lsp_server.parsing.positions import (
     offset_at,
     position_at,
 )
-from lsp_server.parsing.region import RegionTree, region_tree
+from lsp_server.parsing.region import KeptRegion, RegionTree, region_tree
 
 PARSED_LANGUAGES = frozenset({"python"})
 # Language ids by file extension, for clients that send no languageId (Neovim without
@@ -140,6 +140,8 @@ class Document:
     _base: Tree | None = field(init=False, repr=False, default=None)
     _dirty: tuple[int, int] | None = field(init=False, repr=False, default=None)
     _region_cache: tuple[int, RegionTree | None] | None = field(init=False, repr=False, default=None)
+    # The last region's tree, told of every edit since: the next region's old tree.
+    _kept: KeptRegion | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.text, self.replaced_surrogates = clean_text(self.text)
@@ -186,8 +188,10 @@ class Document:
         cached = self._region_cache
         if cached is not None and cached[0] == self.revision:
             return cached[1]
-        found = region_tree(self._base.copy(), self.source, self._dirty)
+        found = region_tree(self._base.copy(), self.source, self._dirty, self._kept)
         self._region_cache = (self.revision, found)
+        if found is not None:
+            self._kept = KeptRegion(found)
         return found
 
     def _take_base(self, tree: Tree, later: Iterable[dict[str, Any]]) -> None:
@@ -240,7 +244,7 @@ class Document:
         """Drop the tree of a document that is no longer parsed (it grew too large)."""
         if not self.parsed:
             self._tree, self._stale = None, False
-            self._base, self._dirty = None, None
+            self._base, self._dirty, self._kept = None, None, None
 
     @property
     def line_count(self) -> int:
@@ -285,7 +289,7 @@ class Document:
             index = LineIndex.build(new_text, source)
             self.text, self.source, self.index = new_text, source, index
             self._tree, self._stale = None, False
-            self._base, self._dirty = None, None
+            self._base, self._dirty, self._kept = None, None, None
             tree_edit = None
         else:
             (start_line, start_char), (end_line, end_char) = edit.range
@@ -318,6 +322,8 @@ class Document:
             if self._base is not None:
                 self._base.edit(**tree_edit)  # type: ignore[arg-type]
                 self._dirty = _widen(self._dirty, tree_edit)
+            if self._kept is not None:
+                self._kept = self._kept.edit(tree_edit)
             self.text, self.source, self.index = text, source, index
             change = TextChange(start, end, new_text)
         self.replaced_surrogates += replaced

@@ -10,9 +10,12 @@ Here only the top-level statements that the pending edits touched are parsed, wi
 tree-sitter's included ranges (so every node keeps its offsets in the whole file), and
 the old tree, told of the edits (``Tree.edit``) but not reparsed, stands for the rest:
 its nodes outside the edited statements are the same text at the right offsets. The
-cost follows the size of the edited statement, not of the file. An unclosed bracket or
-string stays inside its statement instead of swallowing the file, which also keeps the
-prompt's head (imports, outline) in place while the user types.
+cost follows the size of the edited statement, not of the file; and where the last
+request's region started at the same statement, its tree (told of the edits since) makes
+the parse incremental, so typing in a method of a 1,000-line class costs a fraction of a
+millisecond, not a parse of the class. An unclosed bracket or string stays inside its
+statement instead of swallowing the file, which also keeps the prompt's head (imports,
+outline) in place while the user types.
 
 :class:`RegionTree` has the part of tree-sitter's ``Tree`` and ``Node`` that the prompt
 code reads from a root: ``root_node`` with ``children``, ``named_children``,
@@ -23,6 +26,7 @@ tree-sitter node.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tree_sitter import Node, Point, Range, Tree
 
@@ -72,6 +76,8 @@ class RegionTree:
     outer: Tree
     inner: Tree
     root_node: RegionRoot
+    # Parsed incrementally, from the last region's tree.
+    incremental: bool = False
 
     def copy(self) -> RegionTree:
         return self  # neither tree is edited again: the document edits its own copy
@@ -139,8 +145,11 @@ def plan_region(
     return Region(start_byte, end_byte, start_node.start_point, end_point, before, after)
 
 
-def parse_region(stale: Tree, source: bytes, region: Region) -> RegionTree | None:
-    """Parse ``region`` of ``source`` on its own, inside ``stale``. None where the
+def parse_region(
+    stale: Tree, source: bytes, region: Region, old: Tree | None = None
+) -> RegionTree | None:
+    """Parse ``region`` of ``source`` on its own, inside ``stale``; with ``old`` (an
+    earlier region's tree, told of every edit since), incrementally. None where the
     region as a whole is one ERROR node: the half-typed code needs what follows it to
     be told apart (an unclosed bracket at the region's end, say)."""
     parser = syntax.parser("region")
@@ -148,28 +157,53 @@ def parse_region(stale: Tree, source: bytes, region: Region) -> RegionTree | Non
         Range(region.start_point, region.end_point, region.start_byte, region.end_byte)
     ]
     try:
-        inner = parser.parse(source)
+        inner = parser.parse(source) if old is None else parser.parse(source, old)
     finally:
         parser.included_ranges = []
     if inner.root_node.type == "ERROR":
         return None
     root = RegionRoot(stale.root_node, inner.root_node, region.before, region.after)
-    return RegionTree(stale, inner, root)
+    return RegionTree(stale, inner, root, incremental=old is not None)
 
 
-def region_tree(stale: Tree, source: bytes, dirty: tuple[int, int]) -> RegionTree | None:
+def region_tree(
+    stale: Tree, source: bytes, dirty: tuple[int, int], previous: KeptRegion | None = None
+) -> RegionTree | None:
     """The tree of ``source`` with only the edited statements parsed anew (see
     :func:`plan_region`); where they parse as one ERROR node, once more with the next
     statement too, which gives tree-sitter's error recovery what it would have seen in
-    the whole file. None where neither works: parse the whole file then."""
+    the whole file. None where neither works: parse the whole file then. A ``previous``
+    region that starts where this one does is the old tree of an incremental parse
+    (tree-sitter treats the span between the old and new region ends as changed)."""
     for extra in (0, 1):
         region = plan_region(stale, source, dirty, extra=extra)
         if region is None:
             return None
-        found = parse_region(stale, source, region)
+        old = previous.tree if previous is not None and previous.start_byte == region.start_byte else None
+        found = parse_region(stale, source, region, old)
         if found is not None:
             return found
     return None
+
+
+class KeptRegion:
+    """The last region's tree, kept by the document as the old tree of the next
+    request's parse: told of every edit since (:meth:`edit`, which answers None, drop
+    it, for an edit across the region's first byte)."""
+
+    __slots__ = ("start_byte", "tree")
+
+    def __init__(self, found: RegionTree) -> None:
+        self.tree = found.inner.copy()  # the request's tree is not edited; this one is
+        self.start_byte = found.inner.included_ranges[0].start_byte
+
+    def edit(self, edit: dict[str, Any]) -> KeptRegion | None:
+        if edit["start_byte"] < self.start_byte:
+            if edit["old_end_byte"] > self.start_byte:
+                return None
+            self.start_byte += edit["new_end_byte"] - edit["old_end_byte"]
+        self.tree.edit(**edit)
+        return self
 
 
 def _end_point(source: bytes) -> Point:
@@ -177,4 +211,7 @@ def _end_point(source: bytes) -> Point:
     return Point(row, len(source) - _line_start(source, len(source)))
 
 
-__all__ = ["Region", "SyntaxTree", "RegionRoot", "RegionTree", "parse_region", "plan_region", "region_tree"]
+__all__ = [
+    "KeptRegion", "Region", "SyntaxTree", "RegionRoot", "RegionTree", "parse_region",
+    "plan_region", "region_tree",
+]

@@ -222,3 +222,56 @@ def test_random_edits_on_real_modules_plan_as_a_whole_parse(seed: int) -> None:
         if not syntax.parse(document.source).root_node.has_error:
             mine, theirs = _plans(document, cursor)
             assert mine == theirs
+
+
+def test_typing_in_a_large_class_parses_the_region_incrementally_as_a_fresh_parse_would() -> None:
+    """argparse's methods (its classes run to 1,100 lines) typed back: after the first
+    request in a method, each request's region is parsed from the last one's tree, and
+    that tree is the one a fresh parse of the region makes."""
+    from lsp_server.parsing.region import region_tree
+
+    text = inspect.getsource(argparse)
+    document = _opened(text)
+    edits = typing_replay.session(text, functions=3, max_keystrokes=240)
+    current, regions, incremental = text, 0, 0
+    for edit in edits:
+        start, end = utf16_position(current, edit.start), utf16_position(current, edit.end)
+        document.apply(RangeEdit((start, end), edit.new_text))
+        current = typing_replay.apply(current, edit)
+        if not edit.request:
+            continue
+        found = document.region()
+        if found is None:
+            continue
+        regions += 1
+        if not found.incremental:
+            continue
+        incremental += 1
+        assert document._base is not None and document._dirty is not None
+        fresh = region_tree(document._base.copy(), document.source, document._dirty)
+        assert fresh is not None and not fresh.incremental
+        assert str(found.inner.root_node) == str(fresh.inner.root_node)
+        assert [c.type for c in found.root_node.children] == [c.type for c in fresh.root_node.children]
+    assert regions >= 20
+    assert incremental >= 0.8 * regions
+
+
+def test_the_kept_region_follows_edits_before_it_and_is_dropped_by_one_across_its_start() -> None:
+    document = _opened()
+    text = _insert(document, MODULE, "    def get(self):\n        return self.value", " + 1")
+    assert document.region() is not None and document._kept is not None
+    start = document._kept.start_byte
+    assert document.source[start:].startswith(b"class Box:")
+    assert document.tree is not None  # a whole parse: the new base, nothing dirty
+    text = _insert(document, text, "import os", "\nimport re")  # before the region: it moves
+    assert document._kept is not None and document._kept.start_byte == start + len("\nimport re")
+    assert document.source[document._kept.start_byte:].startswith(b"class Box:")
+    assert document.tree is not None
+    text = _insert(document, text, "    def get(self):\n        return self.value + 1", "0")
+    found = document.region()
+    assert found is not None and found.incremental
+    assert "(return_statement (binary_operator" in str(found.inner.root_node)
+    position = utf16_position(text, text.index("class Box:") - 2)
+    end = utf16_position(text, text.index("class Box:") + 3)
+    document.apply(RangeEdit((position, end), ""))  # across the region's first byte
+    assert document._kept is None
