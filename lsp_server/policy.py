@@ -17,6 +17,7 @@ import fnmatch
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +27,9 @@ from urllib.parse import unquote, urlparse
 import pathspec
 
 from lsp_server.config import Settings
+
+# How long an answer of may_complete_recent() stands.
+RECENT_VERDICT_S = 2.0
 
 
 def uri_to_path(uri: str) -> Path | None:
@@ -292,6 +296,20 @@ def may_complete(uri: str, language_id: str, settings: Settings) -> Verdict:
     if excluded:
         return Verdict(False, f"{path.name} matches excludeGlobs pattern {excluded!r}")
     return _git_ignored(uri, settings) or Verdict(True)
+
+
+def may_complete_recent(uri: str, language_id: str, settings: Settings) -> Verdict:
+    """:func:`may_complete` as answered within the last :data:`RECENT_VERDICT_S` for the
+    same arguments: for what asks at every keystroke, where walking up the directories
+    for ``.gitignore`` files cost more than applying the edit. A change to an ignore
+    file reaches these answers within that time (requests ask :func:`may_complete`)."""
+    return _recent_verdict(uri, language_id, settings, int(time.monotonic() // RECENT_VERDICT_S))
+
+
+@lru_cache(maxsize=256)
+def _recent_verdict(uri: str, language_id: str, settings: Settings, period: int) -> Verdict:
+    del period  # part of the cache key only
+    return may_complete(uri, language_id, settings)
 
 
 def may_read(uri: str, settings: Settings) -> Verdict:

@@ -24,7 +24,7 @@ from pygls.exceptions import JsonRpcException
 
 from lsp_server.features._common import document_at, parsed_cursor
 from lsp_server.parsing.document import Document, TextChange
-from lsp_server.policy import may_complete
+from lsp_server.policy import may_complete_recent
 from lsp_server.server import GhostpilotServer
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def wanted(ls: GhostpilotServer, document: Document) -> bool:
         and document.parsed
         and ls.worker.state == "ready"
         and ls.documents.out_of_sync(document.uri) is None
-        and may_complete(document.uri, document.language_id, settings).allowed
+        and may_complete_recent(document.uri, document.language_id, settings).allowed
     )
 
 

@@ -151,6 +151,10 @@ def summarize(jobs: Sequence[RunJob], outputs: Sequence[RunOutput | None]) -> Ru
     return RunSummary("; ".join(summaries) or "nothing to run", runs)
 
 
+# URIs whose workspace and key locate() keeps.
+LOCATED_KEPT = 4096
+
+
 class RelianceSession:
     """Every workspace's records and test index, and the events that change them."""
 
@@ -175,6 +179,9 @@ class RelianceSession:
         self._accepted: set[str] = set()
         self._scans: set[str] = set()
         self._save_timer: asyncio.TimerHandle | None = None
+        # locate()'s answers by URI, with the roots they were found under: every
+        # keystroke asks (resolving the path costs syscalls), workspaces are never dropped.
+        self._located: dict[str, tuple[tuple[Path, ...], Located | None]] = {}
 
     # -- settings, workspaces and keys ---------------------------------------------------
     @property
@@ -197,13 +204,22 @@ class RelianceSession:
         return list(self.workspaces.values())
 
     def locate(self, uri: str) -> Located | None:
-        """The workspace and key of a file URI (None for other URIs); loads the workspace."""
+        """The workspace and key of a file URI (None for other URIs); loads the workspace.
+        Kept per URI while the workspace folders stay the same."""
+        roots = tuple(self.roots())
+        kept = self._located.get(uri)
+        if kept is not None and kept[0] == roots:
+            return kept[1]
         path = _path_of(uri)
-        if path is None:
-            return None
-        workspace = self._workspace(workspace_root_of(path, self.roots()))
-        key = workspace.key(path)
-        return Located(workspace, key) if key is not None else None
+        located = None
+        if path is not None:
+            workspace = self._workspace(workspace_root_of(path, roots))
+            key = workspace.key(path)
+            located = Located(workspace, key) if key is not None else None
+        if len(self._located) >= LOCATED_KEPT:
+            self._located.clear()
+        self._located[uri] = (roots, located)
+        return located
 
     def tracks(self, uri: str) -> bool:
         """Whether ``uri`` holds AI-written code."""

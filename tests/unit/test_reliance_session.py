@@ -6,6 +6,7 @@ No event loop runs here, so saves happen at once and test scans are synchronous.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -336,3 +337,30 @@ def test_an_accepted_tested_candidate_keeps_its_evidence_while_its_code_holds(ha
     (changed,) = harness.session.warnings(harness.documents.get(uri))
     assert "docstring examples" not in changed.detail
     assert changed.detail == "no test references it"
+
+
+def test_keystrokes_locate_a_file_once_while_the_folders_stay(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every edit asks for the file's workspace and key; resolving the path (syscalls)
+    happens once per URI and set of workspace folders, not at every keystroke."""
+    import lsp_server.reliance.session as session_module
+
+    calls: list[Path] = []
+    real = session_module.workspace_root_of
+
+    def counting(path: Path, roots: Any) -> Path | None:
+        calls.append(path)
+        return real(path, roots)
+
+    monkeypatch.setattr(session_module, "workspace_root_of", counting)
+    uri = harness.open("calc.py", CALC)
+    harness.accept(uri)
+    found = len(calls)  # opening loads the workspace, which adopts the buffer
+    for column in range(20):
+        harness.insert(uri, 0, column, "x")
+    assert len(calls) == found <= 2
+    located = harness.session.locate(uri)
+    assert located is not None and located.key == "calc.py"
+    harness.roots = [harness.root.parent]  # the folders changed: found again
+    located = harness.session.locate(uri)
+    assert found < len(calls) <= found + 2  # a new workspace, which adopts the buffer too
+    assert located is not None and located.key == "ws/calc.py"
