@@ -24,6 +24,7 @@ answered. This module replaces that path:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import json
 import logging
@@ -454,6 +455,27 @@ class GhostpilotProtocol(LanguageServerProtocol):
             log.warning("exit without shutdown: exiting with code 1")
         if self.on_exit is not None:
             self.on_exit()
+
+    def handle_message(self, message: Any) -> None:
+        """pygls' dispatch by kind (request, notification, response, error), telling the
+        kinds apart by their fields: pygls' own ``isinstance`` checks against runtime
+        Protocols took a fifth of the time a keystroke's didChange costs."""
+        if message.jsonrpc != self.VERSION:
+            log.warning("unknown message %r", message)
+            return
+        method = getattr(message, "method", None)
+        if self._shutdown and method != types.EXIT:
+            log.warning("a message after shutdown: dropped")
+            return
+        context = contextvars.copy_context()
+        if method is not None and hasattr(message, "id"):
+            context.run(self._handle_request, message.id, method, message.params)
+        elif method is not None:
+            context.run(self._handle_notification, method, message.params)
+        elif getattr(message, "error", None) is None:
+            context.run(self._handle_response, message.id, message.result)
+        else:
+            context.run(self._handle_response, message.id, None, message.error)
 
     # -- frames and messages -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from tree_sitter import Node
@@ -47,6 +48,7 @@ SKIP_DIRS = frozenset(
 MAX_FILE_BYTES = 2_000_000
 
 
+@lru_cache(maxsize=4096)  # asked at every keystroke in the file
 def is_test_file(path: str) -> bool:
     """Whether a workspace-relative posix ``path`` is a pytest file by convention."""
     pure = PurePosixPath(path)

@@ -184,6 +184,32 @@ def test_requests_after_shutdown_get_invalid_request_and_exit_is_0(server: Ghost
     assert protocol(server).exit_code == 0
 
 
+def test_each_kind_of_message_reaches_its_handler(server: GhostpilotServer) -> None:
+    """Requests, notifications, responses and error responses (the server's own dispatch
+    by kind, without pygls' Protocol checks); after shutdown a notification is dropped."""
+    uri = "file:///tmp/kinds.py"
+    protocol(server).handle_payload({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {
+        "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x = 1\n"}}})
+    assert server.documents.get(uri).text == "x = 1\n"
+    protocol(server).handle_payload(req(5, "ghostpilot/document", {"uri": uri}))
+    assert responses(server)[-1]["result"]["text"] == "x = 1\n"
+    answered = protocol(server).send_request("workspace/configuration", types.ConfigurationParams(items=[]))
+    asked = sent(server)[-1]
+    protocol(server).handle_payload({"jsonrpc": "2.0", "id": asked["id"], "result": [{"a": 1}]})
+    assert list(answered.result(timeout=1)) == [{"a": 1}]
+    refused = protocol(server).send_request("workspace/configuration", types.ConfigurationParams(items=[]))
+    asked = sent(server)[-1]
+    protocol(server).handle_payload(
+        {"jsonrpc": "2.0", "id": asked["id"], "error": {"code": -32603, "message": "no"}})
+    with pytest.raises(Exception, match="no"):
+        refused.result(timeout=1)
+    protocol(server).handle_payload(req(6, "shutdown"))
+    protocol(server).handle_payload({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
+        "textDocument": {"uri": uri, "version": 2},
+        "contentChanges": [{"text": "y = 2\n"}]}})
+    assert server.documents.get(uri).text == "x = 1\n"
+
+
 def test_exit_without_shutdown_is_1(server: GhostpilotServer) -> None:
     protocol(server).handle_payload({"jsonrpc": "2.0", "method": "exit"})
     assert protocol(server).exit_code == 1
