@@ -350,14 +350,30 @@ def _widen(dirty: tuple[int, int] | None, edit: dict[str, Any]) -> tuple[int, in
 def common_ends(old: str, new: str) -> tuple[int, int]:
     """How many characters ``old`` and ``new`` share at their start, and then at their
     end (never overlapping the start): what lies between is what changed."""
-    prefix = 0
     limit = min(len(old), len(new))
-    while prefix < limit and old[prefix] == new[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
-        suffix += 1
+    prefix = _shared_prefix(old, new, limit)
+    suffix = _shared_prefix(old[::-1], new[::-1], limit - prefix)
     return prefix, suffix
+
+
+def _shared_prefix(a: str, b: str, limit: int) -> int:
+    """The length of the common start of ``a[:limit]`` and ``b[:limit]``, found by
+    comparing slices (in C) of growing size, then halving the one that differs: a
+    character-by-character loop took 32 ms on two 90 KB texts that differ in the middle."""
+    low, step = 0, 256
+    while low < limit:
+        high = min(low + step, limit)
+        if a[low:high] == b[low:high]:
+            low, step = high, step * 2
+            continue
+        while high - low > 1:  # the first difference lies in [low, high)
+            middle = (low + high) // 2
+            if a[low:middle] == b[low:middle]:
+                low = middle
+            else:
+                high = middle
+        return low
+    return low
 
 
 def follow_range(

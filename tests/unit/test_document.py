@@ -435,3 +435,37 @@ def test_a_failing_listener_costs_no_edit_and_no_other_listener() -> None:
     store.close(uri)
     assert heard == ["open", "change", "close"]
     assert failures == ["feature bug"] * 3
+
+
+def _naive_common_ends(old: str, new: str) -> tuple[int, int]:
+    prefix, limit = 0, min(len(old), len(new))
+    while prefix < limit and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
+        suffix += 1
+    return prefix, suffix
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab\n", max_size=600), st.text(alphabet="ab\n", max_size=40),
+       st.integers(0, 600), st.integers(0, 600))
+def test_common_ends_is_the_character_by_character_answer(base: str, piece: str, at: int, cut: int) -> None:
+    from lsp_server.parsing.document import common_ends
+
+    at = min(at, len(base))
+    new = base[:at] + piece + base[min(len(base), at + cut % 50):]
+    assert common_ends(base, new) == _naive_common_ends(base, new)
+    assert common_ends(new, base) == _naive_common_ends(new, base)
+
+
+def test_common_ends_of_a_large_file_edited_in_the_middle() -> None:
+    import argparse
+    import inspect
+
+    from lsp_server.parsing.document import common_ends
+
+    text = inspect.getsource(argparse)
+    middle = len(text) // 2
+    for new in (text[:middle] + "x" + text[middle:], text[:middle] + text[middle + 7:], text, text + "\n", ""):
+        assert common_ends(text, new) == _naive_common_ends(text, new)
