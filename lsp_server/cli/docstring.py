@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("target", help="FILE, FILE:NAME (func, Class, Class.method) or FILE:LINE")
+    parser.add_argument("target", help="FILE, FILE:NAME (func, Class, Class.method), FILE:LINE or FILE:LINE:COL")
     parser.add_argument(
         "--style",
         choices=["auto", "google", "numpy", "sphinx"],
@@ -46,7 +46,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def split_target(target: str) -> tuple[Path, str | None]:
-    """``FILE[:NAME]``; a colon that is part of an existing path (``C:\\x``) stays in it."""
+    """``FILE[:NAME]``; a colon that is part of an existing path (``C:\\x``) stays in it.
+    ``FILE:LINE:COL`` (as ``ghostpilot complete`` and compilers write places) is taken as
+    ``FILE:LINE``: the definition at that line."""
+    head, sep, column = target.rpartition(":")
+    inner, inner_sep, line = head.rpartition(":")
+    if (sep and inner_sep and line.isdigit() and column.isdigit() and inner
+            and not Path(target).exists() and not Path(head).exists()):
+        return Path(inner), line
     path, sep, name = target.rpartition(":")
     if not sep or not path or Path(target).exists() or "/" in name or "\\" in name:
         return Path(target), None

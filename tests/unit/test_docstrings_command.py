@@ -104,3 +104,32 @@ def test_answer_counts_where_the_prose_came_from() -> None:
         "docstring": outcome.literal, "fromModel": 1, "slots": 2, "placeholders": 1, "note": "n",
     }  # fmt: skip
     assert cancelled(job, "why") == {"applied": False, "cancelled": True, "reason": "why", "name": "put"}
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        pytest.param("m.py", ("m.py", None), id="file"),
+        pytest.param("m.py:area", ("m.py", "area"), id="name"),
+        pytest.param("m.py:3", ("m.py", "3"), id="line"),
+        pytest.param("m.py:3:9", ("m.py", "3"), id="line-and-column"),
+        pytest.param("m.py:Shape.area", ("m.py", "Shape.area"), id="method"),
+    ],
+)
+def test_docstring_targets(tmp_path, monkeypatch, target: str, expected: tuple[str, str | None]) -> None:  # type: ignore[no-untyped-def]
+    from lsp_server.cli.docstring import split_target
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("class Shape:\n    def area(self):\n        return 0\n")
+    path, name = split_target(target)
+    assert (str(path), name) == expected
+
+
+def test_docstring_at_file_line_column_documents_the_definition_there(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from lsp_server.cli import main
+
+    source = tmp_path / "m.py"
+    source.write_text("def first(a):\n    return a\n\n\ndef second(b, c):\n    return b + c\n")
+    assert main(["docstring", f"{source}:5:5", "--skeleton"]) == 0
+    diff = capsys.readouterr().out
+    assert "b:" in diff and "c:" in diff and "a:" not in diff
