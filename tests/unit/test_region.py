@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import random
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -61,6 +62,19 @@ def _insert(document: Document, text: str, anchor: str, new: str) -> str:
     position = utf16_position(text, offset)
     document.apply(RangeEdit((position, position), new))
     return text[:offset] + new + text[offset:]
+
+
+def _typed(
+    document: Document, text: str, edits: list[typing_replay.Edit]
+) -> Iterator[tuple[typing_replay.Edit, str]]:
+    """Apply ``edits`` (a typing replay of ``text``) to ``document`` one by one, as an
+    editor sends them; yields each edit with the text after it."""
+    current = text
+    for edit in edits:
+        start, end = utf16_position(current, edit.start), utf16_position(current, edit.end)
+        document.apply(RangeEdit((start, end), edit.new_text))
+        current = typing_replay.apply(current, edit)
+        yield edit, current
 
 
 def _plans(document: Document, cursor: int) -> tuple[object, object]:
@@ -167,11 +181,8 @@ def test_typing_replay_on_a_real_module_plans_as_a_whole_parse_does() -> None:
     text = inspect.getsource(argparse)
     document = _opened(text)
     edits = typing_replay.session(text, functions=2, max_keystrokes=160)
-    current, regions, compared = text, 0, 0
-    for edit in edits:
-        start, end = utf16_position(current, edit.start), utf16_position(current, edit.end)
-        document.apply(RangeEdit((start, end), edit.new_text))
-        current = typing_replay.apply(current, edit)
+    regions, compared = 0, 0
+    for edit, current in _typed(document, text, edits):
         if not edit.request or edit.kind != "type":
             continue
         regions += isinstance(document.request_tree(), RegionTree)
@@ -233,11 +244,8 @@ def test_typing_in_a_large_class_parses_the_region_incrementally_as_a_fresh_pars
     text = inspect.getsource(argparse)
     document = _opened(text)
     edits = typing_replay.session(text, functions=3, max_keystrokes=240)
-    current, regions, incremental = text, 0, 0
-    for edit in edits:
-        start, end = utf16_position(current, edit.start), utf16_position(current, edit.end)
-        document.apply(RangeEdit((start, end), edit.new_text))
-        current = typing_replay.apply(current, edit)
+    regions, incremental = 0, 0
+    for edit, _ in _typed(document, text, edits):
         if not edit.request:
             continue
         found = document.region()
