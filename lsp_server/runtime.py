@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from lsp_server.backends import probe
@@ -63,7 +62,7 @@ def load_model(worker: ModelWorker, settings: Settings) -> concurrent.futures.Fu
         return worker.load(lambda: remote_backend(settings), describe(settings))
     # One check, run before the loaded model is closed and reused by the load (it reads
     # the header, and hashes an adapter's files).
-    checked = functools.cache(partial(_checked_local, settings))
+    checked = functools.cache(functools.partial(_checked_local, settings))
     return worker.load(local_factory(settings, checked), describe(settings), check=checked)
 
 

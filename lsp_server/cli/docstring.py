@@ -49,12 +49,11 @@ def split_target(target: str) -> tuple[Path, str | None]:
     """``FILE[:NAME]``; a colon that is part of an existing path (``C:\\x``) stays in it.
     ``FILE:LINE:COL`` (as ``ghostpilot complete`` and compilers write places) is taken as
     ``FILE:LINE``: the definition at that line."""
-    head, sep, column = target.rpartition(":")
-    inner, inner_sep, line = head.rpartition(":")
-    if (sep and inner_sep and line.isdigit() and column.isdigit() and inner
-            and not Path(target).exists() and not Path(head).exists()):
-        return Path(inner), line
     path, sep, name = target.rpartition(":")
+    inner, inner_sep, line = path.rpartition(":")
+    if (sep and inner_sep and line.isdigit() and name.isdigit() and inner
+            and not Path(target).exists() and not Path(path).exists()):
+        return Path(inner), line
     if not sep or not path or Path(target).exists() or "/" in name or "\\" in name:
         return Path(target), None
     return Path(path), name or None

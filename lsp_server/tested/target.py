@@ -11,7 +11,7 @@ from lsp_server.evaluation import doctests
 from lsp_server.evaluation.doctests import Example
 from lsp_server.parsing import syntax
 from lsp_server.parsing.region import SyntaxTree
-from lsp_server.reliance.functions import MODULE, Function, functions_around
+from lsp_server.reliance.functions import Function, functions_around
 from lsp_server.tested.checks import Checks
 
 
@@ -35,9 +35,9 @@ def function_at(text: str, cursor: int, tree: SyntaxTree | None = None) -> Targe
         tree = syntax.parse_text(text)
     cursor_byte = len(text[:cursor].encode("utf-8", errors="surrogatepass"))
     found: Function | None = None
-    for function in functions_around(text, tree, cursor_byte):
+    for function in functions_around(text, tree, cursor_byte):  # no module entry
         # A cursor on blank lines just after a definition is in its (empty) body.
-        if function.qualname != MODULE and function.start <= cursor and (
+        if function.start <= cursor and (
             cursor <= function.end or not text[function.end:cursor].strip()
         ):
             found = function  # outermost first: the last match is the innermost
