@@ -18,7 +18,8 @@ from lsp_server.reliance.settings import RelianceSettings
 from lsp_server.reliance.settings import parse as parse_reliance
 from lsp_server.reliance.settings import to_camel as reliance_to_camel
 
-DEFAULT_MODEL = "gemma3-270m"
+# The embedded model with the tokens code uses (models/registry.toml, backends/vocab.py).
+DEFAULT_MODEL = "gemma3-270m-code"
 # Settings for benchmarks and tests, not for editors (the extension does not declare them).
 INTERNAL_SETTINGS = frozenset({"recordPrompts"})
 NEVER_READ_DEFAULT = (".env", ".env.*", "*.pem", "*.key")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_server.backends.registry import ModelEntry, installed_path
+from lsp_server.config import DEFAULT_MODEL
 
 # On CPU the weights are read once per generated token, so their size bounds how fast a
 # suggestion appears: beyond about 2 GB (a 1.5B model at Q8_0) a line takes seconds on a
@@ -68,8 +69,9 @@ def recommend(entries: list[ModelEntry], machine: Machine) -> Recommendation | N
         embedded = next((entry for entry in entries if entry.embedded), None)
         if embedded is None:
             return None
+        default = next((entry for entry in entries if entry.name == DEFAULT_MODEL), embedded)
         return Recommendation(
-            embedded.name, f"no code model fits this machine ({machine.describe()}): keep the embedded one"
+            default.name, f"no code model fits this machine ({machine.describe()}): keep the embedded one"
         )
     best = max(fitting, key=lambda entry: (entry.humaneval or 0.0, -(entry.approx_size_bytes or 0)))
     bound = "half the RAM" if machine.gpu_offload else f"{limit / 1e9:.1f} GB for CPU-only suggestions"
@@ -123,6 +125,7 @@ class CatalogRow:
             "source": entry.source, "repo": entry.repo, "file": entry.file,
             "recommended": self.recommended,
             "base": entry.base, "baseSha256": entry.base_sha256, "dataCard": entry.data_card,
+            "derivedFrom": entry.derived_from,
         }  # fmt: skip
 
 

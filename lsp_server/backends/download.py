@@ -108,6 +108,9 @@ def parse_spec(text: str, entries: list[ModelEntry] | None = None, revision: str
     if entry is not None:
         if entry.embedded:
             raise PullError("invalid", f"{entry.name} is embedded (installed with Ghostpilot): nothing to pull")
+        if entry.is_derived:
+            raise PullError("invalid", f"{entry.name} is written from {entry.derived_from} at first use: "
+                            "nothing to pull")
         if not entry.repo:
             raise PullError("invalid", f"{entry.name} names no Hub repository: fetch {entry.file} from {entry.source}")
         return PullSpec(entry.repo, entry.file, revision, entry)

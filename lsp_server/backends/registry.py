@@ -8,17 +8,26 @@ An entry with a ``base`` is a LoRA adapter on another entry: its ``file``/``sha2
 the adapter's (shipped in ``models/adapters/``, or in the models directory), and
 ``base_sha256`` pins the base it was trained on. It resolves to the base's weights plus
 the adapter, which llama.cpp applies at load.
+
+An entry with ``derived_from`` is another entry's weights with a smaller vocabulary
+(``vocab``: the kept token ids, shipped in ``models/vocab/``; see ``backends/vocab.py``).
+Its file is written into the models directory at first use, from the other entry's file
+(whose sha256 ``base_sha256`` pins), and checked against its own ``sha256``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import tomllib
 
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header, sha256_of
+
+log = logging.getLogger(__name__)
 
 REGISTRY_PATH = Path(__file__).resolve().parents[2] / "models" / "registry.toml"
 # Adapters that ship with the repository (small: a LoRA of the embedded model is ~8 MB).
@@ -66,10 +75,18 @@ class ModelEntry:
     base_sha256: str | None = None
     # Where the adapter's training data and results are described (a path in the repo).
     data_card: str | None = None
+    # A smaller-vocabulary entry: the registry name of the full model (``base_sha256`` pins
+    # its file) and the kept token ids (a path in the repo).
+    derived_from: str | None = None
+    vocab: str | None = None
 
     @property
     def is_adapter(self) -> bool:
         return self.base is not None
+
+    @property
+    def is_derived(self) -> bool:
+        return self.derived_from is not None
 
     @property
     def display_name(self) -> str:
@@ -135,6 +152,12 @@ def installed_path(entry: ModelEntry) -> Path | None:
             return embedded_model_path()
         except ModelNotFound:
             return None
+    if entry.is_derived:  # written from its source at first use
+        try:
+            resolved = _resolve_derived(entry)
+        except ModelNotFound:
+            return None
+        return resolved.path if resolved.entry is entry else None
     path = models_dir() / entry.file
     return path if path.is_file() else None
 
@@ -188,6 +211,8 @@ def resolve(model: str) -> ResolvedModel:
         raise ModelNotFound(f"unknown model {model!r}: give a .gguf path or one of: {known}")
     if entry.is_adapter:
         return _resolve_adapter(entry)
+    if entry.is_derived:
+        return _resolve_derived(entry)
     if entry.embedded:
         return ResolvedModel(entry.name, embedded_model_path(), entry)
     path = models_dir() / entry.file
@@ -216,6 +241,49 @@ def _resolve_adapter(entry: ModelEntry) -> ResolvedModel:
             f"{ADAPTERS_DIR} nor in {models_dir()}"
         )
     return ResolvedModel(entry.name, base.path, base.entry, adapter=path, adapter_entry=entry)
+
+
+def _resolve_derived(entry: ModelEntry) -> ResolvedModel:
+    """The smaller-vocabulary file, written from its source first where it is missing.
+
+    Where it cannot be written (a read-only or full disk), the source model itself, with
+    a warning: its suggestions are the same but slower."""
+    source_entry = find_entry(entry.derived_from or "")
+    if source_entry is None or source_entry.is_adapter or source_entry.is_derived:
+        raise ModelNotFound(
+            f"model {entry.name!r} is derived from {entry.derived_from!r}, which is not a base "
+            "model in the registry"
+        )
+    path = models_dir() / entry.file
+    if path.is_file() and (entry.size_bytes is None or path.stat().st_size == entry.size_bytes):
+        return ResolvedModel(entry.name, path, entry)
+    source = resolve(source_entry.name)
+    try:
+        _derive(entry, source.path, path)
+    except OSError as error:
+        log.warning("cannot write %s (%s): using %s, the full vocabulary", path, error, source.name)
+        return source
+    return ResolvedModel(entry.name, path, entry)
+
+
+def _derive(entry: ModelEntry, source: Path, path: Path) -> None:
+    from lsp_server.backends.vocab import derive
+
+    if entry.base_sha256 and sha256_of(source) != entry.base_sha256:
+        raise ModelNotFound(
+            f"model {entry.name!r} is derived from a file with sha256 {entry.base_sha256}, "
+            f"but {source} differs (reinstall it)"
+        )
+    keep = np.load(REGISTRY_PATH.parents[1] / (entry.vocab or ""))
+    log.info("writing %s: %s with %d of its tokens", path, source.name, len(keep))
+    derive(source, keep, path)
+    digest = sha256_of(path)
+    if digest != entry.sha256:
+        path.unlink(missing_ok=True)
+        raise ModelNotFound(
+            f"model {entry.name!r}: the file written from {source} has sha256 {digest}, not the "
+            f"registry's {entry.sha256}"
+        )
 
 
 def check_adapter(resolved: ResolvedModel) -> None:

@@ -9,7 +9,7 @@ import json
 import sys
 
 from lsp_server.backends.gguf import GGUFError
-from lsp_server.backends.registry import ModelNotFound, check_adapter, resolve, verify
+from lsp_server.backends.registry import ModelNotFound, check_adapter, find_entry, resolve, verify
 from lsp_server.config import Settings, merge, to_camel
 
 
@@ -53,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
             check_adapter(resolved)  # raises on a wrong type, architecture or sha256
             base = resolved.entry.name if resolved.entry else "?"
             found["lora_adapter"] = f"{resolved.adapter} (sha256 ok; on {base})"
+        entry = resolved.entry
+        if entry is not None and entry.is_derived:
+            found["vocabulary"] = (f"{checked.header.vocab_size:,} tokens: {entry.derived_from} with the "
+                                   f"tokens code uses ({entry.vocab})")
+        wanted = find_entry(settings.model)
+        if wanted is not None and wanted.is_derived and resolved.name != wanted.name:
+            found["note"] = f"{wanted.name} could not be written: {resolved.name} is used (the log says why)"
         report["model"] = found
     except (ModelNotFound, GGUFError) as error:
         report["model"] = {"error": str(error)}

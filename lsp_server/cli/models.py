@@ -68,9 +68,13 @@ def run_list(args: argparse.Namespace) -> int:
         score = f"{entry.humaneval:.1f} %" if entry.humaneval is not None else "not listed"
         mark = "*" if row.recommended else " "
         installed = ("embedded" if entry.embedded and row.installed else "shipped" if entry.is_adapter
-                     and row.installed else "yes" if row.installed else "no")
+                     and row.installed else "derived" if entry.is_derived and row.installed
+                     else "yes" if row.installed else "no")
         print(f"{entry.name:<19}{mark} {size:>9}  {entry.fim:<9} {score:>10}  {installed:<9}  {entry.license}")
     for row in rows:
+        if row.entry.is_derived:
+            print(f"\n{row.entry.name}: {row.entry.derived_from} with the tokens of {row.entry.vocab} only, "
+                  f"written into the models directory at first use (sha256 {row.entry.sha256[:12]}…)")
         if row.entry.is_adapter:
             print(f"\n{row.entry.name}: the LoRA adapter {row.entry.file} (sha256 {row.entry.sha256[:12]}…) "
                   f"on {row.entry.base} (sha256 {(row.entry.base_sha256 or '?')[:12]}…)"

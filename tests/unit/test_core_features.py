@@ -15,6 +15,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.backends.base import Cancelled, GenerationResult, ModelInfo, ModelUnavailable
+from lsp_server.config import DEFAULT_MODEL
 from lsp_server.engine import Suggestion
 from lsp_server.features import _common, accept, completion, configuration
 from lsp_server.parsing.document import Document, DocumentStore, RangeEdit
@@ -414,7 +415,7 @@ async def test_initialized_loads_the_model_pulls_settings_and_calls_the_listener
     assert request["params"] == {"items": [{"section": "ghostpilot"}]}
     live.protocol.handle_payload({"jsonrpc": "2.0", "id": request["id"], "result": [{"maxTokens": 11}]})  # type: ignore[attr-defined]
     await task
-    assert loads == ["gemma3-270m"] and live.settings.max_tokens == 11 and heard == [live]
+    assert loads == [DEFAULT_MODEL] and live.settings.max_tokens == 11 and heard == [live]
 
 
 async def test_pull_configuration_keeps_the_settings_when_the_client_fails(live: GhostpilotServer) -> None:

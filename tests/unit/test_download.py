@@ -15,6 +15,7 @@ from lsp_server.backends import download
 from lsp_server.backends.catalog import CPU_MAX_MODEL_BYTES, Machine, catalog, recommend
 from lsp_server.backends.download import PullCancelled, PullError, PullSpec
 from lsp_server.backends.registry import ModelEntry, load_registry, missing_download
+from lsp_server.config import DEFAULT_MODEL
 from tests.hub_standin import HubStandIn, small_disk
 from tests.unit.test_gguf import BASIC_KVS, gguf, tensor
 
@@ -377,7 +378,7 @@ def test_recommendation(machine: Machine, expected: str) -> None:
 def test_recommendation_falls_back_to_the_embedded_model() -> None:
     entries = load_registry()
     chosen = recommend(entries, Machine(400 * 10**6, 1, False))
-    assert chosen is not None and chosen.name == "gemma3-270m" and "no code model fits" in chosen.reason
+    assert chosen is not None and chosen.name == DEFAULT_MODEL and "no code model fits" in chosen.reason
     assert recommend([e for e in entries if not e.embedded], Machine(400 * 10**6, 1, False)) is None
 
 
