@@ -28,7 +28,7 @@ from lsp_server.backends.registry import embedded_model_path
 from lsp_server.backends.remote.backend import RemoteBackend
 from lsp_server.backends.remote.settings import remote_config
 from lsp_server.backends.worker import ModelWorker
-from lsp_server.config import Settings
+from lsp_server.config import DEFAULT_MODEL, Settings
 from lsp_server.evaluation.latency import server_argv as latency_server_argv
 from lsp_server.evaluation.llama_peer import find_tool, free_port
 from lsp_server.evaluation.lsp_client import LspClient
@@ -412,7 +412,7 @@ def test_local_fallback_serves_while_the_engine_is_down_and_says_so() -> None:
     try:
         status = notes.status(lambda p: p.get("state") == "ready", 120)
         assert str(status.get("message", "")).startswith("local fallback: llama-server at "), status
-        assert "unreachable" in str(status["message"]) and status.get("model") == "gemma3-270m"
+        assert "unreachable" in str(status["message"]) and status.get("model") == DEFAULT_MODEL
         _open(client, uri)
         assert _until_suggested(client, uri, 60)  # served by the local model
         engine.start()
