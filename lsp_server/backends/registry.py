@@ -247,7 +247,7 @@ def _resolve_derived(entry: ModelEntry) -> ResolvedModel:
     """The smaller-vocabulary file, written from its source first where it is missing.
 
     Where it cannot be written (a read-only or full disk), the source model itself, with
-    a warning: its suggestions are the same but slower."""
+    a warning: the same weights with every token, slower to decode."""
     source_entry = find_entry(entry.derived_from or "")
     if source_entry is None or source_entry.is_adapter or source_entry.is_derived:
         raise ModelNotFound(
@@ -274,9 +274,15 @@ def _derive(entry: ModelEntry, source: Path, path: Path) -> None:
             f"model {entry.name!r} is derived from a file with sha256 {entry.base_sha256}, "
             f"but {source} differs (reinstall it)"
         )
-    keep = np.load(REGISTRY_PATH.parents[1] / (entry.vocab or ""))
-    log.info("writing %s: %s with %d of its tokens", path, source.name, len(keep))
-    derive(source, keep, path)
+    listed = REGISTRY_PATH.parents[1] / (entry.vocab or "")
+    try:
+        keep = np.load(listed)
+        log.info("writing %s: %s with %d of its tokens", path, source.name, len(keep))
+        derive(source, keep, path)
+    except FileNotFoundError as error:
+        raise ModelNotFound(f"model {entry.name!r}: its token list {listed} is missing") from error
+    except (GGUFError, ValueError) as error:
+        raise ModelNotFound(f"model {entry.name!r}: cannot be written from {source}: {error}") from error
     digest = sha256_of(path)
     if digest != entry.sha256:
         path.unlink(missing_ok=True)

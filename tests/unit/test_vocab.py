@@ -279,3 +279,15 @@ def test_the_kept_list_is_what_code_uses_plus_specials_and_merges() -> None:
                             frozenset({1, 2}))
     # seen "abc"; "ab" forms on the way; "b" is a byte token, "c" user-defined; eos and bos named.
     assert kept({8}, vocabulary).tolist() == [1, 2, 5, 6, 7, 8]
+
+
+def test_a_missing_or_bad_token_list_is_a_clear_error(derived_registry: dict[str, Path]) -> None:
+    registry = derived_registry["registry"]
+    keep = registry.parent / "small.npy"
+    keep.write_bytes(b"not numpy")
+    with pytest.raises(ModelNotFound, match="cannot be written from .*full.gguf"):
+        resolve("small")
+    keep.unlink()
+    with pytest.raises(ModelNotFound, match="its token list .*small.npy is missing"):
+        resolve("small")
+    assert installed_path(find_entry("small")) is None  # type: ignore[arg-type]
