@@ -142,7 +142,8 @@ def adapter_path(entry: ModelEntry) -> Path:
 
 def installed_path(entry: ModelEntry) -> Path | None:
     """Where ``entry``'s file is, if it is installed (the embedded one when its package is;
-    an adapter's when both it and its base are)."""
+    an adapter's when both it and its base are; a derived one's when its source is, though
+    the file itself may not be written yet)."""
     if entry.is_adapter:
         base = find_entry(entry.base or "")
         path = adapter_path(entry)
@@ -152,12 +153,12 @@ def installed_path(entry: ModelEntry) -> Path | None:
             return embedded_model_path()
         except ModelNotFound:
             return None
-    if entry.is_derived:  # written from its source at first use
-        try:
-            resolved = _resolve_derived(entry)
-        except ModelNotFound:
+    if entry.is_derived:  # written from its source at first use (by resolve, not here)
+        source = find_entry(entry.derived_from or "")
+        listed = REGISTRY_PATH.parents[1] / (entry.vocab or "")
+        if source is None or source.is_derived or not listed.is_file() or installed_path(source) is None:
             return None
-        return resolved.path if resolved.entry is entry else None
+        return models_dir() / entry.file
     path = models_dir() / entry.file
     return path if path.is_file() else None
 
