@@ -140,6 +140,17 @@ def adapter_path(entry: ModelEntry) -> Path:
     return shipped if shipped.is_file() else models_dir() / entry.file
 
 
+def vocab_path(entry: ModelEntry) -> Path:
+    """A derived entry's list of kept token ids, shipped with the repository."""
+    return REGISTRY_PATH.parents[1] / (entry.vocab or "")
+
+
+def derived_source(entry: ModelEntry) -> ModelEntry | None:
+    """The base registry entry a derived entry is written from (None: none such)."""
+    source = find_entry(entry.derived_from or "")
+    return None if source is None or source.is_adapter or source.is_derived else source
+
+
 def installed_path(entry: ModelEntry) -> Path | None:
     """Where ``entry``'s file is, if it is installed (the embedded one when its package is;
     an adapter's when both it and its base are; a derived one's when its source is, though
@@ -154,9 +165,8 @@ def installed_path(entry: ModelEntry) -> Path | None:
         except ModelNotFound:
             return None
     if entry.is_derived:  # written from its source at first use (by resolve, not here)
-        source = find_entry(entry.derived_from or "")
-        listed = REGISTRY_PATH.parents[1] / (entry.vocab or "")
-        if source is None or source.is_derived or not listed.is_file() or installed_path(source) is None:
+        source = derived_source(entry)
+        if source is None or not vocab_path(entry).is_file() or installed_path(source) is None:
             return None
         return models_dir() / entry.file
     path = models_dir() / entry.file
@@ -249,8 +259,8 @@ def _resolve_derived(entry: ModelEntry) -> ResolvedModel:
 
     Where it cannot be written (a read-only or full disk), the source model itself, with
     a warning: the same weights with every token, slower to decode."""
-    source_entry = find_entry(entry.derived_from or "")
-    if source_entry is None or source_entry.is_adapter or source_entry.is_derived:
+    source_entry = derived_source(entry)
+    if source_entry is None:
         raise ModelNotFound(
             f"model {entry.name!r} is derived from {entry.derived_from!r}, which is not a base "
             "model in the registry"
@@ -275,7 +285,7 @@ def _derive(entry: ModelEntry, source: Path, path: Path) -> None:
             f"model {entry.name!r} is derived from a file with sha256 {entry.base_sha256}, "
             f"but {source} differs (reinstall it)"
         )
-    listed = REGISTRY_PATH.parents[1] / (entry.vocab or "")
+    listed = vocab_path(entry)
     try:
         keep = np.load(listed)
         log.info("writing %s: %s with %d of its tokens", path, source.name, len(keep))

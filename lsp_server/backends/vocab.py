@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lsp_server.backends.gguf import _TYPE_SIZES, MAGIC, GGUFError
+from lsp_server.backends.gguf import _ARRAY, _SCALARS, _STRING, _TYPE_SIZES, MAGIC, GGUFError
 
 # Per-token arrays of an SPM vocabulary, and the keys that hold token ids.
 PER_TOKEN_KEYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type")
@@ -34,9 +34,6 @@ PER_TOKEN_KEYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.g
 VOCAB_TENSORS = ("token_embd.weight", "output.weight")
 DEFAULT_ALIGNMENT = 32
 
-_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-                   10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
-_STRING, _ARRAY = 8, 9
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 
 
@@ -90,19 +87,19 @@ class _Cursor:
 
 
 def _read_value(cursor: _Cursor, type_id: int, decode: bool) -> Any:
-    if type_id in _SCALAR_FORMATS:
-        fmt = _SCALAR_FORMATS[type_id]
-        return struct.unpack(fmt, cursor.take(struct.calcsize(fmt)))[0]
+    if type_id in _SCALARS:
+        fmt, width = _SCALARS[type_id]
+        return struct.unpack(fmt, cursor.take(width))[0]
     if type_id == _STRING:
         return cursor.string().decode("utf-8", errors="surrogateescape")
     if type_id == _ARRAY:
         item_type, count = cursor.u32(), cursor.u64()
-        if item_type in _SCALAR_FORMATS:
-            size = struct.calcsize(_SCALAR_FORMATS[item_type])
-            raw = cursor.take(size * count)
+        if item_type in _SCALARS:
+            fmt, width = _SCALARS[item_type]
+            raw = cursor.take(width * count)
             if not decode:
                 return None
-            return np.frombuffer(raw, dtype=np.dtype(_SCALAR_FORMATS[item_type])).copy()
+            return np.frombuffer(raw, dtype=np.dtype(fmt)).copy()
         if item_type == _STRING:
             items = [cursor.string() for _ in range(count)]
             return items if decode else None
@@ -156,7 +153,7 @@ def _string(value: bytes) -> bytes:
 def _array(item_type: int, items: list[bytes] | np.ndarray) -> bytes:
     if item_type == _STRING:
         return _U32.pack(_STRING) + _U64.pack(len(items)) + b"".join(_string(i) for i in items)
-    array = np.asarray(items, dtype=np.dtype(_SCALAR_FORMATS[item_type]))
+    array = np.asarray(items, dtype=np.dtype(_SCALARS[item_type][0]))
     return _U32.pack(item_type) + _U64.pack(len(array)) + array.tobytes()
 
 
@@ -209,8 +206,8 @@ def derive(source: str | os.PathLike[str], keep: np.ndarray, dest: str | os.Path
             raise GGUFError(f"{source}: token ids to keep run past its {n_vocab} tokens")
         new_id = np.full(n_vocab, -1, dtype=np.int64)
         new_id[keep] = np.arange(len(keep))
-        header = _header(fields, tensors, keep, new_id, n_vocab)
         alignment = _alignment(fields)
+        header = _header(fields, tensors, keep, new_id, n_vocab, alignment)
         dest.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         try:
@@ -237,7 +234,7 @@ def _per_token(tensor: _Tensor, n_vocab: int) -> bool:
 
 
 def _header(fields: list[_Field], tensors: list[_Tensor], keep: np.ndarray, new_id: np.ndarray,
-            n_vocab: int) -> bytes:
+            n_vocab: int, alignment: int) -> bytes:
     parts = [MAGIC, _U32.pack(3), _U64.pack(len(tensors)), _U64.pack(len(fields))]
     for entry in fields:
         raw = entry.raw
@@ -248,9 +245,8 @@ def _header(fields: list[_Field], tensors: list[_Tensor], keep: np.ndarray, new_
             raw = _array(item_type, kept)
         elif entry.key.startswith("tokenizer.ggml.") and entry.key.endswith("_token_id"):
             if entry.type_id in (4, 5):  # u32, i32
-                raw = struct.pack(_SCALAR_FORMATS[entry.type_id], _renumbered(entry, new_id))
+                raw = struct.pack(_SCALARS[entry.type_id][0], _renumbered(entry, new_id))
         parts += [_string(entry.key.encode()), _U32.pack(entry.type_id), raw]
-    alignment = _alignment(fields)
     offset = 0
     for tensor in tensors:
         dims = tensor.dims
