@@ -104,7 +104,8 @@ class RequestRecord:
     answers the last one as ``lastRequest``; the latency bench reads it)."""
 
     uri: str
-    outcome: str  # "suggested", "nothing to suggest: <why>", "dropped by post-processing"
+    outcome: str  # "suggested", "nothing to suggest: <why>", "dropped by post-processing",
+    # "dropped: the model repeated itself"
     queued_ms: float = 0.0  # waiting for the model worker (a job before it)
     plan_ms: float = 0.0  # mode and prompt context
     prompt_ms: float = 0.0  # token budget and prompt tokens
@@ -591,6 +592,11 @@ class CompletionEngine:
             tokens = getattr(backend, "request_tokens", None)
             record.prompt_ids = tuple(tokens(request) if tokens is not None
                                       else request.prompt_tokens or ())
+        if mode == "line" and result.stop_reason == "repetition":
+            # A line that fell into a loop (stops.repetition): what came before the loop
+            # is seldom the line the user wants, and never a whole one.
+            record.outcome = "dropped: the model repeated itself"
+            return None
         generated = time.perf_counter()
         text = postprocess.finish(snapshot, cursor, planned.start, mode, raw)
         record.finish_ms = (time.perf_counter() - generated) * 1000

@@ -91,7 +91,8 @@ class GenerationResult:
     prompt_eval_s: float = 0.0
     decode_s: float = 0.0
     total_s: float = 0.0
-    stop_reason: str = "length"  # "stop", "length", "eos", "rule" (stop_rule), "time" (time_budget)
+    # "stop", "length", "eos", "rule" (stop_rule), "time" (time_budget), "repetition" (a loop)
+    stop_reason: str = "length"
 
     @property
     def mean_logprob(self) -> float:

@@ -1,6 +1,6 @@
-"""Where to stop a generated text: the request's stop strings, then its stop rule, then,
-once its time budget has passed, the budget's cut. One rule for the local and the remote
-backends."""
+"""Where to stop a generated text: the request's stop strings, then a loop (the text
+repeating itself), then its stop rule, then, once its time budget has passed, the
+budget's cut. One rule for the local and the remote backends."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def check_stops(
             cut = found
     if cut is not None:
         return cut, "stop"
+    looped = repetition(text)
+    if looped is not None:
+        return looped, "repetition"
     if request.stop_rule is not None:
         ruled = request.stop_rule(text)
         if ruled is not None:
@@ -34,3 +37,30 @@ def check_stops(
             if budget.hard_seconds is not None and elapsed > budget.hard_seconds:
                 return len(text), "time"
     return None, ""
+
+
+# A text that ends in at least this many copies of one piece (then maybe part of it),
+# spanning at least this many characters, is a loop: small models fall into them
+# (``get_width(self.tk.get_width(self.tk.get_width(self.…``) and would decode to the
+# token limit. Long enough not to catch real code (``[0, 0, 0, 0]``, ``b"\\x00\\x00"``).
+LOOP_COPIES = 3
+LOOP_MIN_CHARS = 40
+LOOP_MAX_PERIOD = 40
+
+
+def repetition(text: str) -> int | None:
+    """Where to cut ``text`` if it ends in a loop: after the loop's first copy of the
+    repeated piece (which holds a letter or digit). None when it does not."""
+    n = len(text)
+    if n < LOOP_MIN_CHARS:
+        return None
+    for period in range(1, min(LOOP_MAX_PERIOD, n // LOOP_COPIES) + 1):
+        # The text's last ``span`` characters repeat with this period.
+        span = period
+        while span < n and text[n - span - 1] == text[n - span - 1 + period]:
+            span += 1
+        if span >= LOOP_MIN_CHARS and span >= LOOP_COPIES * period:
+            piece = text[n - period :]
+            if any(c.isalnum() for c in piece):
+                return n - span + period
+    return None

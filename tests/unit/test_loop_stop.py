@@ -1,0 +1,127 @@
+"""A generation that falls into a loop stops there (``stops.repetition``), and a line
+suggestion that looped is not shown. Loops are the small model's, seen in the typing
+replays; the real code below must never look like one."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from lsp_server.backends.base import CancelToken, GenerationRequest, GenerationResult, ModelInfo
+from lsp_server.backends.stops import LOOP_MIN_CHARS, check_stops, repetition
+from lsp_server.backends.worker import ModelWorker
+from lsp_server.config import Settings
+from lsp_server.engine import CompletionEngine
+from lsp_server.parsing.document import Document
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("get_width(self.tk.get_width(self.tk.get_width(self.tk.get_wi", "get_width(self.tk."),
+        ("getint(self.getdouble(self.getdouble(self.getdouble(self.get", "getint(self.getdouble"),
+        ("1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,", "1, "),
+        ("\n        self.x = x\n        self.x = x\n        self.x = x\n        self.x",
+         "\n        self.x = x"),
+        ("x = " + "ab" * 30, "x = ab"),
+    ],
+)
+def test_a_loop_is_cut_after_its_first_copy(text: str, kept: str) -> None:
+    assert text[: repetition(text)] == kept
+    cut, reason = check_stops(text, GenerationRequest(prompt=""), 0.0)
+    assert (text[:cut], reason) == (kept, "repetition")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = [0, 0, 0, 0, 0, 0, 0, 0]",
+        'padding = b"\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"',
+        "# " + "-" * 70,
+        "    " * 12 + "return value",
+        "mask = 0x0000000000000000",
+        # two copies are not a loop
+        " and name.isidentifier() and name.isidentifier() and name.is",
+        "value = '" + "=" * 60 + "'",
+    ],
+)
+def test_real_code_is_not_a_loop(text: str) -> None:
+    assert repetition(text) is None
+    assert check_stops(text, GenerationRequest(prompt=""), 0.0) == (None, "")
+
+
+def test_short_texts_are_never_loops() -> None:
+    assert repetition("a" * (LOOP_MIN_CHARS - 1)) is None
+    assert repetition("a" * LOOP_MIN_CHARS) == 1
+
+
+def test_a_stop_string_before_the_loop_wins() -> None:
+    text = "x = 1\n" + "foo(" * 20
+    cut, reason = check_stops(text, GenerationRequest(prompt="", stop=("\n",)), 0.0)
+    assert (cut, reason) == (5, "stop")
+
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.mark.parametrize("module", ["argparse.py", "tkinter/__init__.py", "ftplib.py", "json/decoder.py",
+                                    "email/_header_value_parser.py"])
+def test_no_line_of_real_modules_looks_like_a_loop_wherever_it_is_cut(module: str) -> None:
+    """Generated text ends anywhere: no prefix of any line may look like a loop."""
+    path = STDLIB / module
+    if not path.is_file():
+        pytest.skip(f"{path} is not installed")
+    found = [
+        line for line in path.read_text(encoding="utf-8").split("\n")
+        if any(repetition(line[:end]) is not None for end in range(LOOP_MIN_CHARS, len(line) + 1))
+    ]
+    assert found == []
+
+
+class Looping:
+    """A stand-in backend whose answer stopped on a loop (narrow test)."""
+
+    info = ModelInfo("stand-in", "-", None, 2048, 1, 0)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return [ord(ch) for ch in text]
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+        cut, reason = check_stops(self.text, request, 0.0)
+        text = self.text if cut is None else self.text[:cut]
+        return GenerationResult(text=text, token_count=20, stop_reason=reason or "length")
+
+    def close(self) -> None:
+        pass
+
+
+def complete(marked: str, answer: str) -> tuple[str | None, str]:
+    engine_worker = ModelWorker()
+    engine_worker.load(lambda: Looping(answer), "stand-in").result(timeout=5)
+    engine = CompletionEngine(engine_worker, lambda: Settings())
+    cursor = marked.index("|")
+    text = marked.replace("|", "")
+    try:
+        suggestion = engine.complete_blocking(Document(uri="file:///t.py", text=text), cursor)
+    finally:
+        engine_worker.shutdown()
+    assert engine.last_request is not None
+    return (None if suggestion is None else suggestion.text), engine.last_request.outcome
+
+
+def test_a_line_that_looped_is_not_shown() -> None:
+    text, outcome = complete("def f(self):\n    w = self.|",
+                             "get_width(self.tk.get_width(self.tk.get_width(self.tk.get_wi")
+    assert text is None and outcome == "dropped: the model repeated itself"
+
+
+def test_a_block_keeps_its_lines_before_the_loop() -> None:
+    answer = "    total = 0\n    total = 0\n    total = 0\n    total = 0\n    total"
+    text, outcome = complete("def f(values):\n|", answer)
+    assert outcome == "suggested" and text is not None
+    assert text.strip() == "total = 0"
