@@ -212,14 +212,19 @@ class CompletionEngine:
         snapshot = Snapshot.of(document)
         started = time.perf_counter()
         self._place = (snapshot.uri, snapshot.index.line_of_offset(cursor))
+        # Typing through the suggestion on screen: what is left of it, at once (its
+        # continuation, when done, lengthens it for a later keystroke).
+        cached = self._type_through(snapshot, cursor)
         pending = self._pending
-        if pending is not None and not pending[1].done() and _follows(pending[0], snapshot, cursor):
-            # The user is taking the cut suggestion: its continuation is what comes next,
-            # if it is done within a time budget (else a new request makes the next lines).
+        if (cached is None and pending is not None and not pending[1].done()
+                and _follows(pending[0], snapshot, cursor)):
+            # The user took all of the cut suggestion: its continuation is what comes
+            # next, if it is done within a time budget (else a new request makes the next
+            # lines).
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending[1])),
                                        self.settings().time_budget_ms / 1000.0)
-        cached = self._type_through(snapshot, cursor)
+            cached = self._type_through(snapshot, cursor)
         if cached is not None:
             self.last_request = RequestRecord(snapshot.uri, "type-through cache")
             return cached

@@ -105,6 +105,30 @@ def test_accepting_a_cut_block_shows_the_rest_written_in_the_background() -> Non
     assert "".join(chr(t) for t in more.prompt_tokens) == more.prompt
 
 
+def test_typing_part_of_a_cut_block_is_answered_at_once_while_the_rest_is_written() -> None:
+    """Typing through the lines on screen does not wait for the continuation: what is
+    left of them is there already (the replays had such requests wait the whole budget)."""
+    backend = Streamer(wall_per_char=0.05)  # the continuation takes seconds of wall time
+    worker, engine = engine_with(backend)
+
+    async def scenario() -> None:
+        shown = await engine.complete(Document(uri="file:///t.py", text=HEAD + AFTER), len(HEAD))
+        assert shown is not None and shown.result is not None and shown.result.stop_reason == "time"
+        typed = shown.text[:6]  # "    a "
+        started = time.perf_counter()
+        again = await engine.complete(
+            Document(uri="file:///t.py", text=HEAD + typed + AFTER, version=2), len(HEAD) + len(typed))
+        waited = time.perf_counter() - started
+        assert again is not None and again.reused_from_cache and again.text == shown.text
+        assert engine.continued == 0 and engine._pending is not None  # still writing
+        assert waited < 1.0, waited
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.shutdown()
+
+
 def test_another_request_stops_the_continuation() -> None:
     backend = Streamer(wall_per_char=0.05)  # the continuation would take seconds
     worker, engine = engine_with(backend)
