@@ -49,8 +49,9 @@ LOOP_MAX_PERIOD = 40
 
 
 def repetition(text: str) -> int | None:
-    """Where to cut ``text`` if it ends in a loop: after the loop's first copy of the
-    repeated piece (which holds a letter or digit). None when it does not."""
+    """Where to cut ``text`` if it ends in a loop within a line: after the loop's first
+    copy of the repeated piece (which holds a letter or digit, and no line end). None
+    when it does not."""
     n = len(text)
     if n < LOOP_MIN_CHARS:
         return None
@@ -61,6 +62,8 @@ def repetition(text: str) -> int | None:
             span += 1
         if span >= LOOP_MIN_CHARS and span >= LOOP_COPIES * period:
             piece = text[n - period :]
-            if any(c.isalnum() for c in piece):
+            # Whole lines that repeat are the block rule's (postprocess); this is the
+            # loop inside a line, which no line end ever stops.
+            if "\n" not in piece and any(c.isalnum() for c in piece):
                 return n - span + period
     return None
