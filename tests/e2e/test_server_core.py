@@ -11,12 +11,14 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from lsp_server.parsing.syntax import error_count, parse_text
 from tests.conftest import SERVER_COMMAND
+from lsp_server.config import Settings
 from tests.e2e.lsp_helpers import (
     INLINE_CLIENT,
     apply_edit,
     inline_params,
     insert,
     open_document,
+    server_stats,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -115,3 +117,20 @@ async def test_one_character_edit_reevaluates_few_tokens(client: LanguageClient)
     assert not last.cached
     assert last.promptTokens > 20
     assert last.reusedTokens >= last.promptTokens - 4, last
+
+
+# The embedded model goes on with the calls it is shown: a loop inside the line, which no
+# line end stops (the typing replays found such lines running to the line limit).
+LOOPING = "class Widget:\n    def size(self):\n        return self.get(self.get(self.get(self.get(self.get("
+
+
+async def test_a_line_that_loops_stops_early_and_is_not_shown(client: LanguageClient):
+    uri = "file:///tmp/ghostpilot-e2e/looping.py"
+    open_document(client, uri, LOOPING)
+    lines = LOOPING.split("\n")
+    result = await client.text_document_inline_completion_async(
+        inline_params(uri, len(lines) - 1, len(lines[-1]), invoked=False))
+    assert result is not None and not result.items
+    asked = (await server_stats(client)).lastRequest
+    assert asked.outcome == "dropped: the model repeated itself"
+    assert 0 < asked.generatedTokens < Settings().max_line_tokens
