@@ -9,9 +9,9 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from lsp_server.config import Settings
 from lsp_server.parsing.syntax import error_count, parse_text
 from tests.conftest import SERVER_COMMAND
-from lsp_server.config import Settings
 from tests.e2e.lsp_helpers import (
     INLINE_CLIENT,
     apply_edit,
