@@ -153,9 +153,15 @@ async def test_a_function_with_examples_gets_ranked_candidates_with_pass_counts(
     recorder: Recorder = client.recorder  # type: ignore[attr-defined]
     uri = _open(client, "vowels.py", VARIED)
     assert ACTION_TITLE in await _code_actions(client, uri, 0)
-    result = await asyncio.wait_for(client.text_document_inline_completion_async(_inline(uri, 10, 0)), 600)
-    assert result is not None
-    items = result.items if isinstance(result, types.InlineCompletionList) else result
+    for _ in range(3):
+        # The seeds are random per request: now and then (once in a CI run of session 12)
+        # all four draws merge into one candidate. Asking again is what the user does;
+        # what is tested here is the ranking of several.
+        result = await asyncio.wait_for(client.text_document_inline_completion_async(_inline(uri, 10, 0)), 600)
+        assert result is not None
+        items = result.items if isinstance(result, types.InlineCompletionList) else result
+        if len(items) >= 2:
+            break
     assert len(items) >= 2, items
     titles = [item.command.title for item in items if item.command]
     assert len(titles) == len(items)
