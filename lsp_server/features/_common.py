@@ -145,9 +145,19 @@ async def parse_off_the_loop(document: Document, *, whole: bool = True) -> None:
     while it parses), so the edits that arrive meanwhile are not held up: a large file's
     reparse takes most of a second. With ``whole=False`` (a completion, which reads
     :meth:`Document.request_tree`) nothing is parsed where the edits lie in a few
-    top-level statements: the request parses only those, in a millisecond or two."""
-    if not whole and document.region() is not None:
-        return
+    top-level statements: the request parses only those, in a millisecond or two (on a
+    thread the first time they are most of the file: one large class)."""
+    if not whole:
+        if document.region() is not None:
+            return
+        region_job = document.region_job()
+        if region_job is not None:
+            revision, parse_region = region_job
+            found = await asyncio.to_thread(parse_region)
+            if found is not None:
+                document.adopt_region(found, revision)
+                if document.region() is not None:
+                    return
     job = document.parse_job()
     if job is None:
         return

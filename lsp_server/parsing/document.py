@@ -43,7 +43,7 @@ from lsp_server.parsing.positions import (
     offset_at,
     position_at,
 )
-from lsp_server.parsing.region import KeptRegion, RegionTree, region_tree
+from lsp_server.parsing.region import KeptRegion, RegionTree, over_share, plan_region, region_tree
 
 PARSED_LANGUAGES = frozenset({"python"})
 # Language ids by file extension, for clients that send no languageId (Neovim without
@@ -193,6 +193,38 @@ class Document:
         if found is not None:
             self._kept = KeptRegion(found)
         return found
+
+    def region_job(self) -> tuple[int, Callable[[], RegionTree | None]] | None:
+        """(revision, parse) where :meth:`region` found none only because the edited
+        statements are most of the file and have no earlier region to parse from (a
+        module that is one large class): ``parse`` makes their region on another thread;
+        hand its result to :meth:`adopt_region`. Its first parse costs what a fresh parse
+        of that much text does; the regions after it are incremental. None otherwise."""
+        if not self.parsed or self._base is None or self._dirty is None:
+            return None
+        low, high = self._dirty
+        touched = [node for node in self._base.root_node.children
+                   if node.start_byte <= high and node.end_byte >= low]
+        if len(touched) != 1 or not over_share(touched[0].end_byte - touched[0].start_byte, self.source):
+            return None  # edits across statements: the whole file's incremental parse
+        if plan_region(self._base, self.source, self._dirty, max_share=None) is None:
+            return None
+        base, source, dirty = self._base.copy(), self.source, self._dirty
+        return self.revision, lambda: region_tree(base, source, dirty, large=True)
+
+    def adopt_region(self, found: RegionTree, revision: int) -> None:
+        """Take ``found``, :meth:`region_job`'s region of the text at ``revision``: the
+        region of that revision, and the old tree of the next region's parse (told of
+        the edits that landed since)."""
+        missing = self.revision - revision
+        if not self.parsed or missing < 0 or missing > len(self._tree_edits):
+            return
+        kept: KeptRegion | None = KeptRegion(found)
+        for edit in list(self._tree_edits)[len(self._tree_edits) - missing :]:
+            kept = kept.edit(edit) if kept is not None and edit is not None else None
+        self._kept = kept
+        if missing == 0:
+            self._region_cache = (revision, found)
 
     def _take_base(self, tree: Tree, later: Iterable[dict[str, Any]]) -> None:
         """Keep ``tree`` (parsed before the edits ``later``) as the base of regions when

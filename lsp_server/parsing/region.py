@@ -32,7 +32,11 @@ from tree_sitter import Node, Point, Range, Tree
 
 from lsp_server.parsing import syntax
 
-# Above this share of the file the edited statements are parsed with the rest, as usual.
+# Above this share of the file, the edited statements' first parse (with no earlier
+# region at their statement to parse from incrementally) costs about what parsing the
+# whole file does; :func:`region_tree` leaves it to a caller that can run it off the event
+# loop (``large=True``). Later parses there are incremental and cheap at any size: a
+# module that is one large class is the usual case.
 MAX_SHARE = 0.5
 
 class RegionRoot:
@@ -104,7 +108,8 @@ class Region:
 
 
 def plan_region(
-    stale: Tree, source: bytes, dirty: tuple[int, int], *, extra: int = 0
+    stale: Tree, source: bytes, dirty: tuple[int, int], *, extra: int = 0,
+    max_share: float | None = MAX_SHARE,
 ) -> Region | None:
     """Where to parse ``source`` anew, given ``stale`` (a tree of an older text, told of
     every edit since) and ``dirty`` (the byte span of the current text those edits wrote).
@@ -140,7 +145,8 @@ def plan_region(
     end_byte = after[0].start_byte if after else len(source)
     end_point = after[0].start_point if after else _end_point(source)
     start_byte = start_node.start_byte
-    if end_byte - start_byte > MAX_SHARE * len(source) or not start_byte <= low <= high <= end_byte:
+    too_large = max_share is not None and end_byte - start_byte > max_share * len(source)
+    if too_large or not start_byte <= low <= high <= end_byte:
         return None
     return Region(start_byte, end_byte, start_node.start_point, end_point, before, after)
 
@@ -166,20 +172,32 @@ def parse_region(
     return RegionTree(stale, inner, root, incremental=old is not None)
 
 
+def over_share(size: int, source: bytes) -> bool:
+    return size > MAX_SHARE * len(source)
+
+
 def region_tree(
-    stale: Tree, source: bytes, dirty: tuple[int, int], previous: KeptRegion | None = None
+    stale: Tree, source: bytes, dirty: tuple[int, int], previous: KeptRegion | None = None,
+    *, large: bool = False,
 ) -> RegionTree | None:
     """The tree of ``source`` with only the edited statements parsed anew (see
     :func:`plan_region`); where they parse as one ERROR node, once more with the next
     statement too, which gives tree-sitter's error recovery what it would have seen in
     the whole file. None where neither works: parse the whole file then. A ``previous``
     region that starts where this one does is the old tree of an incremental parse
-    (tree-sitter treats the span between the old and new region ends as changed)."""
+    (tree-sitter treats the span between the old and new region ends as changed).
+    Statements over :data:`MAX_SHARE` of the file are parsed only incrementally that
+    way, or with ``large`` (for a caller off the event loop)."""
     for extra in (0, 1):
-        region = plan_region(stale, source, dirty, extra=extra)
+        region = plan_region(stale, source, dirty, extra=extra, max_share=None)
         if region is None:
             return None
-        old = previous.tree if previous is not None and previous.start_byte == region.start_byte else None
+        from_previous = previous is not None and previous.start_byte == region.start_byte
+        # What is parsed afresh: the region, or what it has beyond the previous one.
+        fresh = region.end_byte - (previous.end_byte if from_previous else region.start_byte)  # type: ignore[union-attr]
+        if not large and over_share(fresh, source):
+            return None
+        old = previous.tree if from_previous else None  # type: ignore[union-attr]
         found = parse_region(stale, source, region, old)
         if found is not None:
             return found
@@ -191,17 +209,21 @@ class KeptRegion:
     request's parse: told of every edit since (:meth:`edit`, which answers None, drop
     it, for an edit across the region's first byte)."""
 
-    __slots__ = ("start_byte", "tree")
+    __slots__ = ("end_byte", "start_byte", "tree")
 
     def __init__(self, found: RegionTree) -> None:
         self.tree = found.inner.copy()  # the request's tree is not edited; this one is
         self.start_byte = found.inner.included_ranges[0].start_byte
+        self.end_byte = found.inner.included_ranges[0].end_byte
 
     def edit(self, edit: dict[str, Any]) -> KeptRegion | None:
+        shift = edit["new_end_byte"] - edit["old_end_byte"]
         if edit["start_byte"] < self.start_byte:
             if edit["old_end_byte"] > self.start_byte:
                 return None
-            self.start_byte += edit["new_end_byte"] - edit["old_end_byte"]
+            self.start_byte += shift
+        if edit["start_byte"] < self.end_byte:
+            self.end_byte = self.end_byte + shift if edit["old_end_byte"] <= self.end_byte else edit["new_end_byte"]
         self.tree.edit(**edit)
         return self
 
@@ -212,6 +234,6 @@ def _end_point(source: bytes) -> Point:
 
 
 __all__ = [
-    "KeptRegion", "Region", "SyntaxTree", "RegionRoot", "RegionTree", "parse_region",
+    "KeptRegion", "Region", "over_share", "SyntaxTree", "RegionRoot", "RegionTree", "parse_region",
     "plan_region", "region_tree",
 ]

@@ -283,3 +283,126 @@ def test_the_kept_region_follows_edits_before_it_and_is_dropped_by_one_across_it
     end = utf16_position(text, text.index("class Box:") + 3)
     document.apply(RangeEdit((position, end), ""))  # across the region's first byte
     assert document._kept is None
+
+
+def test_a_module_that_is_one_large_class_gets_its_region_off_the_loop_then_incrementally() -> None:
+    """ftplib is one class over half of the file: the first request's region there is
+    too large for the event loop (``region`` gives none and ``region_job`` gives its
+    parse, for a thread); once adopted, each later request's region is parsed from the
+    last one, and is what a fresh parse of the region makes."""
+    import ftplib
+
+    from lsp_server.parsing.region import MAX_SHARE, region_tree
+
+    text = inspect.getsource(ftplib)
+    document = _opened(text)
+    assert document.tree is not None
+    biggest = max(document.tree.root_node.children, key=lambda n: n.end_byte - n.start_byte)
+    assert biggest.type == "class_definition"
+    assert biggest.end_byte - biggest.start_byte > MAX_SHARE * len(document.source)
+    edits = typing_replay.session(text, functions=2, max_keystrokes=200)
+    jobs, incremental, requests = 0, 0, 0
+    for edit, _ in _typed(document, text, edits):
+        if not edit.request:
+            continue
+        requests += 1
+        found = document.region()
+        if found is None:
+            job = document.region_job()
+            if job is None:
+                continue
+            jobs += 1
+            revision, parse = job
+            made = parse()
+            assert made is not None and not made.incremental
+            document.adopt_region(made, revision)
+            assert document.region() is made
+            continue
+        if not found.incremental:
+            continue
+        incremental += 1
+        assert document._base is not None and document._dirty is not None
+        fresh = region_tree(document._base.copy(), document.source, document._dirty, large=True)
+        assert fresh is not None and not fresh.incremental
+        assert str(found.inner.root_node) == str(fresh.inner.root_node)
+        assert [c.type for c in found.root_node.children] == [c.type for c in fresh.root_node.children]
+    assert 1 <= jobs <= 2  # once per method typed (a whole parse between them resets the base)
+    assert incremental >= 0.8 * requests
+
+
+def test_a_large_region_adopted_after_later_edits_is_told_of_them() -> None:
+    """The thread's region was made for an older revision: it is not the region of the
+    current text, but its tree (told of the edits since) is the next parse's old tree."""
+    body = "".join(f"    def method_{n}(self, x):\n        return x * {n}\n\n" for n in range(60))
+    text = "import os\n\n\nclass Big:\n" + body + "\ndef tail():\n    return 1\n"
+    document = _opened(text)
+    text = _insert(document, text, "return x * 30", " + 1")
+    assert document.region() is None  # over half of the file, nothing to parse from
+    job = document.region_job()
+    assert job is not None
+    revision, parse = job
+    made = parse()
+    text = _insert(document, text, "return x * 30 + 1", "0")  # typed while it parsed
+    assert made is not None
+    document.adopt_region(made, revision)
+    assert document.revision == revision + 1
+    found = document.region()
+    assert found is not None and found.incremental
+    assert b"return x * 30 + 10" in document.source[found.inner.root_node.start_byte:found.inner.root_node.end_byte]
+    whole = syntax.parse(document.source)
+    assert str(found.inner.root_node.children[0]) == str(whole.root_node.children[1])
+
+
+def test_edits_in_two_statements_leave_a_large_region_to_the_whole_parse() -> None:
+    body = "".join(f"    def method_{n}(self, x):\n        return x * {n}\n\n" for n in range(60))
+    text = "import os\n\n\nclass Big:\n" + body + "\ndef tail():\n    return 1\n"
+    document = _opened(text)
+    text = _insert(document, text, "return x * 30", " + 1")
+    _insert(document, text, "    return 1", " + 2")
+    assert document.region() is None and document.region_job() is None
+
+
+def test_the_kept_region_follows_edits_to_its_end() -> None:
+    document = _opened()
+    text = _insert(document, MODULE, "    def get(self):\n        return self.value", " + 1")
+    assert document.region() is not None and document._kept is not None
+    end = document._kept.end_byte
+    assert document.source[:end].endswith(b"return self.value + 1\n\n\n")
+    text = _insert(document, text, "return self.value + 1", "00")  # inside: the end moves
+    assert document._kept is not None and document._kept.end_byte == end + 2
+    _insert(document, text, "return total", " + 0")  # after it: the end stays
+    assert document._kept is not None and document._kept.end_byte == end + 2
+
+
+def test_a_request_in_a_large_class_parses_its_region_on_a_thread_not_the_whole_file() -> None:
+    """What a completion request does (``parsed_cursor``, ``whole=False``): in a module
+    that is one large class, the first request's region comes from a thread, the
+    request after the next keystroke parses it incrementally, and neither leaves the
+    whole file parsed (its tree stays stale)."""
+    import asyncio
+
+    from lsp_server.features._common import parsed_cursor
+    from lsp_server.parsing.document import DocumentStore
+
+    body = "".join(f"    def method_{n}(self, x):\n        return x * {n}\n\n" for n in range(60))
+    text = "import os\n\n\nclass Big:\n" + body + "\ndef tail():\n    return 1\n"
+    store = DocumentStore()
+    document = store.open("file:///big.py", text, 1, "python")
+
+    async def request(cursor: int) -> None:
+        assert await parsed_cursor(store, document, cursor, whole=False) is not None
+
+    asyncio.run(parsed_cursor(store, document, 0))  # the first whole parse
+    anchor = text.index("return x * 30") + len("return x * 30")
+    position = utf16_position(text, anchor)
+    store.change(document.uri, 2, [RangeEdit((position, position), " + 1")])
+    asyncio.run(request(anchor + 4))
+    first = document.request_tree()
+    assert isinstance(first, RegionTree) and not first.incremental
+    assert document._stale  # the whole file was not parsed
+    position = (position[0], position[1] + 4)
+    store.change(document.uri, 3, [RangeEdit((position, position), "0")])
+    asyncio.run(request(anchor + 5))
+    second = document.request_tree()
+    assert isinstance(second, RegionTree) and second.incremental
+    assert document._stale
