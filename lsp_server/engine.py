@@ -199,7 +199,9 @@ class CompletionEngine:
         # Where the model last worked (uri, line): an edit far from it starts early.
         self._place: tuple[str, int] | None = None
         self.started_early = 0  # prompts evaluated ahead of a request
-        self.definitions_refreshed = 0  # functions whose new used definitions were adopted
+        # Prompts refreshed at a pause: a function's new used definitions, a class's whole
+        # header (prompts/held.py).
+        self.definitions_refreshed = 0
         self.last: Suggestion | None = None
         # The last request that reached the model worker, suggested or not.
         self.last_request: RequestRecord | None = None
@@ -248,10 +250,11 @@ class CompletionEngine:
         return finished
 
     def _refresh(self, snapshot: Snapshot, context: PromptContext) -> None:
-        """Bring in a function's new used definitions (:mod:`lsp_server.prompts.held`) once
-        the user pauses: a background job waits :data:`REFRESH_IDLE_S`, evaluates the
-        prompt with them up to the cursor's line, then adopts them. A keystroke's request
-        stops it (while it waits: at no cost), and the held set stays until a later pause."""
+        """Bring in a function's new used definitions, or its class's whole header
+        (:mod:`lsp_server.prompts.held`), once the user pauses: a background job waits
+        :data:`REFRESH_IDLE_S`, evaluates the prompt with them up to the cursor's line,
+        then adopts them. A keystroke's request stops it (while it waits: at no cost),
+        and what is held stays until a later pause."""
         self.worker.submit(partial(self._refresh_job, uri=snapshot.uri, context=context),
                            background=True)
 

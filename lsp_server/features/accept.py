@@ -57,8 +57,8 @@ def stats(
     """The ``ghostpilot/stats`` answer. ``continued``: suggestions cut by the time budget
     whose rest was then written in the background (engine ``_continue``);
     ``started_early``: prompts evaluated before their request came (``start_early``);
-    ``definitions_refreshed``: functions whose new used definitions were brought into
-    their prompt in a pause (engine ``_refresh``)."""
+    ``definitions_refreshed``: prompts that a pause brought a function's new used
+    definitions or its class's whole header into (engine ``_refresh``)."""
     result = last.result if last else None
     return {
         "lastRequest": last_request.as_json() if last_request is not None else None,

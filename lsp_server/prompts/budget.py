@@ -174,6 +174,9 @@ HEAD_SHARE = 0.5
 OUTLINE_MAX_TOKENS = 192
 OUTLINE_SHARE = 0.25
 IMPORTS_SHARE = 0.5
+# A brief class header (``PromptContext.brief_header``): the class line, its docstring's
+# first line and the first members, in at most this many tokens.
+BRIEF_HEADER_TOKENS = 64
 _ENTRY = re.compile(r"\n(?=\S)")
 _CLASS_LINE = re.compile(r"^[ \t]*class\b.*$", re.MULTILINE)
 
@@ -282,7 +285,10 @@ def _fit_pieces(
     outline = _keep_entries(context.outline, count,
                             min(OUTLINE_MAX_TOKENS, int(head_room * OUTLINE_SHARE), head_left - 2))
     head_left -= count(outline) + 2 if outline else 0
-    header = _fit_header(context.scope_header, count, head_left - 1)
+    header_room = head_left - 1
+    if context.brief_header:
+        header_room = min(header_room, BRIEF_HEADER_TOKENS)
+    header = _fit_header(context.scope_header, count, header_room)
     head = [piece for piece in (imports, outline, header) if piece]
     left = room - sum(count(piece) + 2 for piece in head)
     opener = ""

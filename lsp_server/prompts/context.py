@@ -64,6 +64,9 @@ class PromptContext:
     in_function: bool
     # Top-level signatures of the whole file, one a line ("" for small files).
     outline: str = ""
+    # Fit the class header to a few tokens (budget.BRIEF_HEADER_TOKENS): an editor's first
+    # requests in a class not met before, until the user pauses (prompts/held.py).
+    brief_header: bool = False
 
     def pieces(self) -> list[str]:
         """Non-empty pieces in prompt order (stable first)."""

@@ -15,6 +15,13 @@ set, and the engine brings the new set in once the user pauses (its prompt evalu
 the background, then adopted: :meth:`CompletionEngine._refresh`). One-shot requests (the
 CLI, evaluations) do not hold anything.
 
+The class header the same way: the first requests in a class not met before fit its
+header to a few tokens (``PromptContext.brief_header``: the class line, its docstring's
+first line, the first members), and the whole header comes in at the next pause. A
+large class's header is 300-400 of a prompt's tokens, all new to the KV cache in a class
+not visited before: evaluating them took most of a second before the first suggestion
+there (issue 14's jump replay).
+
 Pure bookkeeping: no model, no threads.
 """
 
@@ -107,33 +114,55 @@ def function_key(uri: str, context: PromptContext) -> tuple[str, str] | None:
     return (uri, found.group(0)) if found else None
 
 
+def class_key(uri: str, context: PromptContext) -> tuple[str, str] | None:
+    """Which class ``context``'s function is in: its document and class line (None
+    outside a class's method), as :class:`StableHeaders` keys it."""
+    if not context.in_function or not context.scope_header:
+        return None
+    return uri, context.scope_header.split("\n", 1)[0]
+
+
 class HeldDefinitions:
-    """The used definitions last adopted for each function, least recently used first
-    out."""
+    """The used definitions last adopted for each function, and the classes whose whole
+    header was adopted; least recently used first out."""
 
     def __init__(self, size: int = 256) -> None:
         self._held: OrderedDict[tuple[str, str], tuple[str, ...]] = OrderedDict()
+        self._classes: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._size = size
 
     def hold(self, uri: str, context: PromptContext) -> tuple[PromptContext, PromptContext | None]:
-        """(the context to prompt with now, the context with the new definitions where
-        they differ from the held ones, else None). A function met for the first time
-        adopts its definitions at once."""
+        """(the context to prompt with now, the whole context where that one differs from
+        it, else None). A function met for the first time adopts its definitions at
+        once; a class met for the first time has a brief header until it is adopted."""
         key = function_key(uri, context)
         if key is None:
             return context, None
+        now = context
         known = self._held.get(key)
         if known is None or known == context.definitions:
             _store(self._held, key, context.definitions, self._size)
-            return context, None
-        self._held.move_to_end(key)
-        return replace(context, definitions=known), context
+        else:
+            self._held.move_to_end(key)
+            now = replace(now, definitions=known)
+        scope = class_key(uri, context)
+        if scope is not None:
+            if scope in self._classes:
+                self._classes.move_to_end(scope)
+            else:
+                now = replace(now, brief_header=True)
+        return now, (None if now is context else context)
 
     def adopt(self, uri: str, context: PromptContext) -> None:
-        """Hold ``context``'s definitions for its function from now on."""
+        """Hold ``context``'s definitions for its function, and its class's whole
+        header, from now on."""
         key = function_key(uri, context)
         if key is not None:
             _store(self._held, key, context.definitions, self._size)
+        scope = class_key(uri, context)
+        if scope is not None:
+            _store(self._classes, scope, None, self._size)
 
     def forget(self, uri: str) -> None:
         _forget(self._held, uri)
+        _forget(self._classes, uri)

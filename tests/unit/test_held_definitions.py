@@ -132,3 +132,94 @@ def test_one_shot_requests_hold_nothing() -> None:
         assert engine.definitions_refreshed == 0 and not backend.prefilled
     finally:
         worker.shutdown()
+
+
+CLASS_SOURCE = (
+    "class Connection:\n"
+    '    """A connection to the server.\n\n    It keeps the socket open between requests.\n    """\n\n'
+    + "".join(f"    def command_{n}(self, argument, *, timeout=None):\n        return self.send({n}, argument)\n\n"
+              for n in range(40))
+    + "    def handle(self, request):\n        rows = request.rows\n        "
+)
+
+
+def _method(scope_header: str, current: str = "    def f(self):\n        return ") -> PromptContext:
+    return PromptContext(imports="", definitions=(), scope_header=scope_header, current=current,
+                         suffix="", block_indent="", function_indent="    ", in_function=True)
+
+
+def test_a_class_met_for_the_first_time_has_a_brief_header_until_it_is_adopted() -> None:
+    held = HeldDefinitions()
+    header = "class Box:\n    def get(self): ...\n    def put(self, x): ..."
+    now, fresh = held.hold(URI, _method(header))
+    assert now.brief_header and fresh is not None and not fresh.brief_header
+    assert now.scope_header == header  # the budget fits it: the held text is the whole one
+    other, _ = held.hold(URI, _method(header, "    def g(self):\n        return "))
+    assert other.brief_header  # any method of the class, until the class is adopted
+    held.adopt(URI, fresh)
+    now, fresh = held.hold(URI, _method(header))
+    assert not now.brief_header and fresh is None
+    # Another class, or the same class line in another document: brief again.
+    assert held.hold(URI, _method("class Jar:\n    def open(self): ..."))[0].brief_header
+    assert held.hold("file:///other.py", _method(header))[0].brief_header
+    held.forget(URI)
+    assert held.hold(URI, _method(header))[0].brief_header
+    module_level = _context(())
+    assert held.hold(URI, module_level) == (module_level, None)
+
+
+def test_a_brief_header_keeps_the_class_line_and_docstring_summary_in_a_few_tokens() -> None:
+    from lsp_server.prompts import budget
+
+    def count(text: str) -> int:
+        return len(text.split())
+
+    header = CLASS_SOURCE.split("    def handle")[0].rstrip()
+    whole = _method(header)
+    brief = PromptContext(**{**whole.__dict__, "brief_header": True})
+    long_prefix = budget.fit_prefix(whole, count, 1024)
+    short_prefix = budget.fit_prefix(brief, count, 1024)
+    assert short_prefix.startswith("class Connection:\n    \"\"\"A connection to the server.\"\"\"")
+    assert "def command_0(self" in short_prefix and "def command_39(self" not in short_prefix
+    assert "def command_39(self" in long_prefix
+    assert count(short_prefix) <= count(whole.current) + budget.BRIEF_HEADER_TOKENS + 8
+    assert short_prefix.endswith(whole.current) and long_prefix.endswith(whole.current)
+
+
+def test_a_new_class_is_prompted_briefly_then_its_whole_header_comes_in_at_a_pause() -> None:
+    worker, backend, engine = _engine()
+    document = Document(uri=URI, text=CLASS_SOURCE)
+
+    async def run() -> None:
+        await engine.complete(document, len(document.text))
+        _type(document, "return rows")
+        await engine.complete(document, len(document.text))  # no pause: still brief
+        await asyncio.sleep(REFRESH_IDLE_S + 0.5)  # a pause: the whole header comes in
+        _type(document, ".")
+        await engine.complete(document, len(document.text))
+
+    try:
+        asyncio.run(run())
+        first, typed, after = (request.prompt for request in backend.requests)
+        # The stand-in counts a token a character: the brief header is the class line and
+        # its docstring's first line; the whole one has every member that fits the head.
+        assert first.startswith('class Connection:\n    """A connection to the server."""\n')
+        assert "def command_" not in first
+        assert typed.startswith(first)  # the same head: only the new tokens are evaluated
+        assert after.count("def command_") >= 5 and engine.definitions_refreshed == 1
+        # The pause evaluated the whole-header prompt up to the cursor's line: the next
+        # request shares it.
+        assert backend.prefilled and after.startswith(backend.prefilled[-1])
+        assert "def command_0(self" in backend.prefilled[-1]
+    finally:
+        worker.shutdown()
+
+
+def test_one_shot_requests_in_a_class_get_the_whole_header() -> None:
+    worker, backend, engine = _engine()
+    document = Document(uri=URI, text=CLASS_SOURCE)
+    try:
+        engine.complete_blocking(document, len(document.text), explicit=True)
+        assert backend.requests[-1].prompt.count("def command_") >= 5
+    finally:
+        worker.shutdown()
