@@ -118,7 +118,9 @@ def _model_params(llama_cpp: Any, *, extra_buffers: bool) -> Iterator[None]:
 
 # Save the live KV state before a request drops at least this many of its prompt tokens
 # (moving to another function); a restore must beat the live cache by this many tokens.
-SAVE_MIN_TOKENS = 64
+# As low as the gain a restore needs: with a brief class header (prompts/held.py) a
+# short method's own tokens are often under 64, and a return evaluated them again.
+SAVE_MIN_TOKENS = 32
 RESTORE_MIN_GAIN = 32
 
 
