@@ -59,18 +59,22 @@ async def paused(client: LanguageClient, before: int) -> int:
     return (await server_stats(client)).definitionsRefreshed
 
 
+async def ask(client: LanguageClient, uri: str, line: int, character: int):
+    """An automatic inline completion request at (line, character); the server's stats
+    after it (``lastRequest`` is this request's)."""
+    await client.text_document_inline_completion_async(inline_params(uri, line, character, invoked=False))
+    return await server_stats(client)
+
+
 async def test_a_newly_named_definition_costs_no_reevaluation(client: LanguageClient):
     uri = "file:///tmp/ghostpilot-e2e/held_definitions.py"
     open_document(client, uri, SAMPLE)
-    await client.text_document_inline_completion_async(inline_params(uri, *END, invoked=False))
-    first = (await server_stats(client)).lastRequest
+    first = (await ask(client, uri, *END)).lastRequest
     assert first.promptTokens > 40, first
     # The user types a line that names zq_joiner and asks at once.
     typed = "x = 1 + zq_joiner"
     insert(client, uri, 2, END[0], END[1], typed)
-    await client.text_document_inline_completion_async(
-        inline_params(uri, END[0], END[1] + len(typed), invoked=False))
-    named = await server_stats(client)
+    named = await ask(client, uri, END[0], END[1] + len(typed))
     asked = named.lastRequest
     assert asked.outcome != "type-through cache", asked
     # Held: the prompt above describe() did not change, so only the new line's tokens were
@@ -82,9 +86,7 @@ async def test_a_newly_named_definition_costs_no_reevaluation(client: LanguageCl
     assert await paused(client, before) == before + 1
     more = "\n    y = 7 - "  # a new line: no suggestion on screen starts with it
     insert(client, uri, 3, END[0], END[1] + len(typed), more)
-    await client.text_document_inline_completion_async(
-        inline_params(uri, END[0] + 1, len(more) - 1, invoked=False))
-    after = (await server_stats(client)).lastRequest
+    after = (await ask(client, uri, END[0] + 1, len(more) - 1)).lastRequest
     assert after.outcome != "type-through cache", after
     # zq_joiner's signature is in the prompt now (more tokens than the new line), and the
     # pause evaluated it with describe() up to the x line: the request evaluates only
@@ -118,16 +120,13 @@ CLASS_END = (len(CLASS_SAMPLE.split("\n")) - 1, 8)
 async def test_a_new_class_is_brief_at_first_and_whole_after_a_pause(client: LanguageClient):
     uri = "file:///tmp/ghostpilot-e2e/brief_class_header.py"
     open_document(client, uri, CLASS_SAMPLE)
-    await client.text_document_inline_completion_async(inline_params(uri, *CLASS_END, invoked=False))
-    first = (await server_stats(client)).lastRequest
+    first = (await ask(client, uri, *CLASS_END)).lastRequest
     # The class line, the docstring's first line and a member or two: the whole header
     # (30 members) is several hundred tokens more.
     assert 40 < first.promptTokens < 200, first
     typed = "size = entry"
     insert(client, uri, 2, CLASS_END[0], CLASS_END[1], typed)
-    await client.text_document_inline_completion_async(
-        inline_params(uri, CLASS_END[0], CLASS_END[1] + len(typed), invoked=False))
-    stats = await server_stats(client)
+    stats = await ask(client, uri, CLASS_END[0], CLASS_END[1] + len(typed))
     asked = stats.lastRequest
     assert asked.outcome != "type-through cache", asked
     assert 0 < asked.evaluatedTokens <= 12, asked  # the same brief head: the new tokens only
@@ -136,9 +135,7 @@ async def test_a_new_class_is_brief_at_first_and_whole_after_a_pause(client: Lan
     assert await paused(client, before) == before + 1
     more = "\n        name = "
     insert(client, uri, 3, CLASS_END[0], CLASS_END[1] + len(typed), more)
-    await client.text_document_inline_completion_async(
-        inline_params(uri, CLASS_END[0] + 1, len(more) - 1, invoked=False))
-    after = (await server_stats(client)).lastRequest
+    after = (await ask(client, uri, CLASS_END[0] + 1, len(more) - 1)).lastRequest
     assert after.outcome != "type-through cache", after
     # The whole header is in the prompt now, and the pause evaluated it with describe()
     # up to the typed line: the request evaluates only the last lines.
