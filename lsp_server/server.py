@@ -337,8 +337,12 @@ class GhostpilotServer(LanguageServer):
             if info is not None:
                 self.log_message(
                     f"model {info.name} ready ({info.path}; FIM: {info.fim_template or 'none'}; "
-                    f"n_ctx {info.n_ctx}; threads {info.n_threads}; GPU layers {info.n_gpu_layers})"
+                    f"n_ctx {info.n_ctx}; threads {info.n_threads}; GPU layers {info.n_gpu_layers}"
+                    f"{'; ' + info.offload if info.offload else ''})"
                 )
+                if info.offload_warning:
+                    self.report_error(f"offload:{info.offload_warning}", info.offload_warning,
+                                      types.MessageType.Warning)
         if is_status_state(state):
             self.send_status(state, message=message)
         else:

@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # Vocab-only GGUFs from the llama-cpp-python sdist, extracted by FETCH_VOCAB on first use.
 VOCAB_DIR = ROOT / ".cache" / "vocab"
 FETCH_VOCAB = ROOT / "scripts" / "fetch-test-vocab.py"
-SERVER_COMMAND = [sys.executable, "-m", "lsp_server", "serve"]
+# Layers the end-to-end tests offload to a GPU (the server's --n-gpu-layers, the backend
+# tests' n_gpu_layers): 0 here; -1 where a GPU build runs them on a GPU (README, GPU).
+GPU_LAYERS = int(os.environ.get("GHOSTPILOT_TEST_GPU_LAYERS", "0"))
+SERVER_COMMAND = [sys.executable, "-m", "lsp_server", "serve",
+                  *(["--n-gpu-layers", str(GPU_LAYERS)] if GPU_LAYERS else [])]
 
 
 @pytest.fixture(scope="session")

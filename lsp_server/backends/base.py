@@ -129,6 +129,11 @@ class ModelInfo:
     bos: tuple[int, ...] = ()
     # The FIM markers as token ids; None for prefix-only prompts.
     fim: FimTokens | None = None
+    # Where the layers run ("19/19 layers on CUDA0 (NVIDIA H200, ...)", "CPU only ...");
+    # "" for a remote engine. ``offload_warning``: nGpuLayers asked for a GPU that the
+    # build or the machine lacks (the model runs on the CPU; the server says so once).
+    offload: str = ""
+    offload_warning: str = ""
 
 
 class Backend(Protocol):

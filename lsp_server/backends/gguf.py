@@ -117,6 +117,12 @@ class GGUFHeader:
         return str(self.metadata.get("general.architecture", ""))
 
     @property
+    def block_count(self) -> int | None:
+        """The model's repeating layers (``<arch>.block_count``), None where not given."""
+        value = self.metadata.get(f"{self.architecture}.block_count")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
     def name(self) -> str:
         return str(self.metadata.get("general.name", ""))
 

@@ -32,6 +32,7 @@ from lsp_server.backends.base import (
     ModelInfo,
     ModelUnavailable,
 )
+from lsp_server.backends.devices import gpu_devices, offload_plan, preload_cuda_libraries
 from lsp_server.backends.fim import FimTemplate, detect_template, resolve_tokens, template_by_name
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header
 from lsp_server.backends.kvcache import KvSnapshots, Snapshot, common_prefix
@@ -43,11 +44,17 @@ log = logging.getLogger(__name__)
 
 
 def _import_llama():  # type: ignore[no-untyped-def]
+    preload_cuda_libraries()
     try:
         import llama_cpp
     except ImportError as error:  # pragma: no cover - install problem
         raise ModelUnavailable(
             f"llama-cpp-python is not installed ({error}); run the README's install command"
+        ) from error
+    except (OSError, RuntimeError) as error:  # its shared libraries did not load
+        raise ModelUnavailable(
+            f"llama-cpp-python's libraries did not load ({error}); a CUDA build needs the CUDA "
+            "runtime and cuBLAS its libraries name (scripts/build-llama-cuda.sh installs them)"
         ) from error
     return llama_cpp
 
@@ -190,6 +197,11 @@ class LlamaBackend:
         except (ValueError, RuntimeError, OSError) as error:
             raise ModelUnavailable(f"llama.cpp could not load {path}: {error}") from error
         self.lora_adapter = self._apply_lora(llama_cpp, lora_path) if lora_path else None
+        offload = offload_plan(
+            n_gpu_layers, llama_cpp.llama_model_n_layer(self.llm.model),
+            build_has_gpu=bool(llama_cpp.llama_supports_gpu_offload()),
+            devices=gpu_devices(llama_cpp) if n_gpu_layers else [],
+        )
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._llama_cpp = llama_cpp
         self.n_vocab = self.llm.n_vocab()
@@ -210,6 +222,8 @@ class LlamaBackend:
             n_gpu_layers=n_gpu_layers,
             bos=(bos_token,) if add_bos and bos_token >= 0 else (),
             fim=fim,
+            offload=offload.summary,
+            offload_warning=offload.warning,
         )
         self._cached: list[int] = []
         # How many of the cached tokens were the last request's prompt (the rest were

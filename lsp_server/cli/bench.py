@@ -317,8 +317,10 @@ def run_throughput(args: argparse.Namespace) -> int:
     _log(f"our backend: pp{args.prompt_tokens} / tg{args.gen_tokens}, {settings.n_threads} threads")
     ours = throughput.measure(worker, prompt_tokens=args.prompt_tokens,
                               gen_tokens=args.gen_tokens, repetitions=args.repetitions, log=_log)
+    offload = worker.info.offload if worker.info is not None else ""
     worker.shutdown(timeout=30)
-    report: dict[str, Any] = {"model": settings.model, "threads": settings.n_threads, "ours": ours}
+    report: dict[str, Any] = {"model": settings.model, "threads": settings.n_threads,
+                              "offload": offload, "ours": ours}
     if bench_exe is not None:
         _log("llama-bench ...")
         report["llama_bench"] = llama_bench(bench_exe, model_path, threads=settings.n_threads,
@@ -337,7 +339,8 @@ def throughput_table(report: dict[str, Any]) -> str:
     ours = report["ours"]
     bench = report.get("llama_bench") or {}
     share = report.get("fraction_of_llama_bench") or {}
-    lines = [f"model: {report['model']}  threads: {report['threads']}", "",
+    where = f"  ({report['offload']})" if report.get("offload") else ""
+    lines = [f"model: {report['model']}  threads: {report['threads']}{where}", "",
              "| | ours (tokens/s) | llama-bench (tokens/s) | fraction |", "|---|---|---|---|"]
     for key, label in (("pp", "prompt processing"), ("tg", "decode")):
         theirs = (bench.get(key) or {}).get("tokens_per_s")

@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--model", help="GGUF path or registry name (default: embedded)")
     parser.add_argument("--max-tokens", type=int)
     parser.add_argument("--n-threads", type=int)
+    parser.add_argument("--n-gpu-layers", type=int, help="layers to offload to a GPU (-1: all; needs a GPU build, see README)")
     parser.add_argument("--time-budget-ms", type=int, default=ONE_SHOT_BUDGET_MS,
                         help="stop once a complete line is out after this long (default "
                              f"{ONE_SHOT_BUDGET_MS}: a one-shot request waits for the whole "
@@ -43,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def cli_settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
     """The settings of a ``complete`` run: the defaults with the options given."""
     raw = {"model": args.model, "maxTokens": args.max_tokens, "nThreads": args.n_threads,
-           "timeBudgetMs": args.time_budget_ms}
+           "timeBudgetMs": args.time_budget_ms, "nGpuLayers": args.n_gpu_layers}
     return merge(Settings(), {k: v for k, v in raw.items() if v is not None})
 
 

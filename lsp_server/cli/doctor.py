@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
+from lsp_server.backends.devices import REBUILD_HINT, GpuDevice, gpu_devices, offload_plan
 from lsp_server.backends.gguf import GGUFError
 from lsp_server.backends.registry import ModelNotFound, check_adapter, find_entry, resolve, verify
 from lsp_server.config import Settings, merge, to_camel
@@ -23,22 +25,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--remote-model", help="the engine's model name (openai, ollama)")
     parser.add_argument("--remote-tokenizer", help="registry name or GGUF of the engine's model")
     parser.add_argument("--api-key-env", help="the environment variable holding the API key")
+    parser.add_argument("--n-gpu-layers", type=int,
+                        help="layers to offload to a GPU (-1: all); doctor says where they would run")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run)
 
 
+def gpu_support(build_has_gpu: bool, gpus: list[GpuDevice]) -> str:
+    """doctor's line on GPU offload: the build, then the devices it sees."""
+    if not build_has_gpu:
+        return f"not in this build (CPU only); {REBUILD_HINT}"
+    if not gpus:
+        return "supported by this build, but no GPU is visible (no driver, or CUDA_VISIBLE_DEVICES hides it)"
+    return "supported; " + ", ".join(gpu.describe() for gpu in gpus)
+
+
 def run(args: argparse.Namespace) -> int:
-    from lsp_server.backends.llama import system_info
+    from lsp_server.backends.llama import _import_llama, system_info
     from lsp_server.sandbox import describe
 
     raw = {key: value for key, value in (
         ("model", args.model), ("backend", args.backend), ("endpoint", args.endpoint),
         ("remoteModel", args.remote_model), ("remoteTokenizer", args.remote_tokenizer),
-        ("apiKeyEnv", args.api_key_env)) if value}  # fmt: skip
+        ("apiKeyEnv", args.api_key_env), ("nGpuLayers", args.n_gpu_layers),
+    ) if value is not None}  # fmt: skip
     settings, problems = merge(Settings(), raw)
     report: dict[str, object] = {"settings": to_camel(settings), "problems": problems}
     info = system_info()
     report["llama_cpp"] = info
+    gpus = gpu_devices(_import_llama())
+    report["gpus"] = [asdict(gpu) for gpu in gpus]
+    n_layers: int | None = None
     sandbox = describe()
     report["sandbox"] = sandbox
     ok = True
@@ -61,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
         if wanted is not None and wanted.is_derived and resolved.name != wanted.name:
             found["note"] = f"{wanted.name} could not be written: {resolved.name} is used (the log says why)"
         report["model"] = found
+        n_layers = checked.header.block_count
     except (ModelNotFound, GGUFError) as error:
         report["model"] = {"error": str(error)}
         ok = settings.backend != "local"  # a remote engine needs no local model
+    offload = offload_plan(settings.n_gpu_layers, n_layers,
+                           build_has_gpu=bool(info["gpu_offload"]), devices=gpus)
+    report["offload"] = asdict(offload)
     if settings.backend != "local":
         from lsp_server.backends.remote.settings import engine_report
 
@@ -78,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
     simd = [name for name, value in features.items() if value == "1"]
     print(f"llama-cpp-python {info['llama_cpp_python']}")
     print(f"  SIMD / CPU features: {', '.join(simd) or 'none reported'}")
-    print(f"  GPU offload: {'supported' if info['gpu_offload'] else 'not in this build (CPU only)'}")
-    if not info["gpu_offload"]:
-        print("  (rebuild with CMAKE_ARGS=\"-DGGML_CUDA=on\" or \"-DGGML_METAL=on\"; see README)")
+    print(f"  GPU offload: {gpu_support(bool(info['gpu_offload']), gpus)}")
     if not info["extra_buffers"]:
         print("  AMX kernels built in: models load without extra buffer types (AMX crashes on some "
               "CPUs; GHOSTPILOT_LLAMA_AMX=1 keeps them; `make install` builds without AMX)")
@@ -101,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
     for key, value in model.items():
         print(f"  {key}: {value}")
     print(f"threads: {settings.n_threads}; context: {settings.n_ctx} tokens; "
-          f"GPU layers: {settings.n_gpu_layers}")
+          f"GPU layers: {settings.n_gpu_layers} -> {offload.summary}")
+    if offload.warning:
+        print(f"warning: {offload.warning}", file=sys.stderr)
     print(f"KV cache of recently edited places: up to {settings.kv_cache_mb} MB in RAM "
           "(kvCacheMb; 0 turns it off)")
     print(f"sandbox: {sandbox['isolation']}")

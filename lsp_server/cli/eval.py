@@ -60,6 +60,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="tokens per completion (default 384, 48 for single-line)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per sample run")
     parser.add_argument("--n-threads", type=int, help="model threads")
+    parser.add_argument("--n-gpu-layers", type=int, help="layers to offload to a GPU (-1: all; needs a GPU build, see README)")
     parser.add_argument("--out", type=Path, help="output directory (default artifacts/eval/...)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out without redoing finished samples")
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"loading model {args.model or '(embedded)'} ...", file=sys.stderr)
             sampler = load_engine_sampler(args.model, max_tokens=max_tokens,
                                           n_threads=args.n_threads,
+                                          n_gpu_layers=args.n_gpu_layers,
                                           mode="line" if single_line else None)
         except ModelUnavailable as error:
             return fail(str(error), 1)

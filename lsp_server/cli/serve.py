@@ -28,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--tcp", metavar="HOST:PORT", help="serve LSP over a TCP socket")
     parser.add_argument("--model", help="GGUF path or registry name (clients may override)")
     parser.add_argument("--n-threads", type=int)
+    parser.add_argument("--n-gpu-layers", type=int, help="layers to offload to a GPU (-1: all; needs a GPU build, see README)")
     parser.add_argument(
         "--max-message-mb", type=positive_int, default=DEFAULT_MAX_MESSAGE_MB,
         help="drop (with an error) any client message larger than this many MiB (default: %(default)s)",
@@ -77,7 +78,7 @@ def protect_stdout() -> tuple[object, object]:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_file)
-    raw = {"model": args.model, "nThreads": args.n_threads}
+    raw = {"model": args.model, "nThreads": args.n_threads, "nGpuLayers": args.n_gpu_layers}
     defaults, problems = merge(Settings(), {k: v for k, v in raw.items() if v is not None})
     for problem in problems:
         logging.getLogger("ghostpilot").warning("%s", problem)

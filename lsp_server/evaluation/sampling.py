@@ -165,7 +165,8 @@ class EngineSampler:
 
 
 def load_engine_sampler(model: str | None, *, max_tokens: int, n_threads: int | None = None,
-                        n_ctx: int | None = None, mode: str | None = None) -> EngineSampler:
+                        n_ctx: int | None = None, mode: str | None = None,
+                        n_gpu_layers: int | None = None) -> EngineSampler:
     """Load ``model`` (a path or registry name; the embedded one by default) into a
     model worker and wrap the product's engine around it. Raises ``ModelUnavailable``."""
     from lsp_server.backends.base import ModelUnavailable
@@ -174,6 +175,7 @@ def load_engine_sampler(model: str | None, *, max_tokens: int, n_threads: int | 
     from lsp_server.runtime import start_worker
 
     raw = {"model": model, "maxTokens": max_tokens, "nThreads": n_threads, "nCtx": n_ctx,
+           "nGpuLayers": n_gpu_layers,
            # Evaluation measures what the model writes, not how much fits in a keystroke.
            "timeBudgetMs": 60000}
     settings, problems = merge(Settings(), {k: v for k, v in raw.items() if v is not None})

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.backends.base import CancelToken, GenerationRequest
+from tests.conftest import GPU_LAYERS
 
 pytestmark = pytest.mark.e2e
 
@@ -20,11 +21,15 @@ def test_model_info_carries_bos_and_no_fim_for_gemma(embedded_model_path: Path) 
     prompts with BOS. The backend's own tokenizing of a prompt starts with ``info.bos``."""
     from lsp_server.backends.llama import LlamaBackend
 
-    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=256, n_threads=2)
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=256, n_threads=2,
+                           n_gpu_layers=GPU_LAYERS)
     try:
         info = backend.info
         assert (info.fim, info.fim_template) == (None, None)
         assert info.bos == (backend.llm.token_bos(),)
+        # Gemma 3 270M: 18 blocks and the output layer, on the CPU unless a GPU run asks.
+        expected = "CPU only (nGpuLayers 0)" if not GPU_LAYERS else "19/19 layers on "
+        assert info.offload.startswith(expected) and info.offload_warning == ""
         request = GenerationRequest(prompt="x = 1", max_tokens=4)
         assert backend.request_tokens(request) == [*info.bos, *backend.tokenize("x = 1")]
     finally:
@@ -35,7 +40,8 @@ def test_threadpool_attached_same_output_and_freed(embedded_model_path: Path) ->
     from lsp_server.backends.llama import LlamaBackend
     from lsp_server.backends.threadpool import attach_threadpool
 
-    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2)
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2,
+                           n_gpu_layers=GPU_LAYERS)
     assert backend.threadpool is not None
     request = GenerationRequest(prompt="def add(a, b):\n    return", max_tokens=12)
     pooled = backend.generate(request, CancelToken())
@@ -64,7 +70,8 @@ def test_ban_first_keeps_a_comment_off_the_first_line_only(
 ) -> None:
     from lsp_server.backends.llama import LlamaBackend
 
-    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2)
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2,
+                           n_gpu_layers=GPU_LAYERS)
 
     def run(prompt: str, ban: tuple[str, ...]) -> str:
         request = GenerationRequest(prompt=prompt, max_tokens=24, temperature=temperature,
@@ -89,7 +96,7 @@ def test_flash_attention_setting(embedded_model_path: Path, setting: str, expect
     from lsp_server.backends.llama import LlamaBackend
 
     backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=256, n_threads=2,
-                           flash_attention=setting)
+                           n_gpu_layers=GPU_LAYERS, flash_attention=setting)
     assert backend.flash_attention is expected
     assert backend.llm.context_params.flash_attn_type == int(expected)
     result = backend.generate(GenerationRequest(prompt="x = 1\ny =", max_tokens=4), CancelToken())
