@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from lsp_server.backends.devices import preload_cuda_libraries
+
+# A CUDA build's runtime libraries, from NVIDIA's PyPI packages, loaded as the product
+# loads them (before llama_cpp): tests that import llama_cpp directly need them too.
+preload_cuda_libraries()
+
 ROOT = Path(__file__).resolve().parents[1]
 # Vocab-only GGUFs from the llama-cpp-python sdist, extracted by FETCH_VOCAB on first use.
 VOCAB_DIR = ROOT / ".cache" / "vocab"

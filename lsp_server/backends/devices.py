@@ -88,11 +88,39 @@ def _ggml_library() -> Any:
         return None
 
 
+# Backends in ggml's registry that are not GPUs.
+_NOT_GPU_BACKENDS = frozenset({"CPU", "BLAS", "RPC"})
+
+
+def gpu_backends() -> list[str]:
+    """The GPU backends this build registered (CUDA, Metal, Vulkan, ...), whether or not
+    they found a device: a CUDA build on a machine without a driver still lists CUDA.
+    [] for a CPU-only build, or where the registry cannot be read."""
+    lib = _ggml_library()
+    if lib is None:
+        return []
+    try:
+        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+        lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+        lib.ggml_backend_reg_get.restype = ctypes.c_void_p
+        lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+        lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+    except AttributeError:
+        return []
+    names = []
+    for index in range(lib.ggml_backend_reg_count()):
+        registered = lib.ggml_backend_reg_get(index)
+        name = (lib.ggml_backend_reg_name(registered) or b"").decode("utf-8", "replace")
+        if registered and name and name not in _NOT_GPU_BACKENDS:
+            names.append(name)
+    return names
+
+
 def gpu_devices(llama_cpp: Any) -> list[GpuDevice]:
     """The GPUs (dedicated or integrated) in ggml's device registry; [] for a CPU-only
     build, or where the registry cannot be read. The first call initialises the GPU
     backend (a CUDA build: about a second)."""
-    if not llama_cpp.llama_supports_gpu_offload():
+    if not llama_cpp.llama_supports_gpu_offload():  # no GPU backend found a device
         return []
     lib = _ggml_library()
     if lib is None:

@@ -32,7 +32,12 @@ from lsp_server.backends.base import (
     ModelInfo,
     ModelUnavailable,
 )
-from lsp_server.backends.devices import gpu_devices, offload_plan, preload_cuda_libraries
+from lsp_server.backends.devices import (
+    gpu_backends,
+    gpu_devices,
+    offload_plan,
+    preload_cuda_libraries,
+)
 from lsp_server.backends.fim import FimTemplate, detect_template, resolve_tokens, template_by_name
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header
 from lsp_server.backends.kvcache import KvSnapshots, Snapshot, common_prefix
@@ -70,7 +75,9 @@ def system_info() -> dict[str, object]:
             features[key.strip().split(":")[-1].strip()] = value.strip()
     return {
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        # A GPU backend built in (llama.cpp's own answer is False where it found no device).
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload() or gpu_backends()),
+        "gpu_backends": gpu_backends(),
         "features": features,
         "extra_buffers": extra_buffers_allowed(info),
         "raw": info.strip(),
@@ -199,7 +206,7 @@ class LlamaBackend:
         self.lora_adapter = self._apply_lora(llama_cpp, lora_path) if lora_path else None
         offload = offload_plan(
             n_gpu_layers, llama_cpp.llama_model_n_layer(self.llm.model),
-            build_has_gpu=bool(llama_cpp.llama_supports_gpu_offload()),
+            build_has_gpu=bool(llama_cpp.llama_supports_gpu_offload() or gpu_backends()),
             devices=gpu_devices(llama_cpp) if n_gpu_layers else [],
         )
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)

@@ -1,8 +1,9 @@
 """End-to-end: ``nGpuLayers`` with the real server and the embedded model.
 
-On a CPU-only build (this project's machine and CI), asking for every layer on a GPU is
-one clear warning, and the model serves from the CPU. On a GPU build with a visible GPU
-(README, GPU: the run on an H200), every layer is offloaded and the model serves."""
+On a CPU-only build (this project's machine and CI), or a GPU build that sees no GPU,
+asking for every layer on a GPU is one clear warning, and the model serves from the CPU.
+On a GPU build with a visible GPU (README, GPU: the run on an H200), every layer is
+offloaded and the model serves."""
 
 from __future__ import annotations
 
@@ -21,7 +22,17 @@ from tests.e2e.lsp_helpers import INLINE_CLIENT, inline_params, open_document
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 llama_cpp = pytest.importorskip("llama_cpp")
-GPU_BUILD = bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def _machine() -> tuple[bool, bool]:
+    from lsp_server.backends.devices import gpu_devices
+    from lsp_server.backends.llama import system_info
+
+    return bool(system_info()["gpu_offload"]), bool(gpu_devices(llama_cpp))
+
+
+# A GPU backend built in; a GPU it can use.
+GPU_BUILD, GPU_SEEN = _machine()
 
 BODY = 'def greet(name: str) -> str:\n    """Return a greeting for name."""\n    '
 # Every layer; the budget is not what these tests measure.
@@ -57,19 +68,25 @@ async def offload_warnings(client: LanguageClient) -> list[str]:
             if m.type == types.MessageType.Warning and "nGpuLayers" in m.message]
 
 
-@pytest.mark.skipif(GPU_BUILD, reason="this llama-cpp-python build has GPU support")
-async def test_cpu_build_warns_once_and_serves_from_the_cpu(client: LanguageClient):
+@pytest.mark.skipif(GPU_SEEN, reason="a GPU is visible to this build")
+async def test_without_a_usable_gpu_one_warning_and_the_cpu_serves(client: LanguageClient):
+    """A CPU-only build, or a GPU build on a machine without a visible GPU."""
     first = await suggest(client, "offload_a")
     second = await suggest(client, "offload_b")
     assert first.strip() and second.strip()
     [warning] = await offload_warnings(client)
-    assert "nGpuLayers is -1, but this llama-cpp-python build has no GPU support" in warning
-    assert "runs on the CPU" in warning and "-DGGML_CUDA=on" in warning
     [ready] = [m.message for m in client.log_messages if "ready" in m.message]
-    assert "GPU layers -1; CPU only (this build has no GPU support)" in ready
+    if GPU_BUILD:
+        assert "nGpuLayers is -1, but this GPU build of llama-cpp-python sees no GPU" in warning
+        assert "GPU layers -1; CPU only (no GPU visible)" in ready
+    else:
+        assert "nGpuLayers is -1, but this llama-cpp-python build has no GPU support" in warning
+        assert "-DGGML_CUDA=on" in warning
+        assert "GPU layers -1; CPU only (this build has no GPU support)" in ready
+    assert "runs on the CPU" in warning
 
 
-@pytest.mark.skipif(not GPU_BUILD, reason="this llama-cpp-python build has no GPU support")
+@pytest.mark.skipif(not GPU_SEEN, reason="no GPU visible to this llama-cpp-python build")
 async def test_gpu_build_offloads_every_layer_and_serves(client: LanguageClient):
     assert (await suggest(client, "offload_gpu")).strip()
     assert await offload_warnings(client) == []
@@ -83,9 +100,13 @@ async def test_doctor_reports_where_the_layers_run() -> None:
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr
-    if GPU_BUILD:
+    if GPU_SEEN:
         assert "  GPU offload: supported; CUDA0 (" in result.stdout or "Metal" in result.stdout
         assert "GPU layers: -1 -> 19/19 layers on " in result.stdout
+    elif GPU_BUILD:
+        assert "  GPU offload: supported by this build, but no GPU is visible" in result.stdout
+        assert "GPU layers: -1 -> CPU only (no GPU visible)" in result.stdout
+        assert result.stderr.count("warning: nGpuLayers is -1") == 1
     else:
         assert "  GPU offload: not in this build (CPU only); to offload, rebuild" in result.stdout
         assert "GPU layers: -1 -> CPU only (this build has no GPU support)" in result.stdout
