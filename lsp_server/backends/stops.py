@@ -21,6 +21,8 @@ def check_stops(
     if cut is not None:
         return cut, "stop"
     looped = repetition(text)
+    if looped is None:
+        looped = nesting(text)
     if looped is not None:
         return looped, "repetition"
     if request.stop_rule is not None:
@@ -66,4 +68,60 @@ def repetition(text: str) -> int | None:
             # loop inside a line, which no line end ever stops.
             if "\n" not in piece and any(c.isalnum() for c in piece):
                 return n - span + period
+    return None
+
+
+# A line whose calls nest without end, a new name each time
+# (``self.error_reply(self.sock, self.error_temp(self.sock, self.error_perm(self.…``), is
+# no copy of one piece, but its shape is: with names and numbers as ``x`` and no spaces,
+# it ends in at least NEST_COPIES copies of one piece that opens more brackets than it
+# closes and holds a comma (an argument before the next call), spanning LOOP_MIN_CHARS
+# or more. Real code nests like this (``os.path.join(os.path.dirname(os.path.abspath(``,
+# ``max(0, min(10, round(x, 2)))``), but with no comma in the piece, pieces shorter than
+# NEST_MIN_PERIOD, or fewer copies.
+NEST_COPIES = 4
+NEST_MIN_PERIOD = 6
+_OPENERS, _CLOSERS = "([{", ")]}"
+
+
+def _shape(line: str) -> tuple[str, list[int]]:
+    """``line`` with each run of letters, digits and underscores as one ``x`` and no
+    whitespace, and where in ``line`` each character of the shape starts."""
+    shape: list[str] = []
+    starts: list[int] = []
+    index, n = 0, len(line)
+    while index < n:
+        char = line[index]
+        if char.isalnum() or char == "_":
+            starts.append(index)
+            shape.append("x")
+            while index < n and (line[index].isalnum() or line[index] == "_"):
+                index += 1
+            continue
+        if not char.isspace():
+            starts.append(index)
+            shape.append(char)
+        index += 1
+    return "".join(shape), starts
+
+
+def nesting(text: str) -> int | None:
+    """Where to cut ``text`` if its last line nests calls without end (see NEST_COPIES):
+    before the second copy of the repeated piece. None when it does not."""
+    line_start = text.rfind("\n") + 1
+    if len(text) - line_start < LOOP_MIN_CHARS:
+        return None
+    shape, starts = _shape(text[line_start:])
+    n = len(shape)
+    for period in range(NEST_MIN_PERIOD, min(LOOP_MAX_PERIOD, n // NEST_COPIES) + 1):
+        span = period
+        while span < n and shape[n - span - 1] == shape[n - span - 1 + period]:
+            span += 1
+        if span < NEST_COPIES * period:
+            continue
+        piece = shape[n - period :]
+        opened = sum(piece.count(c) for c in _OPENERS) - sum(piece.count(c) for c in _CLOSERS)
+        first = starts[n - span + period]  # where the second copy starts in the line
+        if opened > 0 and "," in piece and len(text) - line_start - starts[n - span] >= LOOP_MIN_CHARS:
+            return line_start + first
     return None

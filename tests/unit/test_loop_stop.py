@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lsp_server.backends.base import CancelToken, GenerationRequest, GenerationResult, ModelInfo
-from lsp_server.backends.stops import LOOP_MIN_CHARS, check_stops, repetition
+from lsp_server.backends.stops import LOOP_MIN_CHARS, check_stops, nesting, repetition
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.engine import CompletionEngine
@@ -52,6 +52,36 @@ def test_real_code_is_not_a_loop(text: str) -> None:
     assert check_stops(text, GenerationRequest(prompt=""), 0.0) == (None, "")
 
 
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("        self.error_reply(self.sock, self.error_temp(self.sock, self.error_perm(self.sock, "
+         "self.error_proto(self.sock, self.", "        self.error_reply(self.sock, "),
+        ("return self.node(left, self.tree(right, self.leaf(value, self.branch(other, self.",
+         "return self.node(left, "),
+    ],
+)
+def test_calls_that_nest_without_end_are_cut_after_the_first(text: str, kept: str) -> None:
+    """A new name at each level: no copy of one piece, but the same shape."""
+    assert repetition(text) is None
+    cut, reason = check_stops(text, GenerationRequest(prompt=""), 0.0)
+    assert (text[:cut], reason) == (kept, "repetition")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "base = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data')",
+        "value = max(0, min(limit, round(value * scale, 2)))",
+        "call(alpha, beta, gamma, delta, epsilon, zeta, eta, theta, iota, kappa, lambda_)",
+        "matrix = [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12], [13, 14, 15]]",
+        "result = f(a, g(b, h(c, d)))  # three levels, each a new name",
+    ],
+)
+def test_real_nesting_is_not_a_loop(text: str) -> None:
+    assert all(nesting(text[:end]) is None for end in range(len(text) + 1))
+
+
 def test_short_texts_are_never_loops() -> None:
     assert repetition("a" * (LOOP_MIN_CHARS - 1)) is None
     assert repetition("a" * LOOP_MIN_CHARS) == 1
@@ -75,7 +105,8 @@ def test_no_line_of_real_modules_looks_like_a_loop_wherever_it_is_cut(module: st
         pytest.skip(f"{path} is not installed")
     found = [
         line for line in path.read_text(encoding="utf-8").split("\n")
-        if any(repetition(line[:end]) is not None for end in range(LOOP_MIN_CHARS, len(line) + 1))
+        if any(repetition(line[:end]) is not None or nesting(line[:end]) is not None
+               for end in range(LOOP_MIN_CHARS, len(line) + 1))
     ]
     assert found == []
 
@@ -118,6 +149,14 @@ def test_a_line_that_looped_is_not_shown() -> None:
     text, outcome = complete("def f(self):\n    w = self.|",
                              "get_width(self.tk.get_width(self.tk.get_width(self.tk.get_wi")
     assert text is None and outcome == "dropped: the model repeated itself"
+
+
+def test_a_block_keeps_its_lines_before_calls_that_nest_without_end() -> None:
+    answer = ("    reply = None\n    self.error_reply(self.sock, self.error_temp(self.sock, "
+              "self.error_perm(self.sock, self.error_proto(self.sock, self.")
+    text, outcome = complete("def f(self):\n|", answer)
+    assert outcome == "suggested" and text is not None
+    assert text.strip() == "reply = None"
 
 
 def test_a_block_keeps_its_lines_before_the_loop() -> None:
