@@ -359,6 +359,8 @@ class LlamaBackend:
             return reused
         if min(self._prompt_len, len(self._cached)) - reused >= SAVE_MIN_TOKENS:
             self._save_state()
+        if len(tokens) - reused < RESTORE_MIN_GAIN:
+            return reused  # no saved state can add enough (typing: a few new tokens)
         snapshot, shared = cache.best(tokens)
         if snapshot is None or shared < reused + RESTORE_MIN_GAIN:
             return reused
