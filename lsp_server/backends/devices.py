@@ -10,6 +10,7 @@ llama-cpp-python bindings do not wrap it) which devices the build registered.
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.util
 import logging
 import re
@@ -78,14 +79,36 @@ def offload_plan(n_gpu_layers: int, n_layers: int | None, *, build_has_gpu: bool
                    f"{layers}/{total} layers on {device.describe()}")
 
 
-def _ggml_library() -> Any:
-    """The ggml shared library llama-cpp-python loaded (its device registry)."""
+_SIZE_P = ctypes.POINTER(ctypes.c_size_t)
+# The registry functions used here, with their signatures (ggml-backend.h).
+_SIGNATURES: dict[str, tuple[list[Any], Any]] = {
+    "ggml_backend_reg_count": ([], ctypes.c_size_t),
+    "ggml_backend_reg_get": ([ctypes.c_size_t], ctypes.c_void_p),
+    "ggml_backend_reg_name": ([ctypes.c_void_p], ctypes.c_char_p),
+    "ggml_backend_dev_count": ([], ctypes.c_size_t),
+    "ggml_backend_dev_get": ([ctypes.c_size_t], ctypes.c_void_p),
+    "ggml_backend_dev_name": ([ctypes.c_void_p], ctypes.c_char_p),
+    "ggml_backend_dev_description": ([ctypes.c_void_p], ctypes.c_char_p),
+    "ggml_backend_dev_type": ([ctypes.c_void_p], ctypes.c_int),
+    "ggml_backend_dev_memory": ([ctypes.c_void_p, _SIZE_P, _SIZE_P], None),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> Any:
+    """The ggml library llama-cpp-python loaded, its registry functions declared; None
+    where it cannot be loaded or lacks them (an older ggml)."""
     try:
         from llama_cpp import _ggml
 
-        return _ggml.libggml
-    except (ImportError, AttributeError, OSError):
+        lib = _ggml.libggml
+        for name, (arguments, result) in _SIGNATURES.items():
+            function = getattr(lib, name)
+            function.argtypes, function.restype = arguments, result
+    except (ImportError, AttributeError, OSError) as error:
+        log.info("ggml's device registry cannot be read: %s", error)
         return None
+    return lib
 
 
 # Backends in ggml's registry that are not GPUs.
@@ -96,16 +119,8 @@ def gpu_backends() -> list[str]:
     """The GPU backends this build registered (CUDA, Metal, Vulkan, ...), whether or not
     they found a device: a CUDA build on a machine without a driver still lists CUDA.
     [] for a CPU-only build, or where the registry cannot be read."""
-    lib = _ggml_library()
+    lib = _registry()
     if lib is None:
-        return []
-    try:
-        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
-        lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
-        lib.ggml_backend_reg_get.restype = ctypes.c_void_p
-        lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
-        lib.ggml_backend_reg_name.restype = ctypes.c_char_p
-    except AttributeError:
         return []
     names = []
     for index in range(lib.ggml_backend_reg_count()):
@@ -122,23 +137,8 @@ def gpu_devices(llama_cpp: Any) -> list[GpuDevice]:
     backend (a CUDA build: about a second)."""
     if not llama_cpp.llama_supports_gpu_offload():  # no GPU backend found a device
         return []
-    lib = _ggml_library()
+    lib = _registry()
     if lib is None:
-        return []
-    try:
-        lib.ggml_backend_dev_count.restype = ctypes.c_size_t
-        lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-        lib.ggml_backend_dev_get.restype = ctypes.c_void_p
-        for function in (lib.ggml_backend_dev_name, lib.ggml_backend_dev_description):
-            function.argtypes = [ctypes.c_void_p]
-            function.restype = ctypes.c_char_p
-        lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
-        lib.ggml_backend_dev_type.restype = ctypes.c_int
-        lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
-                                                ctypes.POINTER(ctypes.c_size_t)]  # fmt: skip
-        lib.ggml_backend_dev_memory.restype = None
-    except AttributeError as error:  # an older ggml without the device registry
-        log.info("this ggml has no device registry (%s)", error)
         return []
     found = []
     for index in range(lib.ggml_backend_dev_count()):
