@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         ("model", args.model), ("backend", args.backend), ("endpoint", args.endpoint),
         ("remoteModel", args.remote_model), ("remoteTokenizer", args.remote_tokenizer),
         ("apiKeyEnv", args.api_key_env), ("nGpuLayers", args.n_gpu_layers),
-    ) if value is not None}  # fmt: skip
+    ) if value not in (None, "")}  # fmt: skip
     settings, problems = merge(Settings(), raw)
     report: dict[str, object] = {"settings": to_camel(settings), "problems": problems}
     info = system_info()
