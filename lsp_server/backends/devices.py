@@ -167,21 +167,22 @@ def _package_dirs(name: str) -> list[Path]:
     return [Path(p) for p in (spec.submodule_search_locations or [])] if spec else []
 
 
-def preload_cuda_libraries() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def preload_cuda_libraries() -> tuple[str, ...]:
     """Load the CUDA runtime and cuBLAS that a CUDA build of llama-cpp-python needs from
     NVIDIA's PyPI packages (``nvidia-cuda-runtime``, ``nvidia-cublas``), where they are
     installed, before llama.cpp is: its libraries then find them without LD_LIBRARY_PATH
     (scripts/build-llama-cuda.sh installs them). Nothing happens for a build without CUDA,
     and nothing fails here: a library still missing is llama-cpp-python's import error.
-    Returns the files loaded."""
+    Once per process; returns the files loaded."""
     cuda = next((d / "lib" / "libggml-cuda.so" for d in _package_dirs("llama_cpp")
                  if (d / "lib" / "libggml-cuda.so").is_file()), None)  # fmt: skip
     if cuda is None:
-        return []
+        return ()
     try:  # the sonames it was linked against: libcudart.so.13, ...
         needed = set(re.findall(rb"(libcu(?:dart|blasLt|blas)\.so\.\d+)\x00", cuda.read_bytes()))
     except OSError:
-        return []
+        return ()
     loaded = []
     for library in _CUDA_LIBRARIES:
         soname = next((n.decode() for n in needed if n.decode().startswith(library + ".so.")), None)
@@ -197,4 +198,4 @@ def preload_cuda_libraries() -> list[str]:
             except OSError as error:
                 log.warning("could not load %s: %s", candidates[0], error)
             break
-    return loaded
+    return tuple(loaded)
