@@ -73,11 +73,12 @@ def system_info() -> dict[str, object]:
         if "=" in part:
             key, _, value = part.partition("=")
             features[key.strip().split(":")[-1].strip()] = value.strip()
+    backends = gpu_backends()
     return {
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
         # A GPU backend built in (llama.cpp's own answer is False where it found no device).
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload() or gpu_backends()),
-        "gpu_backends": gpu_backends(),
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload() or backends),
+        "gpu_backends": backends,
         "features": features,
         "extra_buffers": extra_buffers_allowed(info),
         "raw": info.strip(),
