@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # ggml_backend_dev_type (ggml-backend.h): the kinds that hold a model's layers.
 _DEVICE_GPU, _DEVICE_IGPU = 1, 2
 
+# Why a GPU build can see no GPU (doctor's line and the server's warning).
+NO_GPU_VISIBLE = "no driver, or CUDA_VISIBLE_DEVICES hides it"
 REBUILD_HINT = ('to offload, rebuild llama-cpp-python with CMAKE_ARGS="-DGGML_CUDA=on" '
                 '(or "-DGGML_METAL=on"), as the README\'s GPU section shows')  # fmt: skip
 
@@ -69,7 +71,7 @@ def offload_plan(n_gpu_layers: int, n_layers: int | None, *, build_has_gpu: bool
         return Offload(0, total, "CPU", "CPU only (this build has no GPU support)", warning)
     if not devices:
         warning = (f"nGpuLayers is {n_gpu_layers}, but this GPU build of llama-cpp-python sees "
-                   "no GPU (no driver, or CUDA_VISIBLE_DEVICES hides it): the model runs on the CPU")
+                   f"no GPU ({NO_GPU_VISIBLE}): the model runs on the CPU")
         return Offload(0, total, "CPU", "CPU only (no GPU visible)", warning)
     device = devices[0]
     if total == 0:  # the layer count is not known (a header without block_count)
@@ -111,6 +113,11 @@ def _registry() -> Any:
     return lib
 
 
+def _text(value: bytes | None, default: str = "") -> str:
+    """A C string from ggml, as text."""
+    return (value or default.encode()).decode("utf-8", "replace")
+
+
 # Backends in ggml's registry that are not GPUs.
 _NOT_GPU_BACKENDS = frozenset({"CPU", "BLAS", "RPC"})
 
@@ -125,10 +132,16 @@ def gpu_backends() -> list[str]:
     names = []
     for index in range(lib.ggml_backend_reg_count()):
         registered = lib.ggml_backend_reg_get(index)
-        name = (lib.ggml_backend_reg_name(registered) or b"").decode("utf-8", "replace")
+        name = _text(lib.ggml_backend_reg_name(registered))
         if registered and name and name not in _NOT_GPU_BACKENDS:
             names.append(name)
     return names
+
+
+def gpu_build(llama_cpp: Any) -> bool:
+    """Whether this build has a GPU backend: llama.cpp's own answer, which is False where
+    the backend found no device, or a GPU backend in ggml's registry."""
+    return bool(llama_cpp.llama_supports_gpu_offload() or gpu_backends())
 
 
 def gpu_devices(llama_cpp: Any) -> list[GpuDevice]:
@@ -148,8 +161,8 @@ def gpu_devices(llama_cpp: Any) -> list[GpuDevice]:
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
         lib.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
         found.append(GpuDevice(
-            name=(lib.ggml_backend_dev_name(device) or b"?").decode("utf-8", "replace"),
-            description=(lib.ggml_backend_dev_description(device) or b"?").decode("utf-8", "replace"),
+            name=_text(lib.ggml_backend_dev_name(device), "?"),
+            description=_text(lib.ggml_backend_dev_description(device), "?"),
             free_bytes=free.value, total_bytes=total.value,
         ))  # fmt: skip
     return found

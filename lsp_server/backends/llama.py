@@ -34,6 +34,7 @@ from lsp_server.backends.base import (
 )
 from lsp_server.backends.devices import (
     gpu_backends,
+    gpu_build,
     gpu_devices,
     offload_plan,
     preload_cuda_libraries,
@@ -73,12 +74,10 @@ def system_info() -> dict[str, object]:
         if "=" in part:
             key, _, value = part.partition("=")
             features[key.strip().split(":")[-1].strip()] = value.strip()
-    backends = gpu_backends()
     return {
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
-        # A GPU backend built in (llama.cpp's own answer is False where it found no device).
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload() or backends),
-        "gpu_backends": backends,
+        "gpu_offload": gpu_build(llama_cpp),
+        "gpu_backends": gpu_backends(),
         "features": features,
         "extra_buffers": extra_buffers_allowed(info),
         "raw": info.strip(),
@@ -207,7 +206,7 @@ class LlamaBackend:
         self.lora_adapter = self._apply_lora(llama_cpp, lora_path) if lora_path else None
         offload = offload_plan(
             n_gpu_layers, llama_cpp.llama_model_n_layer(self.llm.model),
-            build_has_gpu=bool(llama_cpp.llama_supports_gpu_offload() or gpu_backends()),
+            build_has_gpu=gpu_build(llama_cpp),
             devices=gpu_devices(llama_cpp) if n_gpu_layers else [],
         )
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)

@@ -9,7 +9,13 @@ import json
 import sys
 from dataclasses import asdict
 
-from lsp_server.backends.devices import REBUILD_HINT, GpuDevice, gpu_devices, offload_plan
+from lsp_server.backends.devices import (
+    NO_GPU_VISIBLE,
+    REBUILD_HINT,
+    GpuDevice,
+    gpu_devices,
+    offload_plan,
+)
 from lsp_server.backends.gguf import GGUFError
 from lsp_server.backends.registry import ModelNotFound, check_adapter, find_entry, resolve, verify
 from lsp_server.config import Settings, merge, to_camel
@@ -36,7 +42,7 @@ def gpu_support(build_has_gpu: bool, gpus: list[GpuDevice]) -> str:
     if not build_has_gpu:
         return f"not in this build (CPU only); {REBUILD_HINT}"
     if not gpus:
-        return "supported by this build, but no GPU is visible (no driver, or CUDA_VISIBLE_DEVICES hides it)"
+        return f"supported by this build, but no GPU is visible ({NO_GPU_VISIBLE})"
     return "supported; " + ", ".join(gpu.describe() for gpu in gpus)
 
 
