@@ -223,13 +223,14 @@ def choose_parseable(
     return fallback
 
 
-def detect_indent_unit(text: str) -> str:
-    tabs = spaces = 0
-    for line in text.split("\n")[:2000]:
-        if line.startswith("\t"):
-            tabs += 1
-        elif line.startswith("    "):
-            spaces += 1
+def detect_indent_unit(text: str, max_lines: int = 2000) -> str:
+    """A tab where more of the first ``max_lines`` lines start with a tab than with four
+    spaces; else four spaces. Counted in C (``str.count``): a request calls this on 22
+    KB around the cursor, where a split into lines took 75 us."""
+    if text.count("\n") >= max_lines:  # rare: a window of short lines
+        text = "\n".join(text.split("\n", max_lines)[:max_lines])
+    lines = "\n" + text
+    tabs, spaces = lines.count("\n\t"), lines.count("\n    ")
     return "\t" if tabs > spaces else "    "
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from lsp_server.prompts.postprocess import (
@@ -234,6 +236,26 @@ def test_choose_parseable(
 )
 def test_detect_indent_unit(text: str, expected: str) -> None:
     assert detect_indent_unit(text) == expected
+
+
+def _indent_unit_by_lines(text: str, max_lines: int) -> str:
+    """The rule, line by line (what detect_indent_unit counts in C)."""
+    lines = text.split("\n")[:max_lines]
+    tabs = sum(line.startswith("\t") for line in lines)
+    spaces = sum(line.startswith("    ") for line in lines)
+    return "\t" if tabs > spaces else "    "
+
+
+def test_detect_indent_unit_counts_the_first_lines_only() -> None:
+    rng = random.Random(7)
+    pieces = ["\tx", "    y", "  z", "", "w", "\t", "     v", " \tu"]
+    for _ in range(300):
+        text = "\n".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        max_lines = rng.randint(1, 30)
+        assert detect_indent_unit(text, max_lines) == _indent_unit_by_lines(text, max_lines), (text, max_lines)
+    # Tabs past the first lines do not count.
+    assert detect_indent_unit("    a\n" * 3 + "\tb\n" * 10, max_lines=3) == "    "
+    assert detect_indent_unit("    a\n" * 3 + "\tb\n" * 10, max_lines=20) == "\t"
 
 
 @pytest.mark.parametrize(
