@@ -39,6 +39,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     n_ctx: int = 2048
     n_threads: int = field(default_factory=default_threads)
+    # Decode with fewer of them while other programs take cores (backends/threads.py).
+    adaptive_threads: bool = True
     n_gpu_layers: int = 0
     # llama.cpp's flash attention: "auto" turns it on and falls back to off where the
     # model cannot load with it (llama-server's default is auto too).
@@ -223,7 +225,7 @@ def to_camel(settings: Settings) -> dict[str, Any]:
 
 # Settings whose change needs the model to be loaded again.
 MODEL_KEYS = (
-    "model", "n_ctx", "n_threads", "n_gpu_layers", "flash_attention",
+    "model", "n_ctx", "n_threads", "adaptive_threads", "n_gpu_layers", "flash_attention",
     "backend", "endpoint", "remote_model", "remote_tokenizer", "request_timeout_ms",
     "tls_verify", "tls_ca_bundle", "tls_client_cert", "tls_client_key", "api_key_env",
     "fallback",

@@ -105,6 +105,7 @@ def local_factory(
             flash_attention=settings.flash_attention,
             header=header,
             lora_path=str(resolved.adapter) if resolved.adapter else None,
+            adaptive_threads=settings.adaptive_threads,
         )
 
     return factory

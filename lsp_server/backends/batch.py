@@ -115,6 +115,9 @@ class BatchContext:
         self._cached: list[int] = []  # the prompt held by sequence 0
         self._threadpool: Any = None
         self.n_vocab = int(llm.n_vocab())
+        # The thread count the main context decodes with now (backends/threads.py); None:
+        # the one it was created with.
+        self.threads: int | None = None
 
     # -- lifetime -----------------------------------------------------------------------
 
@@ -231,6 +234,8 @@ class BatchContext:
         started = time.perf_counter()
         tokens = source.request_tokens(request)
         self._ensure(len(tokens) + k * max(1, request.max_tokens) + 1)
+        if self.threads is not None:
+            self._llama_cpp.llama_set_n_threads(self._ctx, self.threads, self.threads)
         reused, evaluated = self._prompt(tokens, cancel)
         prompt_done = time.perf_counter()
         memory = self._llama_cpp.llama_get_memory(self._ctx)

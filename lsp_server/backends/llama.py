@@ -45,6 +45,7 @@ from lsp_server.backends.kvcache import KvSnapshots, Snapshot, common_prefix
 from lsp_server.backends.sampler import Sampler
 from lsp_server.backends.stops import check_stops
 from lsp_server.backends.threadpool import attach_threadpool
+from lsp_server.backends.threads import ThreadGovernor
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class LlamaBackend:
         flash_attention: str = "auto",
         header: GGUFHeader | None = None,
         lora_path: str | None = None,
+        adaptive_threads: bool = True,
     ) -> None:
         """Load ``path`` (its GGUF header checked first, unless ``header`` is that check's
         result): llama.cpp aborts the process on some corrupt headers instead of failing.
@@ -240,6 +242,9 @@ class LlamaBackend:
         # bound from the kvCacheMb setting.
         self.kv_cache = KvSnapshots()
         self.threadpool = attach_threadpool(llama_cpp, self.llm.ctx, n_threads)
+        # Fewer threads while other programs take cores (backends/threads.py); None: fixed.
+        self.governor = ThreadGovernor(n_threads) if adaptive_threads and n_threads > 1 else None
+        self._threads_set = n_threads
 
     def _apply_lora(self, llama_cpp: Any, path: str) -> Any:
         """Load a LoRA adapter GGUF onto the model and set it on the context (scale 1).
@@ -424,7 +429,31 @@ class LlamaBackend:
             tokens = self.bos() + tokens[len(tokens) - room + len(self.bos()) :]
         return tokens or self.bos() or [self.llm.token_eos()]
 
+    def threads_stats(self) -> dict[str, Any] | None:
+        """The thread governor's figures (``ghostpilot/stats``); None where threads are fixed."""
+        return self.governor.stats() if self.governor is not None else None
+
+    def _set_threads(self, count: int) -> None:
+        if count != self._threads_set:
+            self._llama_cpp.llama_set_n_threads(self.llm.ctx, count, count)
+            self._threads_set = count
+
     def generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
+        governor = self.governor
+        threads = governor.level() if governor is not None else self._threads_set
+        self._set_threads(threads)
+        result = self._generate(request, cancel)
+        if governor is not None:
+            before = governor.current
+            governor.observe(threads, result.token_count, result.decode_s)
+            if governor.current != before:
+                figures = ", ".join(f"{level} threads {ms} ms" for level, ms in governor.stats()["msPerToken"].items())
+                log.info("decoding with %d threads instead of %d (a token took %s): %s",
+                         governor.current, before, figures,
+                         "other programs are taking cores" if governor.current < before else "the cores are free again")
+        return result
+
+    def _generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
         started = time.perf_counter()
         tokens = self.request_tokens(request)
         n_ctx = self.info.n_ctx
@@ -484,4 +513,5 @@ class LlamaBackend:
 
         if getattr(self, "_batch", None) is None:
             self._batch = BatchContext(self._llama_cpp, self.llm, self.info.n_threads, self.lora_adapter)
+        self._batch.threads = self._threads_set  # as few as the main context decodes with now
         return self._batch.sample(self, request, k, cancel, on_result)

@@ -88,6 +88,13 @@ class ModelWorker:
         stats = getattr(self._backend, "kv_cache_stats", None)
         return dict(stats()) if callable(stats) else None
 
+    def threads_stats(self) -> dict[str, Any] | None:
+        """The loaded backend's thread governor (threads in use, time a token at each
+        count); None where threads are fixed or the backend has none."""
+        stats = getattr(self._backend, "threads_stats", None)
+        found = stats() if callable(stats) else None
+        return dict(found) if found is not None else None
+
     # -- loading ------------------------------------------------------------------------
 
     def load(self, factory: BackendFactory, description: str, *,

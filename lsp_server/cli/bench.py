@@ -14,6 +14,7 @@ The llama.cpp tools come from ``scripts/build-llama-server.sh`` (cached under
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import pkgutil
@@ -267,6 +268,8 @@ def latency_table(report: dict[str, Any]) -> str:
             f"{name} {value}" for name, value in side.items()))
     if ours.get("kv_cache"):
         lines.append("saved KV states: " + ", ".join(f"{k} {v}" for k, v in ours["kv_cache"].items()))
+    if ours.get("threads"):
+        lines.append("threads at the end: " + ", ".join(f"{k} {v}" for k, v in ours["threads"].items()))
     peer = report.get("llama_server")
     if peer:
         lines += ["", f"same prompts, llama-server {' '.join(peer.get('options', []))} with "
@@ -304,6 +307,8 @@ def run_throughput(args: argparse.Namespace) -> int:
 
     try:
         settings, _ = _settings(args)
+        # The engine's rates at the thread count llama-bench runs with: no governor.
+        settings = dataclasses.replace(settings, adaptive_threads=False)
         bench_exe = _peer_tool(args, "llama-bench")
         model_path = str(resolve(settings.model).path)
     except (ValueError, FileNotFoundError, OSError) as error:

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(model, dict)
     for key, value in model.items():
         print(f"  {key}: {value}")
-    print(f"threads: {settings.n_threads}; context: {settings.n_ctx} tokens; "
+    adaptive = " (fewer while other programs take cores: adaptiveThreads)" if settings.adaptive_threads and settings.n_threads > 1 else ""
+    print(f"threads: {settings.n_threads}{adaptive}; context: {settings.n_ctx} tokens; "
           f"GPU layers: {settings.n_gpu_layers} -> {offload.summary}")
     if offload.warning:
         print(f"warning: {offload.warning}", file=sys.stderr)

@@ -89,6 +89,7 @@ class Replay:
     load_s: float = 0.0
     server_stdout_clean: bool = True
     kv_cache: dict[str, Any] | None = None
+    threads: dict[str, Any] | None = None  # the thread governor at the end (backends/threads.py)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -165,7 +166,8 @@ def replay_ours(path: Path, edits: Sequence[typing_replay.Edit], *, settings: di
                 if profiler is not None:
                     profiler.stop()
             replay.load_s = load_s
-            replay.kv_cache = (client.request("ghostpilot/stats", {}) or {}).get("kvCache")
+            final = client.request("ghostpilot/stats", {}) or {}
+            replay.kv_cache, replay.threads = final.get("kvCache"), final.get("threads")
             replay.rss_mb = process_rss_mb(client.process.pid)
             replay.peak_rss_mb = process_rss_mb(client.process.pid, "VmHWM")
             replay.server_stdout_clean = not client.bad_output
@@ -384,6 +386,7 @@ def summarize(replay: Replay) -> dict[str, Any]:
         "model_load_s": round(replay.load_s, 2),
         "stdout_only_jsonrpc": replay.server_stdout_clean,
         "kv_cache": replay.kv_cache,
+        "threads": replay.threads,
         "phases": phase_summary(records),
         "server_side_ms": server_side(records),
         "nothing_generated": latency_stats([r.latency_ms for r in records

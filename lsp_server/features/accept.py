@@ -53,16 +53,20 @@ def stats(
     continued: int = 0,
     started_early: int = 0,
     definitions_refreshed: int = 0,
+    threads: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``ghostpilot/stats`` answer. ``continued``: suggestions cut by the time budget
     whose rest was then written in the background (engine ``_continue``);
     ``started_early``: prompts evaluated before their request came (``start_early``);
     ``definitions_refreshed``: prompts that a pause brought a function's new used
-    definitions or its class's whole header into (engine ``_refresh``)."""
+    definitions or its class's whole header into (engine ``_refresh``); ``threads``: the
+    thread count decoding uses now and the time a token took at each (backends/threads.py),
+    None where it is fixed."""
     result = last.result if last else None
     return {
         "lastRequest": last_request.as_json() if last_request is not None else None,
         "kvCache": kv_cache,
+        "threads": threads,
         "model": info.name if info else None,
         "modelState": model_state,
         "fimTemplate": info.fim_template if info else None,
@@ -103,4 +107,5 @@ def setup(server: GhostpilotServer) -> None:
     def stats_request(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
         return stats(ls.engine.last, ls.worker.info, ls.worker.state, ls.superseded_requests,
                      rss_bytes(), ls.engine.last_request, ls.worker.kv_cache_stats(),
-                     ls.engine.continued, ls.engine.started_early, ls.engine.definitions_refreshed)
+                     ls.engine.continued, ls.engine.started_early, ls.engine.definitions_refreshed,
+                     ls.worker.threads_stats())

@@ -1,6 +1,7 @@
 """The llama.cpp backend with the embedded model (loaded in this process): what it puts
 on ``ModelInfo``, the persistent threadpool (attached, changes no output, freed with the
-model), ``ban_first`` and the flash-attention setting."""
+model), the thread governor's count reaching llama.cpp, ``ban_first`` and the
+flash-attention setting."""
 
 from __future__ import annotations
 
@@ -55,6 +56,43 @@ def test_threadpool_attached_same_output_and_freed(embedded_model_path: Path) ->
     assert backend.threadpool is not None
     backend.close()
     assert backend.threadpool is None
+
+
+def test_the_governors_thread_count_reaches_both_contexts(embedded_model_path: Path) -> None:
+    """What backends/threads.py chooses is what llama.cpp decodes with: the main context
+    and the batch context of tested suggestions; with the governor off, the configured
+    count stays."""
+    from lsp_server.backends.llama import LlamaBackend
+
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2,
+                           n_gpu_layers=GPU_LAYERS)
+    llama_cpp = backend._llama_cpp
+    try:
+        request = GenerationRequest(prompt="def add(a, b):\n    return", max_tokens=12)
+        first = backend.generate(request, CancelToken())
+        assert llama_cpp.llama_n_threads(backend.llm.ctx) == 2
+        assert backend.threads_stats() is not None and backend.threads_stats()["inUse"] == 2
+        assert backend.governor is not None
+        backend.governor.current = 1  # as after a slow spell
+        backend._cached = []  # evaluate the prompt again, with one thread
+        again = backend.generate(request, CancelToken())
+        assert again.token_count >= 1 and first.token_count >= 1
+        assert llama_cpp.llama_n_threads(backend.llm.ctx) == 1
+        assert llama_cpp.llama_n_threads_batch(backend.llm.ctx) == 1
+        drawn = backend.sample_batch(GenerationRequest(prompt="def add(a, b):\n", max_tokens=8,
+                                                       temperature=0.8, seed=1), 2, CancelToken())
+        assert len(drawn) == 2
+        assert llama_cpp.llama_n_threads(backend._batch._ctx) == 1
+    finally:
+        backend.close()
+    fixed = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=256, n_threads=2,
+                         n_gpu_layers=GPU_LAYERS, adaptive_threads=False)
+    try:
+        assert fixed.governor is None and fixed.threads_stats() is None
+        fixed.generate(GenerationRequest(prompt="x = ", max_tokens=4), CancelToken())
+        assert fixed._llama_cpp.llama_n_threads(fixed.llm.ctx) == 2
+    finally:
+        fixed.close()
 
 
 COMMENTED = (

@@ -9,7 +9,8 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from lsp_server.config import Settings
+from lsp_server.backends.threads import levels_for
+from lsp_server.config import Settings, default_threads
 from lsp_server.parsing.syntax import error_count, parse_text
 from tests.conftest import SERVER_COMMAND
 from tests.e2e.lsp_helpers import (
@@ -101,6 +102,10 @@ async def test_newer_request_supersedes_older(client: LanguageClient):
     stats = await client.protocol.send_request_async("ghostpilot/stats", None)
     assert stats.supersededRequests >= 1
     assert stats.last.promptTokens > 0
+    # The thread governor (backends/threads.py) on a machine of more than one core.
+    if default_threads() > 1:
+        assert stats.threads.configured == default_threads()
+        assert stats.threads.inUse in levels_for(default_threads())
 
 
 async def test_one_character_edit_reevaluates_few_tokens(client: LanguageClient):

@@ -282,8 +282,10 @@ def test_stats() -> None:
     assert accept.stats(None, None, "loading", 0, 10) == {
         "model": None, "modelState": "loading", "fimTemplate": None, "rssBytes": 10, "supersededRequests": 0, "last": None,
         "lastRequest": None, "kvCache": None, "continuedSuggestions": 0,
-        "startedEarly": 0, "definitionsRefreshed": 0,
+        "startedEarly": 0, "definitionsRefreshed": 0, "threads": None,
     }  # fmt: skip
+    threads = {"configured": 2, "inUse": 1, "switches": 1, "msPerToken": {"1": 7.0, "2": 30.0}}
+    assert accept.stats(None, None, "ready", 0, 10, threads=threads)["threads"] == threads
     assert accept.stats(None, None, "ready", 0, 10, continued=2)["continuedSuggestions"] == 2
     assert accept.stats(None, None, "ready", 0, 10, definitions_refreshed=4)["definitionsRefreshed"] == 4
     kv = {"limitMb": 256.0, "usedMb": 1.5, "entries": 1}

@@ -14,6 +14,7 @@ export const SERVER_KEYS = [
   'model',
   'nCtx',
   'nThreads',
+  'adaptiveThreads',
   'nGpuLayers',
   'flashAttention',
   'maxTokens',

@@ -1,0 +1,147 @@
+"""How many threads llama.cpp decodes with: all the configured ones while they pay, fewer
+while other programs take cores.
+
+llama.cpp's threads meet at a spinning barrier several hundred times a token. When
+another program takes one of their cores, a thread is descheduled mid-graph and the
+others spin until it runs again: on 2 cores with one busy-loop process beside it, the
+embedded model decoded 35 tokens a second with 2 threads and 139 with 1 (168 and 139 on
+a quiet machine; benchmarks/RESULTS.md, session 15). A laptop always has something else
+running, an editor rendering, a build, a browser; so :class:`ThreadGovernor` watches the
+time a token takes at each thread count and decodes with the count that is fastest now.
+
+- Levels: the configured count, then halved down to 1 (8, 4, 2, 1).
+- Each generation of at least :data:`MIN_TOKENS` tokens is an observation: its time per
+  token at the level it ran with. A level's figure is the mean of its last observation and
+  the one before, reset on returning to it after other levels ran.
+- Calibration: after the third observation one generation runs one level lower, so both
+  are known; after each move down, once more from the new level (half of 8 cores taken:
+  8 threads are slow, 4 better, 2 may be better still).
+- Going down: when the current level's figure is over :data:`DOWN_MARGIN` times the next
+  lower level's (contention), or over :data:`SLOW` times its own best with the lower one
+  not yet known, the next generation runs one level lower.
+- Going up: below the configured count, every :data:`PROBE_EVERY` observations one
+  generation runs one level higher; that level is kept if its time per token beats the
+  current level's.
+
+Pure and deterministic: the backend asks :meth:`ThreadGovernor.level` before a
+generation and tells :meth:`ThreadGovernor.observe` its figures after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Shorter generations are dominated by their prompt evaluation and first-token costs.
+MIN_TOKENS = 8
+# The observation after which the next lower level is tried once; after a move down, the
+# next lower one is tried this many observations later.
+CALIBRATE_AT = 3
+CALIBRATE_AFTER_MOVE = 2
+# Down when the current level is this much slower than the next lower one: quiet, one
+# thread less is 5-20 % slower a token here, so noise does not cross it; contended,
+# the gap is 4-10 x.
+DOWN_MARGIN = 1.2
+# Down, the lower level not known yet, when this much slower than the level's own best.
+SLOW = 1.8
+# Below the configured count: one generation one level higher every this many.
+PROBE_EVERY = 12
+
+
+def levels_for(configured: int) -> tuple[int, ...]:
+    """The configured count, then halved down to 1: (8, 4, 2, 1), (6, 3, 1), (1,)."""
+    found = [max(1, configured)]
+    while found[-1] > 1:
+        found.append(found[-1] // 2)
+    return tuple(found)
+
+
+@dataclass
+class ThreadGovernor:
+    configured: int
+    levels: tuple[int, ...] = field(init=False)
+    current: int = field(init=False)
+    # The next generation's level where it differs from ``current`` (a probe).
+    trial: int | None = field(init=False, default=None)
+    recent: dict[int, float] = field(init=False, default_factory=dict)
+    best: dict[int, float] = field(init=False, default_factory=dict)
+    observations: int = field(init=False, default=0)
+    since_probe: int = field(init=False, default=0)
+    switches: int = field(init=False, default=0)
+    # The observation count at which the next lower level is tried once (None: not due).
+    explore_lower_at: int | None = field(init=False, default=CALIBRATE_AT)
+    _last_level: int | None = field(init=False, default=None)
+    _last: dict[int, float] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.levels = levels_for(self.configured)
+        self.current = self.levels[0]
+
+    def level(self) -> int:
+        """The thread count for the next generation."""
+        return self.trial if self.trial is not None else self.current
+
+    def observe(self, level: int, tokens: int, seconds: float) -> None:
+        """A generation at ``level`` threads decoded ``tokens`` in ``seconds``."""
+        if tokens < MIN_TOKENS or seconds <= 0 or level not in self.levels:
+            return
+        per_token = seconds / tokens
+        returning = self._last_level != level
+        previous = None if returning else self._last.get(level)
+        self._last[level] = per_token
+        self._last_level = level
+        self.recent[level] = per_token if previous is None else (previous + per_token) / 2
+        self.best[level] = min(self.best.get(level, per_token), per_token)
+        self.observations += 1
+        probing, self.trial = self.trial, None
+        if probing is not None and probing != self.current:
+            self._end_probe(probing)
+            return
+        self._decide()
+
+    def _end_probe(self, probed: int) -> None:
+        here = self.recent.get(self.current)
+        if probed < self.current:  # the calibration: go down only if it is clearly faster
+            if here is not None and here > DOWN_MARGIN * self.recent[probed]:
+                self._switch(probed)
+        elif here is None or self.recent[probed] < here:
+            self._switch(probed)
+        self.since_probe = 0
+
+    def _decide(self) -> None:
+        index = self.levels.index(self.current)
+        lower = self.levels[index + 1] if index + 1 < len(self.levels) else None
+        higher = self.levels[index - 1] if index > 0 else None
+        here = self.recent[self.current]
+        if lower is not None:
+            known = self.recent.get(lower)
+            if known is not None and here > DOWN_MARGIN * known:
+                self._switch(lower)
+                return
+            if known is None and here > SLOW * self.best[self.current]:
+                self.trial = lower
+                return
+            if self.explore_lower_at is not None and self.observations >= self.explore_lower_at:
+                self.explore_lower_at = None
+                self.trial = lower
+                return
+        if higher is not None:
+            self.since_probe += 1
+            if self.since_probe >= PROBE_EVERY:
+                self.trial = higher
+
+    def _switch(self, level: int) -> None:
+        if level != self.current:
+            # Down: try the next lower level soon too. Up: the cores came free; no need.
+            self.explore_lower_at = self.observations + CALIBRATE_AFTER_MOVE if level < self.current else None
+            self.current = level
+            self.switches += 1
+            self.since_probe = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "configured": self.configured,
+            "inUse": self.current,
+            "switches": self.switches,
+            "msPerToken": {str(level): round(value * 1000, 2) for level, value in sorted(self.recent.items())},
+        }
