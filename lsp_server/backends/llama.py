@@ -447,10 +447,10 @@ class LlamaBackend:
             before = governor.current
             governor.observe(threads, result.token_count, result.decode_s)
             if governor.current != before:
-                figures = ", ".join(f"{level} threads {ms} ms" for level, ms in governor.stats()["msPerToken"].items())
-                log.info("decoding with %d threads instead of %d (a token took %s): %s",
-                         governor.current, before, figures,
-                         "other programs are taking cores" if governor.current < before else "the cores are free again")
+                figures = ", ".join(f"{ms} ms at {level}" for level, ms in governor.stats()["msPerToken"].items())
+                log.info("decoding with %d thread(s) instead of %d, %s (a token: %s)", governor.current, before,
+                         "other programs are taking cores" if governor.current < before else "the cores are free again",
+                         figures)
         return result
 
     def _generate(self, request: GenerationRequest, cancel: CancelToken) -> GenerationResult:
