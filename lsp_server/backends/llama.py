@@ -45,7 +45,7 @@ from lsp_server.backends.kvcache import KvSnapshots, Snapshot, common_prefix
 from lsp_server.backends.sampler import Sampler
 from lsp_server.backends.stops import check_stops
 from lsp_server.backends.threadpool import attach_threadpool
-from lsp_server.backends.threads import ThreadGovernor
+from lsp_server.backends.threads import ThreadGovernor, run_queue_wait_ns
 
 log = logging.getLogger(__name__)
 
@@ -442,10 +442,15 @@ class LlamaBackend:
         governor = self.governor
         threads = governor.level() if governor is not None else self._threads_set
         self._set_threads(threads)
+        waited = run_queue_wait_ns() if governor is not None else None
         result = self._generate(request, cancel)
         if governor is not None:
+            after = run_queue_wait_ns() if waited is not None else None
+            waiting = None
+            if waited is not None and after is not None and result.total_s > 0:
+                waiting = (after - waited) / 1e9 / result.total_s  # the share spent waiting for a core
             before = governor.current
-            governor.observe(threads, result.token_count, result.decode_s)
+            governor.observe(threads, result.token_count, result.decode_s, waiting)
             if governor.current != before:
                 figures = ", ".join(f"{ms} ms at {level}" for level, ms in governor.stats()["msPerToken"].items())
                 log.info("decoding with %d thread(s) instead of %d, %s (a token: %s)", governor.current, before,

@@ -11,20 +11,24 @@ time a token takes at each thread count and decodes with the count that is faste
 
 - Levels: the configured count, then halved down to 1 (8, 4, 2, 1).
 - Each generation of at least :data:`MIN_TOKENS` tokens is an observation: its time per
-  token at the level it ran with. A level's figure is the mean of its last observation and
-  the one before, reset on returning to it after other levels ran.
-- Calibration: after the third observation one generation runs one level lower, so both
-  are known; after each move down, once more from the new level (half of 8 cores taken:
-  8 threads are slow, 4 better, 2 may be better still).
-- Going down: when the current level's figure is over :data:`DOWN_MARGIN` times the next
-  lower level's (contention), or over :data:`SLOW` times its own best with the lower one
-  not yet known, the next generation runs one level lower.
+  token at the level it ran with, and the share of its time the decoding thread spent
+  waiting for a core (the run-queue delay in ``/proc/thread-self/schedstat``; 0.00-0.01
+  on a quiet machine here, 0.3-0.5 beside busy processes). A level's figure is the mean
+  of its last observation and the one before, reset on returning to it.
+- Going down: when the decoding thread waited over :data:`WAIT_SHARE` of the time, or
+  (where the wait cannot be read) a token took over :data:`SLOW` times the level's best,
+  the next generation runs one level lower, and that level is kept if the current one is
+  over :data:`DOWN_MARGIN` times slower. A level known to be that much faster is taken at
+  once.
 - Going up: below the configured count, every :data:`PROBE_EVERY` observations one
   generation runs one level higher; that level is kept if its time per token beats the
   current level's.
+- On a quiet machine nothing is tried: the configured count decodes every token, so
+  greedy text stays exactly what it was (another thread count rounds differently).
 
-Pure and deterministic: the backend asks :meth:`ThreadGovernor.level` before a
-generation and tells :meth:`ThreadGovernor.observe` its figures after.
+:class:`ThreadGovernor` is pure: the backend asks :meth:`ThreadGovernor.level` before a
+generation and tells :meth:`ThreadGovernor.observe` its figures after
+(:func:`run_queue_wait_ns` reads the wait).
 """
 
 from __future__ import annotations
@@ -32,19 +36,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+SCHEDSTAT = "/proc/thread-self/schedstat"
+
 # Shorter generations are dominated by their prompt evaluation and first-token costs.
 MIN_TOKENS = 8
-# The observation after which the next lower level is tried once; after a move down, the
-# next lower one is tried this many observations later.
-CALIBRATE_AT = 3
-CALIBRATE_AFTER_MOVE = 2
+# Contention: the decoding thread waited for a core this share of the generation's time.
+WAIT_SHARE = 0.1
 # Down when the current level is this much slower than the next lower one: quiet, one
-# thread less is 5-20 % slower a token here, so noise does not cross it; contended,
-# the gap is 4-10 x.
+# thread less is 0-20 % slower a token here; beside one busy process 2 threads were 3.3 x
+# slower than 1, beside two 1.2 x.
 DOWN_MARGIN = 1.2
-# Down, the lower level not known yet, when this much slower than the level's own best.
+# Contention where the wait cannot be read: this much slower than the level's own best.
 SLOW = 1.8
-# Below the configured count: one generation one level higher every this many.
+# Below the configured count: one generation one level higher every this many; and a
+# lower level that lost its trial is not tried again for as many.
 PROBE_EVERY = 12
 
 
@@ -68,8 +73,8 @@ class ThreadGovernor:
     observations: int = field(init=False, default=0)
     since_probe: int = field(init=False, default=0)
     switches: int = field(init=False, default=0)
-    # The observation count at which the next lower level is tried once (None: not due).
-    explore_lower_at: int | None = field(init=False, default=CALIBRATE_AT)
+    # Observations left before a lower level that lost its trial is tried again.
+    lower_cooldown: int = field(init=False, default=0)
     _last_level: int | None = field(init=False, default=None)
     _last: dict[int, float] = field(init=False, default_factory=dict)
 
@@ -81,8 +86,9 @@ class ThreadGovernor:
         """The thread count for the next generation."""
         return self.trial if self.trial is not None else self.current
 
-    def observe(self, level: int, tokens: int, seconds: float) -> None:
-        """A generation at ``level`` threads decoded ``tokens`` in ``seconds``."""
+    def observe(self, level: int, tokens: int, seconds: float, waiting: float | None = None) -> None:
+        """A generation at ``level`` threads decoded ``tokens`` in ``seconds``; its
+        decoding thread waited for a core ``waiting`` of the time (None: unknown)."""
         if tokens < MIN_TOKENS or seconds <= 0 or level not in self.levels:
             return
         per_token = seconds / tokens
@@ -93,22 +99,25 @@ class ThreadGovernor:
         self.recent[level] = per_token if previous is None else (previous + per_token) / 2
         self.best[level] = min(self.best.get(level, per_token), per_token)
         self.observations += 1
+        self.lower_cooldown = max(0, self.lower_cooldown - 1)
         probing, self.trial = self.trial, None
         if probing is not None and probing != self.current:
             self._end_probe(probing)
             return
-        self._decide()
+        self._decide(waiting)
 
     def _end_probe(self, probed: int) -> None:
         here = self.recent.get(self.current)
-        if probed < self.current:  # the calibration: go down only if it is clearly faster
+        if probed < self.current:  # go down only if it is clearly faster
             if here is not None and here > DOWN_MARGIN * self.recent[probed]:
                 self._switch(probed)
+            else:
+                self.lower_cooldown = PROBE_EVERY
         elif here is None or self.recent[probed] < here:
             self._switch(probed)
         self.since_probe = 0
 
-    def _decide(self) -> None:
+    def _decide(self, waiting: float | None) -> None:
         index = self.levels.index(self.current)
         lower = self.levels[index + 1] if index + 1 < len(self.levels) else None
         higher = self.levels[index - 1] if index > 0 else None
@@ -118,11 +127,8 @@ class ThreadGovernor:
             if known is not None and here > DOWN_MARGIN * known:
                 self._switch(lower)
                 return
-            if known is None and here > SLOW * self.best[self.current]:
-                self.trial = lower
-                return
-            if self.explore_lower_at is not None and self.observations >= self.explore_lower_at:
-                self.explore_lower_at = None
+            contended = waiting > WAIT_SHARE if waiting is not None else here > SLOW * self.best[self.current]
+            if contended and not self.lower_cooldown:
                 self.trial = lower
                 return
         if higher is not None:
@@ -132,8 +138,6 @@ class ThreadGovernor:
 
     def _switch(self, level: int) -> None:
         if level != self.current:
-            # Down: try the next lower level soon too. Up: the cores came free; no need.
-            self.explore_lower_at = self.observations + CALIBRATE_AFTER_MOVE if level < self.current else None
             self.current = level
             self.switches += 1
             self.since_probe = 0
@@ -145,3 +149,13 @@ class ThreadGovernor:
             "switches": self.switches,
             "msPerToken": {str(level): round(value * 1000, 2) for level, value in sorted(self.recent.items())},
         }
+
+
+def run_queue_wait_ns() -> int | None:
+    """Nanoseconds the calling thread has waited, runnable, for a core (Linux schedstat's
+    second field); None where the kernel does not say."""
+    try:
+        with open(SCHEDSTAT, "rb") as handle:
+            return int(handle.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -34,7 +34,8 @@ def test_returning_restores_the_saved_state_and_generates_the_same(
 ) -> None:
     from lsp_server.backends.llama import LlamaBackend
 
-    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=2048, n_threads=2)
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=2048, n_threads=2,
+                           adaptive_threads=False)
     try:
         there = HEAD + _function("dedent")[:900]
         elsewhere = HEAD + _function("indent")
@@ -69,7 +70,8 @@ def test_returning_restores_the_saved_state_and_generates_the_same(
 def test_no_saved_states_with_a_zero_bound(embedded_model_path: Path) -> None:
     from lsp_server.backends.llama import LlamaBackend
 
-    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=2048, n_threads=2)
+    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=2048, n_threads=2,
+                           adaptive_threads=False)
     try:
         backend.kv_cache.resize(0)
         there = HEAD + _function("dedent")[:900]

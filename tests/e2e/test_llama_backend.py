@@ -42,7 +42,7 @@ def test_threadpool_attached_same_output_and_freed(embedded_model_path: Path) ->
     from lsp_server.backends.threadpool import attach_threadpool
 
     backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2,
-                           n_gpu_layers=GPU_LAYERS)
+                           n_gpu_layers=GPU_LAYERS, adaptive_threads=False)  # the same text twice
     assert backend.threadpool is not None
     request = GenerationRequest(prompt="def add(a, b):\n    return", max_tokens=12)
     pooled = backend.generate(request, CancelToken())

@@ -22,7 +22,8 @@ PROMPTS = [
 def backend(embedded_model_path: Path):  # type: ignore[no-untyped-def]
     from lsp_server.backends.llama import LlamaBackend
 
-    loaded = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=1024, n_threads=2)
+    loaded = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=1024, n_threads=2,
+                          adaptive_threads=False)
     yield loaded
     loaded.close()
 
