@@ -18,8 +18,9 @@ time a token takes at each thread count and decodes with the count that is faste
 - Going down: when the decoding thread waited over :data:`WAIT_SHARE` of the time, or
   (where the wait cannot be read) a token took over :data:`SLOW` times the level's best,
   the next generation runs one level lower, and that level is kept if the current one is
-  over :data:`DOWN_MARGIN` times slower. A level known to be that much faster is taken at
-  once.
+  over :data:`DOWN_MARGIN` times slower (a lower level already known to be that much
+  faster is taken at once). Without that signal nothing moves down: times a token differ
+  between generations with the context's length.
 - Going up: below the configured count, every :data:`PROBE_EVERY` observations one
   generation runs one level higher; that level is kept if its time per token beats the
   current level's.
@@ -123,13 +124,13 @@ class ThreadGovernor:
         higher = self.levels[index - 1] if index > 0 else None
         here = self.recent[self.current]
         if lower is not None:
-            known = self.recent.get(lower)
-            if known is not None and here > DOWN_MARGIN * known:
-                self._switch(lower)
-                return
             contended = waiting > WAIT_SHARE if waiting is not None else here > SLOW * self.best[self.current]
             if contended and not self.lower_cooldown:
-                self.trial = lower
+                known = self.recent.get(lower)
+                if known is not None and here > DOWN_MARGIN * known:
+                    self._switch(lower)  # known to be faster: at once
+                else:
+                    self.trial = lower
                 return
         if higher is not None:
             self.since_probe += 1

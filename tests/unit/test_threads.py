@@ -117,3 +117,14 @@ def test_the_wait_is_read_where_linux_has_it() -> None:
     if waited is None:
         pytest.skip("no /proc/thread-self/schedstat here")
     assert waited >= 0 and run_queue_wait_ns() >= waited  # type: ignore[operator]
+
+
+def test_a_slower_generation_without_a_wait_does_not_move_it_down() -> None:
+    """After a contended spell one thread is known to be fast; a long-context generation
+    at two threads on the quiet machine again is slower a token, but nothing waited."""
+    governor = ThreadGovernor(2)
+    run(governor, BUSY, 5)
+    run(governor, QUIET, 2 * PROBE_EVERY)
+    assert governor.current == 2
+    governor.observe(2, 20, 20 * 0.012, 0.0)  # 1.7 x one thread's time a token
+    assert governor.level() == 2 and governor.current == 2
