@@ -446,9 +446,9 @@ class LlamaBackend:
         result = self._generate(request, cancel)
         if governor is not None:
             after = run_queue_wait_ns() if waited is not None else None
-            waiting = None
+            waiting = None  # the share of the generation spent waiting for a core
             if waited is not None and after is not None and result.total_s > 0:
-                waiting = (after - waited) / 1e9 / result.total_s  # the share spent waiting for a core
+                waiting = (after - waited) / 1e9 / result.total_s
             before = governor.current
             governor.observe(threads, result.token_count, result.decode_s, waiting)
             if governor.current != before:

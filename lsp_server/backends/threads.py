@@ -76,8 +76,10 @@ class ThreadGovernor:
     switches: int = field(init=False, default=0)
     # Observations left before a lower level that lost its trial is tried again.
     lower_cooldown: int = field(init=False, default=0)
+    # The last observation: its level and time a token (a level's figure averages it with
+    # the next one at the same level).
     _last_level: int | None = field(init=False, default=None)
-    _last: dict[int, float] = field(init=False, default_factory=dict)
+    _last_per_token: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.levels = levels_for(self.configured)
@@ -94,10 +96,8 @@ class ThreadGovernor:
             return
         per_token = seconds / tokens
         returning = self._last_level != level
-        previous = None if returning else self._last.get(level)
-        self._last[level] = per_token
-        self._last_level = level
-        self.recent[level] = per_token if previous is None else (previous + per_token) / 2
+        self.recent[level] = per_token if returning else (self._last_per_token + per_token) / 2
+        self._last_level, self._last_per_token = level, per_token
         self.best[level] = min(self.best.get(level, per_token), per_token)
         self.observations += 1
         self.lower_cooldown = max(0, self.lower_cooldown - 1)

@@ -85,13 +85,17 @@ class ModelWorker:
     def kv_cache_stats(self) -> dict[str, Any] | None:
         """The loaded backend's saved KV states (bound, bytes used, entries, restores);
         None for a backend without them. Counters only: safe off the worker thread."""
-        stats = getattr(self._backend, "kv_cache_stats", None)
-        return dict(stats()) if callable(stats) else None
+        return self._backend_stats("kv_cache_stats")
 
     def threads_stats(self) -> dict[str, Any] | None:
         """The loaded backend's thread governor (threads in use, time a token at each
         count); None where threads are fixed or the backend has none."""
-        stats = getattr(self._backend, "threads_stats", None)
+        return self._backend_stats("threads_stats")
+
+    def _backend_stats(self, name: str) -> dict[str, Any] | None:
+        """A copy of what the backend's optional ``name()`` reports; None where it has no
+        such method or reports nothing."""
+        stats = getattr(self._backend, name, None)
         found = stats() if callable(stats) else None
         return dict(found) if found is not None else None
 
