@@ -57,7 +57,15 @@ def repetition(text: str) -> int | None:
     n = len(text)
     if n < LOOP_MIN_CHARS:
         return None
+    last = text[-1]
     for period in range(1, min(LOOP_MAX_PERIOD, n // LOOP_COPIES) + 1):
+        # The span below reaches ``least`` only where the text's last ``least - period``
+        # characters equal the ones ``period`` before them (the last character first):
+        # that rules out nearly every period of text that is no loop without a Python
+        # loop over characters (this runs at every generated token).
+        least = max(LOOP_MIN_CHARS, LOOP_COPIES * period)
+        if text[n - 1 - period] != last or least > n or text[n - least : n - period] != text[n - least + period :]:
+            continue
         # The text's last ``span`` characters repeat with this period.
         span = period
         while span < n and text[n - span - 1] == text[n - span - 1 + period]:
@@ -111,7 +119,11 @@ def nesting(text: str) -> int | None:
     line_start = text.rfind("\n") + 1
     if len(text) - line_start < LOOP_MIN_CHARS:
         return None
-    shape, starts = _shape(text[line_start:])
+    line = text[line_start:]
+    # Each of the NEST_COPIES copies holds a comma and opens a bracket.
+    if line.count(",") < NEST_COPIES or sum(map(line.count, _OPENERS)) < NEST_COPIES:
+        return None
+    shape, starts = _shape(line)
     n = len(shape)
     for period in range(NEST_MIN_PERIOD, min(LOOP_MAX_PERIOD, n // NEST_COPIES) + 1):
         span = period

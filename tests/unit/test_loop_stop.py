@@ -4,13 +4,24 @@ replays; the real code below must never look like one."""
 
 from __future__ import annotations
 
+import random
 import sysconfig
 from pathlib import Path
 
 import pytest
 
 from lsp_server.backends.base import CancelToken, GenerationRequest, GenerationResult, ModelInfo
-from lsp_server.backends.stops import LOOP_MIN_CHARS, check_stops, nesting, repetition
+from lsp_server.backends.stops import (
+    LOOP_COPIES,
+    LOOP_MAX_PERIOD,
+    LOOP_MIN_CHARS,
+    NEST_COPIES,
+    NEST_MIN_PERIOD,
+    _shape,
+    check_stops,
+    nesting,
+    repetition,
+)
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.engine import CompletionEngine
@@ -109,6 +120,65 @@ def test_no_line_of_real_modules_looks_like_a_loop_wherever_it_is_cut(module: st
                for end in range(LOOP_MIN_CHARS, len(line) + 1))
     ]
     assert found == []
+
+
+def _plain_repetition(text: str) -> int | None:
+    """stops.repetition's rule without its quick rejection: every period walked."""
+    n = len(text)
+    if n < LOOP_MIN_CHARS:
+        return None
+    for period in range(1, min(LOOP_MAX_PERIOD, n // LOOP_COPIES) + 1):
+        span = period
+        while span < n and text[n - span - 1] == text[n - span - 1 + period]:
+            span += 1
+        if span >= LOOP_MIN_CHARS and span >= LOOP_COPIES * period:
+            piece = text[n - period :]
+            if "\n" not in piece and any(c.isalnum() for c in piece):
+                return n - span + period
+    return None
+
+
+def _plain_nesting(text: str) -> int | None:
+    """stops.nesting's rule without its quick rejection (the line's commas and brackets)."""
+    line_start = text.rfind("\n") + 1
+    if len(text) - line_start < LOOP_MIN_CHARS:
+        return None
+    shape, starts = _shape(text[line_start:])
+    n = len(shape)
+    for period in range(NEST_MIN_PERIOD, min(LOOP_MAX_PERIOD, n // NEST_COPIES) + 1):
+        span = period
+        while span < n and shape[n - span - 1] == shape[n - span - 1 + period]:
+            span += 1
+        if span < NEST_COPIES * period:
+            continue
+        piece = shape[n - period :]
+        opened = sum(piece.count(c) for c in "([{") - sum(piece.count(c) for c in ")]}")
+        first = starts[n - span + period]
+        if opened > 0 and "," in piece and len(text) - line_start - starts[n - span] >= LOOP_MIN_CHARS:
+            return line_start + first
+    return None
+
+
+def test_the_quick_rejections_change_no_answer() -> None:
+    """The loop checks run at every generated token, so each first rejects most texts
+    with a comparison in C; on random texts with and without loops in them, and every
+    prefix of each, they answer as the plain rules do."""
+    rng = random.Random(7)
+    pieces = ["f(a, ", "self.x(", "ab", "0, ", "get(self.tk.", " ", "\n", "x", ")", "[1, ", "q"]
+    texts = []
+    for _ in range(300):
+        head = "".join(rng.choice("abc (),[]\n1_") for _ in range(rng.randrange(0, 30)))
+        piece = rng.choice(pieces) + "".join(rng.choice("ab(,") for _ in range(rng.randrange(0, 8)))
+        texts.append(head + piece * rng.randrange(1, 25) + rng.choice(["", "a", "f(", "\n"]))
+    looped = checked = 0
+    for text in texts:
+        for end in range(LOOP_MIN_CHARS, len(text) + 1):
+            prefix = text[:end]
+            expected = (_plain_repetition(prefix), _plain_nesting(prefix))
+            assert (repetition(prefix), nesting(prefix)) == expected, prefix
+            looped += expected != (None, None)
+            checked += 1
+    assert looped > 1000 and checked - looped > 1000  # both kinds of text were seen
 
 
 class Looping:
