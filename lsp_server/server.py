@@ -225,13 +225,25 @@ class GhostpilotServer(LanguageServer):
         if not self.worker.shutdown(timeout=STOP_TIMEOUT_S):
             log.warning("the model worker did not stop within %.0f s", STOP_TIMEOUT_S)
 
-    def send_status(self, state: StatusState, **extra: Any) -> None:
+    def send_status(self, state: StatusState, *, after_answer: bool = False, **extra: Any) -> None:
+        """Tell the client the server's state (``ghostpilot/status``). ``after_answer``:
+        a request's handler says how it ended; the status goes out after the request's
+        answer, which is queued on the loop once the handler returns, so the client
+        reads the answer first (the answer is what a user waits for)."""
         info = self.worker.info
         params = {"state": state, "model": info.name if info else self.settings.model, **extra}
         note = self.supervisor.note  # a local fallback is said in every status, not just once
         if note and state != "error" and not params.get("message"):
             params["message"] = note
-        self.call_soon(self.protocol.notify, STATUS_NOTIFICATION, params)
+        if after_answer:
+            self.call_soon(self._next_turn, self.protocol.notify, STATUS_NOTIFICATION, params)
+        else:
+            self.call_soon(self.protocol.notify, STATUS_NOTIFICATION, params)
+
+    def _next_turn(self, callback: Callable[..., Any], *args: Any) -> None:
+        """On the loop: run ``callback`` after what was queued before this call ran."""
+        if self.loop is not None:
+            self.loop.call_soon(callback, *args)
 
     # -- the listener loop: hooks for features that share an LSP method ----------------------
 

@@ -207,7 +207,7 @@ async def suggestion_at(
     ls.send_status("generating")
     cursor = await parsed_cursor(ls.documents, document, offset, whole=False)
     if cursor is None:
-        ls.send_status("ready")
+        ls.send_status("ready", after_answer=True)
         return document, None
     revision, line_start, offset = cursor
     try:
@@ -222,12 +222,13 @@ async def suggestion_at(
     if suggestion is not None:
         suggestion = follow_edits(ls.documents, document, revision, line_start, suggestion)
     if suggestion is None:
-        ls.send_status("ready")
+        ls.send_status("ready", after_answer=True)
         return document, None
     ls.remember(suggestion)
     result = suggestion.result
     ls.send_status(
         "ready",
+        after_answer=True,
         latencyMs=round(suggestion.latency_s * 1000, 1),
         promptTokens=result.prompt_tokens if result else 0,
         reusedTokens=result.reused_tokens if result else 0,

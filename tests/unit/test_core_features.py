@@ -185,6 +185,26 @@ def with_engine(server: GhostpilotServer, answer: Suggestion | BaseException | N
     return engine
 
 
+async def test_the_answer_reaches_the_client_before_the_ready_status(live: GhostpilotServer) -> None:
+    """A user waits for the answer; the status that says how the request ended is
+    written after it, so a client reads the answer first."""
+    wire = Wire(live)
+    initialize(live, {"textDocument": {"inlineCompletion": {}}})
+    made = suggestion(result=GenerationResult(text="x", token_count=5, prompt_tokens=40))
+    with_engine(live, made)
+    live.documents.open(URI, TEXT, 1, "python")
+    live.protocol.handle_payload({"jsonrpc": "2.0", "id": 7, "method": "textDocument/inlineCompletion",  # type: ignore[attr-defined]
+                                  "params": {"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4},
+                                             "context": {"triggerKind": 1}}})
+    for _ in range(10):
+        await settle()
+    order = [("answer" if m.get("id") == 7 else m["params"]["state"]) for m in wire.sent
+             if m.get("id") == 7 or m.get("method") == "ghostpilot/status"]
+    assert order == ["generating", "answer", "ready"]
+    answer = next(m for m in wire.sent if m.get("id") == 7)
+    assert answer["result"]["items"][0]["insertText"] == made.text
+
+
 async def test_suggestion_at_remembers_it_and_reports_ready_with_its_figures(live: GhostpilotServer) -> None:
     wire = Wire(live)
     made = suggestion(result=GenerationResult(text="x", token_count=5, prompt_tokens=40, reused_tokens=30, evaluated_tokens=10),
