@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from tree_sitter import Node
 
 from lsp_server.parsing import syntax
-from lsp_server.parsing.region import SyntaxTree
+from lsp_server.parsing.region import SyntaxTree, members_after
 from lsp_server.parsing.syntax import ancestors, definition_node
 
 IMPORT_TYPES = frozenset({"import_statement", "import_from_statement", "future_import_statement"})
@@ -203,12 +203,12 @@ def stub(node: Node, source: bytes, *, with_members: bool = True) -> str:
     return "\n".join(parts)
 
 
-def _class_members(node: Node, source: bytes, exclude: Node | None) -> list[str]:
+def _class_members(node: Node, source: bytes, exclude: Node | None, tail: tuple[Node, ...] = ()) -> list[str]:
     body = node.child_by_field_name("body")
     if body is None:
         return []
     members: list[str] = []
-    for child in body.named_children:
+    for child in (*body.named_children, *(member for member in tail if member.is_named)):
         inner = child
         if child.type == "decorated_definition":
             inner = child.child_by_field_name("definition") or child
@@ -236,13 +236,15 @@ def _is_docstring(statement: Node, body: Node) -> bool:
     )
 
 
-def class_header(node: Node, source: bytes, exclude: Node | None) -> str:
-    """The class's header, docstring, fields and other methods' signatures."""
+def class_header(node: Node, source: bytes, exclude: Node | None, tail: tuple[Node, ...] = ()) -> str:
+    """The class's header, docstring, fields and other methods' signatures; ``tail``: its
+    members after a request's region, where the region's parse of the class ends before
+    them (:func:`lsp_server.parsing.region.members_after`)."""
     parts = [_header_text(node, source)]
     doc = _docstring(node, source)
     if doc:
         parts.append(doc)
-    parts.extend(_class_members(node, source, exclude))
+    parts.extend(_class_members(node, source, exclude, tail))
     return "\n".join(parts)
 
 
@@ -436,7 +438,7 @@ def build_context(
         skip = (function,) + ((klass,) if klass is not None else ())
         line = _text(source, *_line_bounds(source, function.start_byte))
         if klass is not None:
-            header = class_header(klass, source, exclude=None)
+            header = class_header(klass, source, exclude=None, tail=members_after(tree, klass))
         elif tree.root_node.has_error and leading_ws(line):
             header = class_header_by_indentation(source, outer.start_byte)
         else:
@@ -500,7 +502,7 @@ def _context_by_indentation(
         def_start = source.find(b"\n", def_start) + 1
     line = _text(source, *_line_bounds(source, def_start))
     if klass is not None:
-        header = class_header(klass, source, exclude=None)
+        header = class_header(klass, source, exclude=None, tail=members_after(tree, klass))
     elif leading_ws(line):
         header = class_header_by_indentation(source, def_start)
     else:

@@ -77,6 +77,16 @@ def _typed(
         yield edit, current
 
 
+def _retyped(text: str, body: typing_replay.FunctionBody, keystrokes: int) -> list[typing_replay.Edit]:
+    """``body`` deleted and typed back, its first ``keystrokes`` keystrokes."""
+    edits = [typing_replay.Edit(body.start, body.end, "", request=True, kind="delete")]
+    position = body.start
+    for piece, request in typing_replay.keystrokes(text[body.start:body.end])[:keystrokes]:
+        edits.append(typing_replay.Edit(position, position, piece, request=request))
+        position += len(piece)
+    return edits
+
+
 def _plans(document: Document, cursor: int) -> tuple[object, object]:
     snapshot = Snapshot.of(document)
     whole = replace(snapshot, tree=syntax.parse(document.source))
@@ -300,7 +310,11 @@ def test_a_module_that_is_one_large_class_gets_its_region_off_the_loop_then_incr
     biggest = max(document.tree.root_node.children, key=lambda n: n.end_byte - n.start_byte)
     assert biggest.type == "class_definition"
     assert biggest.end_byte - biggest.start_byte > MAX_SHARE * len(document.source)
-    edits = typing_replay.session(text, functions=2, max_keystrokes=200)
+    # The class's last method: a region narrowed to the members up to the edits is the
+    # whole class there (see test_typing_in_a_method_parses_the_class_up_to_it below).
+    last = [body for body in typing_replay.function_bodies(text)
+            if biggest.start_byte <= len(text[:body.start].encode()) < biggest.end_byte][-1]
+    edits = _retyped(text, last, 200)
     jobs, incremental, requests = 0, 0, 0
     for edit, _ in _typed(document, text, edits):
         if not edit.request:
@@ -326,7 +340,7 @@ def test_a_module_that_is_one_large_class_gets_its_region_off_the_loop_then_incr
         assert fresh is not None and not fresh.incremental
         assert str(found.inner.root_node) == str(fresh.inner.root_node)
         assert [c.type for c in found.root_node.children] == [c.type for c in fresh.root_node.children]
-    assert 1 <= jobs <= 2  # once per method typed (a whole parse between them resets the base)
+    assert jobs == 1  # once for the method typed
     assert incremental >= 0.8 * requests
 
 
@@ -406,3 +420,84 @@ def test_a_request_in_a_large_class_parses_its_region_on_a_thread_not_the_whole_
     second = document.request_tree()
     assert isinstance(second, RegionTree) and second.incremental
     assert document._stale
+
+
+def test_typing_in_a_method_parses_the_class_up_to_it() -> None:
+    """ftplib's FTP class (700 lines): typing in one of its first methods parses the class
+    from its line to the end of that method; the members after it come from the outer
+    tree into the class header, and every plan is the whole parse's wherever that has no
+    error. Later requests parse the narrowed region from the last one's tree, as a fresh
+    parse of it would."""
+    import ftplib
+
+    from lsp_server.parsing.region import members_after, region_tree
+    from lsp_server.prompts.context import enclosing_definitions
+
+    text = inspect.getsource(ftplib)
+    document = _opened(text)
+    assert document.tree is not None
+    klass = max(document.tree.root_node.children, key=lambda n: n.end_byte - n.start_byte)
+    assert klass.type == "class_definition"
+    methods = [body for body in typing_replay.function_bodies(text)
+               if klass.start_byte <= len(text[:body.start].encode()) < klass.end_byte]
+    edits = _retyped(text, methods[2], 120)
+    narrowed, compared, incremental, in_class = 0, 0, 0, 0
+    for edit, current in _typed(document, text, edits):
+        if not edit.request:
+            continue
+        tree = document.request_tree()
+        assert isinstance(tree, RegionTree)
+        cursor = len(current[: edit.start + len(edit.new_text)].encode())
+        end = tree.inner.included_ranges[0].end_byte
+        assert tree.tail and cursor < end < tree.tail[-1].end_byte
+        assert tree.tail[0].start_byte >= end and not document.source[end:tree.tail[0].start_byte].strip()
+        narrowed += 1
+        if tree.incremental:
+            incremental += 1
+            assert document._base is not None and document._dirty is not None
+            fresh = region_tree(document._base.copy(), document.source, document._dirty)
+            assert fresh is not None and str(fresh.inner.root_node) == str(tree.inner.root_node)
+        chain = enclosing_definitions(tree, document.source, cursor)
+        classes = [node for node in chain if node.type == "class_definition"]
+        if classes:  # the prompt code's class: the region's parse of it, with the rest after
+            assert members_after(tree, classes[0]) == tree.tail
+            in_class += 1
+        if syntax.parse(document.source).root_node.has_error:
+            continue
+        compared += 1
+        ours, theirs = _plans(document, edit.start + len(edit.new_text))
+        assert ours == theirs
+        assert f"def {methods[6].name}(" in ours[2].scope_header  # a member after the region
+    assert narrowed >= 20 and compared >= 10 and incremental >= 0.8 * narrowed and in_class >= 0.8 * narrowed
+
+
+def test_a_region_is_not_narrowed_where_its_class_is_small_or_its_line_was_edited() -> None:
+    from lsp_server.parsing.region import NARROW_MIN_BYTES, members_after, region_tree
+
+    methods = "".join(f"    def method_{n}(self, x):\n        return x * {n}\n\n" for n in range(3))
+    filler = "".join(f"\n\ndef filler_{n}(x):\n    return x * {n}\n" for n in range(8))
+    small = "import os\n\n\nclass Small:\n" + methods + "\ndef tail():\n    return 1\n" + filler
+    assert len(small) < NARROW_MIN_BYTES
+    document = _opened(small)
+    text = _insert(document, small, "return x * 0", " + 1")
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree) and tree.tail == ()
+    assert text[tree.inner.included_ranges[0].start_byte:].startswith("class Small")
+    assert tree.inner.included_ranges[0].end_byte == text.index("def tail")
+    klass = tree.root_node.named_children[1]
+    assert klass.type == "class_definition" and members_after(tree, klass) == ()
+
+    large = "import os\n\n\nclass Large(object):\n" + "".join(
+        f"    def method_{n}(self, x):\n        return x * {n}\n\n" for n in range(200)) + "\ndef tail():\n    return 1\n"
+    document = _opened(large)
+    _insert(document, large, "class Large", "r")
+    assert document._base is not None and document._dirty is not None
+    tree = region_tree(document._base.copy(), document.source, document._dirty, large=True)
+    assert tree is not None and tree.tail == ()  # the class line: no narrowing
+    document = _opened(large)
+    text = _insert(document, large, "return x * 5\n", "        y = 1\n")
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree) and tree.tail
+    assert tree.inner.included_ranges[0].end_byte == len(text[: text.index("    def method_6")].encode())
+    assert document.source[tree.tail[0].start_byte:].startswith(b"def method_6")
+    assert len(tree.tail) == 194
