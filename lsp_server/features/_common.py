@@ -166,6 +166,32 @@ async def parse_off_the_loop(document: Document, *, whole: bool = True) -> None:
     document.adopt_tree(tree, revision)
 
 
+# Whole parses started after a request (see parse_whole_later), by document: held until
+# done (the loop keeps only weak references to tasks), one at a time for each.
+_whole_parses: dict[int, asyncio.Task[None]] = {}
+
+
+def parse_whole_later(document: Document) -> None:
+    """After a request whose region spans several top-level statements (the user moved
+    on from one function to another, and no code action asked for the whole tree since,
+    as VS Code's do at each cursor move), parse the whole file on a thread: the next
+    requests' regions then hold only the statement being edited, a method's class only
+    up to the method. The answer does not wait for it; one at a time per document."""
+    key = id(document)
+    if key in _whole_parses or not document.wants_whole_parse():
+        return
+
+    async def run() -> None:
+        try:
+            await parse_off_the_loop(document, whole=True)
+        except Exception:  # a background parse must never cost anything else
+            log.exception("could not parse %s in the background", document.uri)
+
+    task = asyncio.ensure_future(run())
+    _whole_parses[key] = task
+    task.add_done_callback(lambda _: _whole_parses.pop(key, None))
+
+
 async def parsed_cursor(
     documents: DocumentStore, document: Document, offset: int, *, whole: bool = True
 ) -> tuple[int, int, int] | None:
@@ -219,6 +245,7 @@ async def suggestion_at(
         ls.report_error(f"model:{error}", str(error))
         ls.send_status("error", message=str(error))
         return document, None
+    parse_whole_later(document)
     if suggestion is not None:
         suggestion = follow_edits(ls.documents, document, revision, line_start, suggestion)
     if suggestion is None:

@@ -194,6 +194,20 @@ class Document:
             self._kept = KeptRegion(found)
         return found
 
+    def wants_whole_parse(self) -> bool:
+        """Whether parsing the whole file now would make the next requests' regions
+        smaller: this revision's region holds more than one top-level statement (the
+        edits since the last whole parse lie in several: the user moved on to another
+        function, and nothing asked for the whole tree since) and parsed clean, so that
+        the whole parse becomes the new base of regions."""
+        cached = self._region_cache
+        if not self.parsed or cached is None or cached[0] != self.revision or cached[1] is None:
+            return False
+        inner = cached[1].inner.root_node
+        if inner.has_error:
+            return False
+        return sum(node.type != "comment" for node in inner.children) > 1
+
     def region_job(self) -> tuple[int, Callable[[], RegionTree | None]] | None:
         """(revision, parse) where :meth:`region` found none only because the edited
         statements are most of the file and have no earlier region to parse from (a
@@ -237,6 +251,7 @@ class Document:
             base.edit(**edit)
             dirty = _widen(dirty, edit)
         self._base, self._dirty = base, dirty
+        self._region_cache = None  # made from the old base: the next region is smaller
 
     @property
     def oversized(self) -> bool:

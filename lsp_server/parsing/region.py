@@ -200,19 +200,25 @@ def narrow_to_members(stale: Tree, source: bytes, region: Region, dirty: tuple[i
         return region  # the class's own line was edited
     column = members[0].start_point.column
     high_row = source.count(b"\n", 0, dirty[1])
-    for index, member in enumerate(members):
-        row = member.start_point.row
-        if row <= high_row or member.start_byte <= dirty[1]:
-            continue
-        tail = members[index:]
-        if member.start_point.column != column or any(node.type == "ERROR" for node in tail):
-            return region
-        end = _line_start(source, member.start_byte)
-        if source[end : member.start_byte].strip():
-            return region  # something before the member on its line: not a statement start
-        return Region(region.start_byte, end, region.start_point, Point(row, 0), region.before,
-                      region.after, class_start=klass.start_byte, tail=tuple(tail))
-    return region
+    after_edits = [index for index, member in enumerate(members)
+                   if member.start_point.row > high_row and member.start_byte > dirty[1]]
+    if not after_edits or any(member.start_point.column != column or member.type == "ERROR"
+                              for member in members[after_edits[0] :]):
+        return region
+    # The region takes one whole statement after the edits too (a comment is none):
+    # tree-sitter gives a comment or a line continuation at the very end of its input to
+    # the module, not to the block it ends, which is the cursor's method where the user
+    # has just typed one there.
+    whole = next((index for index in after_edits if members[index].type != "comment"), None)
+    if whole is None or whole + 1 >= len(members):
+        return region
+    tail = members[whole + 1 :]
+    first = tail[0]
+    end = _line_start(source, first.start_byte)
+    if source[end : first.start_byte].strip():
+        return region  # something before the member on its line: not a statement start
+    return Region(region.start_byte, end, region.start_point, Point(first.start_point.row, 0), region.before,
+                  region.after, class_start=klass.start_byte, tail=tuple(tail))
 
 
 def parse_region(

@@ -196,13 +196,34 @@ async def test_the_answer_reaches_the_client_before_the_ready_status(live: Ghost
     live.protocol.handle_payload({"jsonrpc": "2.0", "id": 7, "method": "textDocument/inlineCompletion",  # type: ignore[attr-defined]
                                   "params": {"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4},
                                              "context": {"triggerKind": 1}}})
-    for _ in range(10):
-        await settle()
+    for _ in range(500):  # the request parses the document on a thread first
+        if any(m.get("id") == 7 for m in wire.sent):
+            break
+        await asyncio.sleep(0.01)
+    await settle()
     order = [("answer" if m.get("id") == 7 else m["params"]["state"]) for m in wire.sent
              if m.get("id") == 7 or m.get("method") == "ghostpilot/status"]
     assert order == ["generating", "answer", "ready"]
     answer = next(m for m in wire.sent if m.get("id") == 7)
     assert answer["result"]["items"][0]["insertText"] == made.text
+
+
+async def test_a_request_whose_region_spans_two_statements_starts_a_whole_parse(live: GhostpilotServer) -> None:
+    """After the answer, off the loop: the next requests' regions hold only the
+    statement being edited (parsing/region.py)."""
+    Wire(live)
+    functions = "".join(f"def f{n}(x):\n    return x * {n}\n\n\n" for n in range(40))
+    live.documents.open(URI, functions, 1, "python")
+    document = live.documents.get(URI)
+    assert document.tree is not None  # the first whole parse
+    live.documents.change(URI, 2, [RangeEdit(((81, 17), (81, 17)), " + 1")])  # in f20
+    live.documents.change(URI, 3, [RangeEdit(((89, 17), (89, 17)), " + 2")])  # in f22
+    made = suggestion(result=GenerationResult(text="x", token_count=5, prompt_tokens=40))
+    with_engine(live, made)
+    await _common.suggestion_at(live, URI, types.Position(line=89, character=21), explicit=True)
+    assert document._dirty is not None and document.wants_whole_parse()
+    await asyncio.gather(*_common._whole_parses.values())
+    assert document._dirty is None and not document._stale
 
 
 async def test_suggestion_at_remembers_it_and_reports_ready_with_its_figures(live: GhostpilotServer) -> None:

@@ -498,6 +498,65 @@ def test_a_region_is_not_narrowed_where_its_class_is_small_or_its_line_was_edite
     text = _insert(document, large, "return x * 5\n", "        y = 1\n")
     tree = document.request_tree()
     assert isinstance(tree, RegionTree) and tree.tail
-    assert tree.inner.included_ranges[0].end_byte == len(text[: text.index("    def method_6")].encode())
-    assert document.source[tree.tail[0].start_byte:].startswith(b"def method_6")
-    assert len(tree.tail) == 194
+    # Up to the end of method_5 and one whole member more (see the test below).
+    assert tree.inner.included_ranges[0].end_byte == len(text[: text.index("    def method_7")].encode())
+    assert document.source[tree.tail[0].start_byte:].startswith(b"def method_7")
+    assert len(tree.tail) == 193
+
+
+LARGE_CLASS = "import os\n\n\nclass Large(object):\n" + "".join(
+    f"    def method_{n}(self, x):\n        return x * {n}\n\n" for n in range(200)) + "\ndef tail():\n    return 1\n" + "".join(
+    f"\n\ndef f{n}(x):\n    return x\n" for n in range(900))
+
+
+@pytest.mark.parametrize("typed", [
+    "        # note", "        # note\n", "        y = 1  # c", "        z = 2 \\\n", "        z = 2 \\\n            + 3",
+    '        """doc"""\n        # c\n        ', "        if x:\n            # later\n", "\n    # a comment between methods\n",
+])
+def test_what_ends_a_method_being_typed_plans_as_in_the_whole_file(typed: str) -> None:
+    """A comment or a line continuation at the end of tree-sitter's input belongs to the
+    module, not to the block it ends: the narrowed region takes one whole member after
+    the edited one, so the cursor's method keeps what the user just typed at its end."""
+    document = _opened(LARGE_CLASS)
+    text = _insert(document, LARGE_CLASS, "return x * 5\n", typed)
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree) and tree.tail
+    cursor = text.index("return x * 5\n") + len("return x * 5\n") + len(typed)
+    assert not syntax.parse(document.source).root_node.has_error
+    ours, theirs = _plans(document, cursor)
+    assert ours == theirs
+
+
+def test_edits_in_two_statements_ask_for_a_whole_parse_that_makes_the_next_region_small() -> None:
+    """The user typed in one function, then in a method of a large class: the region
+    spans both, until a whole parse (started after the request, off the loop) becomes
+    the base; the next keystroke's region is the method's class up to the method."""
+    import asyncio
+
+    from lsp_server.features._common import parse_off_the_loop
+
+    document = _opened(LARGE_CLASS)
+    text = _insert(document, LARGE_CLASS, "def tail():\n    return 1", " + 1")
+    assert isinstance(document.request_tree(), RegionTree)
+    assert not document.wants_whole_parse()  # one statement: nothing to gain
+    text = _insert(document, text, "return x * 5\n", "        y = 1\n")
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree) and tree.tail == ()  # the class and tail()
+    assert document.wants_whole_parse()
+    asyncio.run(parse_off_the_loop(document, whole=True))
+    assert document._dirty is None and not document.wants_whole_parse()
+    text = _insert(document, text, "        y = 1\n", "        z = 2\n")
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree) and tree.tail and not document.wants_whole_parse()
+    assert document.source[tree.tail[0].start_byte:].startswith(b"def method_7")
+
+
+def test_a_region_with_an_error_asks_for_no_whole_parse() -> None:
+    """A whole parse of text with an error may not become the base (a top-level ERROR
+    node); none is started for it."""
+    document = _opened(LARGE_CLASS)
+    text = _insert(document, LARGE_CLASS, "def tail():\n    return 1", " + 1")
+    _insert(document, text, "return x * 5\n", "        y = (1,\n")
+    tree = document.request_tree()
+    assert isinstance(tree, RegionTree) and tree.inner.root_node.has_error
+    assert not document.wants_whole_parse()
