@@ -27,6 +27,7 @@ tree-sitter node.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,15 +54,14 @@ class RegionRoot:
     is_missing = False
     parent = None
 
-    def __init__(
-        self, outer: Node, inner: Node, before: list[Node], after: list[Node], tail: tuple[Node, ...] = ()
-    ) -> None:
+    def __init__(self, outer: Node, inner: Node, before: list[Node], after: list[Node]) -> None:
         self._outer, self._inner = outer, inner
         self.start_byte, self.end_byte = outer.start_byte, outer.end_byte
         self.start_point, self.end_point = outer.start_point, outer.end_point
         self.children = [*before, *inner.children, *after]
         self.named_children = [node for node in self.children if node.is_named]
-        self.has_error = inner.has_error or any(node.has_error for node in (*before, *tail, *after))
+        # A narrowed region's members after it have none: their class has none.
+        self.has_error = inner.has_error or any(node.has_error for node in (*before, *after))
 
     @property
     def child_count(self) -> int:
@@ -90,21 +90,36 @@ class RegionTree:
     # Parsed incrementally, from the last region's tree.
     incremental: bool = False
     # Where the region ends inside a class (see :func:`narrow_to_members`): the class's
-    # start byte, and its members after the region, from the outer tree.
+    # start byte, and the first of its members after the region, from the outer tree.
     class_start: int = -1
-    tail: tuple[Node, ...] = ()
+    tail: Node | None = None
 
     def copy(self) -> RegionTree:
         return self  # neither tree is edited again: the document edits its own copy
 
 
-def members_after(tree: SyntaxTree, klass: Node) -> tuple[Node, ...]:
+def members_after(tree: SyntaxTree, klass: Node) -> Iterator[Node]:
     """The members of class ``klass`` that follow the region of ``tree`` (nodes of the
-    outer tree, at their places in the current text): ``klass`` is the region's own parse
-    of the class, which ends where the region does. Empty for any other class or tree."""
-    if not isinstance(tree, RegionTree) or not tree.tail or klass.start_byte != tree.class_start:
-        return ()
-    return tree.tail if klass.end_byte <= tree.inner.included_ranges[0].end_byte else ()
+    outer tree, at their places in the current text), one by one: ``klass`` is the
+    region's own parse of the class, which ends where the region does. None for any other
+    class or tree."""
+    first = tree.tail if isinstance(tree, RegionTree) else None
+    if first is None or klass.start_byte != tree.class_start:  # type: ignore[union-attr]
+        return
+    if klass.end_byte > tree.inner.included_ranges[0].end_byte:  # type: ignore[union-attr]
+        return  # the outer tree's class: it has them all
+    body = first.parent
+    if body is None:
+        return
+    cursor = body.walk()
+    if cursor.goto_first_child_for_byte(first.start_byte) is None:
+        return
+    while True:
+        node = cursor.node
+        if node is not None and node.start_byte >= first.start_byte:
+            yield node
+        if not cursor.goto_next_sibling():
+            return
 
 
 # What the prompt code reads a document's structure from.
@@ -126,9 +141,9 @@ class Region:
     before: list[Node]
     after: list[Node]
     # Narrowed to the edited members of a class (:func:`narrow_to_members`): the class's
-    # start and its members after the region.
+    # start and the first of its members after the region.
     class_start: int = -1
-    tail: tuple[Node, ...] = ()
+    tail: Node | None = None
 
 
 def plan_region(
@@ -177,48 +192,59 @@ def plan_region(
 
 def narrow_to_members(stale: Tree, source: bytes, region: Region, dirty: tuple[int, int]) -> Region:
     """``region`` up to the end of the edited members where it is one class (decorated or
-    not) whose members after the edits are whole statements of its body: typing in a
-    method of a large class then parses the class up to that method, not the methods
-    after it (3-4 times faster incrementally on ftplib's FTP class, and a half-typed
-    method cannot swallow them). Those members stay the outer tree's, told of the edits,
-    which all lie before them; the region's tree hands them to the class's readers
-    (:func:`members_after`). ``region`` itself otherwise."""
+    not) without errors: typing in a method of a large class then parses the class up to
+    that method, not the methods after it (3-4 times faster incrementally on ftplib's FTP
+    class, and a half-typed method cannot swallow them). Those members stay the outer
+    tree's, told of the edits, which all lie before them; the region's tree hands them to
+    the class's readers (:func:`members_after`). ``region`` itself otherwise.
+
+    The region takes one whole statement after the edits too (a comment is none):
+    tree-sitter gives a comment or a line continuation at the very end of its input to
+    the module, not to the block it ends, which is the cursor's method where the user has
+    just typed one there. Found with tree-sitter's own walks, not lists of every member
+    or statement: this runs at every request."""
+    low, high = dirty
     if region.end_byte - region.start_byte < NARROW_MIN_BYTES:
         return region
-    statements = [node for node in stale.root_node.children if region.start_byte <= node.start_byte < region.end_byte]
-    if len(statements) != 1:
+    statement = stale.root_node.first_child_for_byte(region.start_byte)
+    if statement is None or statement.start_byte != region.start_byte:
+        return region
+    following = statement.next_sibling
+    if following is not None and following.start_byte < region.end_byte:
         return region  # the class and more (comments after it, other statements)
-    statement = statements[0]
     klass = statement.child_by_field_name("definition") if statement.type == "decorated_definition" else statement
     if klass is None or klass.type != "class_definition" or klass.has_error:
         return region
     body = klass.child_by_field_name("body")
     if body is None or body.child_count == 0 or body.start_point.row == klass.start_point.row:
         return region
-    members = body.children
-    if dirty[0] < members[0].start_byte:
+    first = body.child(0)
+    if first is None or low < first.start_byte:
         return region  # the class's own line was edited
-    column = members[0].start_point.column
-    high_row = source.count(b"\n", 0, dirty[1])
-    after_edits = [index for index, member in enumerate(members)
-                   if member.start_point.row > high_row and member.start_byte > dirty[1]]
-    if not after_edits or any(member.start_point.column != column or member.type == "ERROR"
-                              for member in members[after_edits[0] :]):
+    column = first.start_point.column
+    # The first member that starts on a line after the edits, then the first statement
+    # from it on, and the member after that: where the region ends.
+    cursor = body.walk()
+    if cursor.goto_first_child_for_byte(high) is None:
         return region
-    # The region takes one whole statement after the edits too (a comment is none):
-    # tree-sitter gives a comment or a line continuation at the very end of its input to
-    # the module, not to the block it ends, which is the cursor's method where the user
-    # has just typed one there.
-    whole = next((index for index in after_edits if members[index].type != "comment"), None)
-    if whole is None or whole + 1 >= len(members):
-        return region
-    tail = members[whole + 1 :]
-    first = tail[0]
-    end = _line_start(source, first.start_byte)
-    if source[end : first.start_byte].strip():
-        return region  # something before the member on its line: not a statement start
-    return Region(region.start_byte, end, region.start_point, Point(first.start_point.row, 0), region.before,
-                  region.after, class_start=klass.start_byte, tail=tuple(tail))
+    whole = False
+    while True:
+        member = cursor.node
+        if member is None:
+            return region
+        if whole:
+            break
+        after_edits = member.start_byte > high and source.find(b"\n", high, member.start_byte) >= 0
+        whole = after_edits and member.type != "comment"
+        if whole and member.start_point.column != column:
+            return region
+        if not cursor.goto_next_sibling():
+            return region
+    end = _line_start(source, member.start_byte)
+    if member.start_point.column != column or source[end : member.start_byte].strip():
+        return region  # not a statement of the body at the start of its line
+    return Region(region.start_byte, end, region.start_point, Point(member.start_point.row, 0), region.before,
+                  region.after, class_start=klass.start_byte, tail=member)
 
 
 def parse_region(
@@ -238,7 +264,7 @@ def parse_region(
         parser.included_ranges = []
     if inner.root_node.type == "ERROR":
         return None
-    root = RegionRoot(stale.root_node, inner.root_node, region.before, region.after, region.tail)
+    root = RegionRoot(stale.root_node, inner.root_node, region.before, region.after)
     return RegionTree(stale, inner, root, incremental=old is not None, class_start=region.class_start,
                       tail=region.tail)
 

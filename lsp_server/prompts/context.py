@@ -17,8 +17,9 @@ Everything here is a pure function of (source bytes, tree, cursor byte offset).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from tree_sitter import Node
 
@@ -203,12 +204,12 @@ def stub(node: Node, source: bytes, *, with_members: bool = True) -> str:
     return "\n".join(parts)
 
 
-def _class_members(node: Node, source: bytes, exclude: Node | None, tail: tuple[Node, ...] = ()) -> list[str]:
+def _class_members(node: Node, source: bytes, exclude: Node | None, tail: Iterable[Node] = ()) -> list[str]:
     body = node.child_by_field_name("body")
     if body is None:
         return []
     members: list[str] = []
-    for child in (*body.named_children, *(member for member in tail if member.is_named)):
+    for child in chain(body.named_children, (member for member in tail if member.is_named)):
         inner = child
         if child.type == "decorated_definition":
             inner = child.child_by_field_name("definition") or child
@@ -236,7 +237,7 @@ def _is_docstring(statement: Node, body: Node) -> bool:
     )
 
 
-def class_header(node: Node, source: bytes, exclude: Node | None, tail: tuple[Node, ...] = ()) -> str:
+def class_header(node: Node, source: bytes, exclude: Node | None, tail: Iterable[Node] = ()) -> str:
     """The class's header, docstring, fields and other methods' signatures; ``tail``: its
     members after a request's region, where the region's parse of the class ends before
     them (:func:`lsp_server.parsing.region.members_after`)."""

@@ -449,8 +449,8 @@ def test_typing_in_a_method_parses_the_class_up_to_it() -> None:
         assert isinstance(tree, RegionTree)
         cursor = len(current[: edit.start + len(edit.new_text)].encode())
         end = tree.inner.included_ranges[0].end_byte
-        assert tree.tail and cursor < end < tree.tail[-1].end_byte
-        assert tree.tail[0].start_byte >= end and not document.source[end:tree.tail[0].start_byte].strip()
+        assert tree.tail is not None and cursor < end <= tree.tail.start_byte
+        assert not document.source[end:tree.tail.start_byte].strip()
         narrowed += 1
         if tree.incremental:
             incremental += 1
@@ -460,7 +460,14 @@ def test_typing_in_a_method_parses_the_class_up_to_it() -> None:
         chain = enclosing_definitions(tree, document.source, cursor)
         classes = [node for node in chain if node.type == "class_definition"]
         if classes:  # the prompt code's class: the region's parse of it, with the rest after
-            assert members_after(tree, classes[0]) == tree.tail
+            after = [n.start_byte for n in members_after(tree, classes[0])]
+            whole_class = syntax.parse(document.source).root_node.descendant_for_byte_range(klass.start_byte, klass.start_byte)
+            while whole_class is not None and whole_class.type != "class_definition":
+                whole_class = whole_class.parent
+            assert whole_class is not None
+            body = whole_class.child_by_field_name("body")
+            assert body is not None
+            assert after == [n.start_byte for n in body.children if n.start_byte >= end]
             in_class += 1
         if syntax.parse(document.source).root_node.has_error:
             continue
@@ -481,11 +488,11 @@ def test_a_region_is_not_narrowed_where_its_class_is_small_or_its_line_was_edite
     document = _opened(small)
     text = _insert(document, small, "return x * 0", " + 1")
     tree = document.request_tree()
-    assert isinstance(tree, RegionTree) and tree.tail == ()
+    assert isinstance(tree, RegionTree) and tree.tail is None
     assert text[tree.inner.included_ranges[0].start_byte:].startswith("class Small")
     assert tree.inner.included_ranges[0].end_byte == text.index("def tail")
     klass = tree.root_node.named_children[1]
-    assert klass.type == "class_definition" and members_after(tree, klass) == ()
+    assert klass.type == "class_definition" and list(members_after(tree, klass)) == []
 
     large = "import os\n\n\nclass Large(object):\n" + "".join(
         f"    def method_{n}(self, x):\n        return x * {n}\n\n" for n in range(200)) + "\ndef tail():\n    return 1\n"
@@ -493,15 +500,17 @@ def test_a_region_is_not_narrowed_where_its_class_is_small_or_its_line_was_edite
     _insert(document, large, "class Large", "r")
     assert document._base is not None and document._dirty is not None
     tree = region_tree(document._base.copy(), document.source, document._dirty, large=True)
-    assert tree is not None and tree.tail == ()  # the class line: no narrowing
+    assert tree is not None and tree.tail is None  # the class line: no narrowing
     document = _opened(large)
     text = _insert(document, large, "return x * 5\n", "        y = 1\n")
     tree = document.request_tree()
-    assert isinstance(tree, RegionTree) and tree.tail
+    assert isinstance(tree, RegionTree) and tree.tail is not None
     # Up to the end of method_5 and one whole member more (see the test below).
     assert tree.inner.included_ranges[0].end_byte == len(text[: text.index("    def method_7")].encode())
-    assert document.source[tree.tail[0].start_byte:].startswith(b"def method_7")
-    assert len(tree.tail) == 193
+    assert document.source[tree.tail.start_byte:].startswith(b"def method_7")
+    klass = next(node for node in tree.root_node.named_children if node.type == "class_definition")
+    after = list(members_after(tree, klass))
+    assert len(after) == 193 and document.source[after[-1].start_byte:].startswith(b"def method_199")
 
 
 LARGE_CLASS = "import os\n\n\nclass Large(object):\n" + "".join(
@@ -520,7 +529,7 @@ def test_what_ends_a_method_being_typed_plans_as_in_the_whole_file(typed: str) -
     document = _opened(LARGE_CLASS)
     text = _insert(document, LARGE_CLASS, "return x * 5\n", typed)
     tree = document.request_tree()
-    assert isinstance(tree, RegionTree) and tree.tail
+    assert isinstance(tree, RegionTree) and tree.tail is not None
     cursor = text.index("return x * 5\n") + len("return x * 5\n") + len(typed)
     assert not syntax.parse(document.source).root_node.has_error
     ours, theirs = _plans(document, cursor)
@@ -541,14 +550,14 @@ def test_edits_in_two_statements_ask_for_a_whole_parse_that_makes_the_next_regio
     assert not document.wants_whole_parse()  # one statement: nothing to gain
     text = _insert(document, text, "return x * 5\n", "        y = 1\n")
     tree = document.request_tree()
-    assert isinstance(tree, RegionTree) and tree.tail == ()  # the class and tail()
+    assert isinstance(tree, RegionTree) and tree.tail is None  # the class and tail()
     assert document.wants_whole_parse()
     asyncio.run(parse_off_the_loop(document, whole=True))
     assert document._dirty is None and not document.wants_whole_parse()
     text = _insert(document, text, "        y = 1\n", "        z = 2\n")
     tree = document.request_tree()
-    assert isinstance(tree, RegionTree) and tree.tail and not document.wants_whole_parse()
-    assert document.source[tree.tail[0].start_byte:].startswith(b"def method_7")
+    assert isinstance(tree, RegionTree) and tree.tail is not None and not document.wants_whole_parse()
+    assert document.source[tree.tail.start_byte:].startswith(b"def method_7")
 
 
 def test_a_region_with_an_error_asks_for_no_whole_parse() -> None:
