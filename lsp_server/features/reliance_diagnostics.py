@@ -106,6 +106,9 @@ class RelianceDiagnostics:
         # Pending publication per URI, with the document version it is for.
         self._timers: dict[str, tuple[asyncio.TimerHandle, int]] = {}
         self._published: set[str] = set()
+        # The workspace folders' paths, for the folders they were made from: the session
+        # asks at every keystroke (making the paths anew was a tenth of a didChange).
+        self._roots: tuple[tuple[tuple[str, ...], str | None], list[Path]] | None = None
 
     # -- what the session needs of the server --------------------------------------------
     def roots(self) -> list[Path]:
@@ -113,7 +116,10 @@ class RelianceDiagnostics:
             workspace = self.server.workspace
         except RuntimeError:  # not initialized yet
             return []
-        return folder_roots([f.uri for f in workspace.folders.values()], workspace.root_path)
+        key = (tuple(f.uri for f in workspace.folders.values()), workspace.root_path)
+        if self._roots is None or self._roots[0] != key:
+            self._roots = (key, folder_roots(list(key[0]), key[1]))
+        return list(self._roots[1])
 
     def loop(self) -> asyncio.AbstractEventLoop | None:
         loop = self.server.loop

@@ -149,6 +149,23 @@ def test_folder_roots() -> None:
     assert rd.folder_roots([], None) == []
 
 
+def test_the_roots_follow_the_workspace_folders() -> None:
+    """The session asks for the roots at every keystroke: they are made once for the
+    folders they come from, and anew when the folders change."""
+    server = SimpleNamespace(workspace=SimpleNamespace(
+        folders={"a": types.WorkspaceFolder(uri="file:///w/a", name="a")}, root_path="/w"))
+    diagnostics = rd.RelianceDiagnostics.__new__(rd.RelianceDiagnostics)
+    diagnostics.server, diagnostics._roots = server, None  # type: ignore[assignment]
+    first = diagnostics.roots()
+    assert first == [Path("/w/a")] and diagnostics.roots()[0] is first[0]
+    first.append(Path("/elsewhere"))  # a caller's copy: the kept roots stay
+    assert diagnostics.roots() == [Path("/w/a")]
+    server.workspace.folders["b"] = types.WorkspaceFolder(uri="file:///w/b", name="b")
+    assert diagnostics.roots() == [Path("/w/a"), Path("/w/b")]
+    server.workspace.folders.clear()
+    assert diagnostics.roots() == [Path("/w")]
+
+
 def test_accepted_fills_in_model_and_time() -> None:
     suggestion = Suggestion(text="x", start=3, end=3, mode="line", uri="file:///a.py", id="s1")
     found = rd.accepted(suggestion, "fallback-model")
