@@ -21,9 +21,13 @@ time a token takes at each thread count and decodes with the count that is faste
   over :data:`DOWN_MARGIN` times slower (a lower level already known to be that much
   faster is taken at once). Without that signal nothing moves down: times a token differ
   between generations with the context's length.
-- Going up: below the configured count, every :data:`PROBE_EVERY` observations one
-  generation runs one level higher; that level is kept if its time per token beats the
-  current level's.
+- Going up: below the configured count, one generation runs one level higher, and that
+  level is kept if its time per token beats the current level's: first
+  :data:`PROBE_FIRST` observations after moving down, then twice as many after each
+  probe that lost, up to every :data:`PROBE_EVERY`. Contention is often a moment (a
+  build step, a browser tab), and fewer threads evaluate prompts at a fraction of the
+  rate: one thread evaluated 457 prompt tokens in 1,074 ms instead of 530 after such a
+  moment in a jump replay (benchmarks/RESULTS.md, session 16).
 - On a quiet machine nothing is tried: the configured count decodes every token, so
   greedy text stays exactly what it was (another thread count rounds differently).
 
@@ -49,8 +53,10 @@ WAIT_SHARE = 0.1
 DOWN_MARGIN = 1.2
 # Contention where the wait cannot be read: this much slower than the level's own best.
 SLOW = 1.8
-# Below the configured count: one generation one level higher every this many; and a
-# lower level that lost its trial is not tried again for as many.
+# Below the configured count: one generation one level higher this many observations
+# after moving down, twice as many after each probe that lost, up to PROBE_EVERY; and a
+# lower level that lost its trial is not tried again for PROBE_EVERY.
+PROBE_FIRST = 3
 PROBE_EVERY = 12
 
 
@@ -73,6 +79,8 @@ class ThreadGovernor:
     best: dict[int, float] = field(init=False, default_factory=dict)
     observations: int = field(init=False, default=0)
     since_probe: int = field(init=False, default=0)
+    # Observations between upward probes now (PROBE_FIRST, doubling up to PROBE_EVERY).
+    probe_wait: int = field(init=False, default=PROBE_FIRST)
     switches: int = field(init=False, default=0)
     # Observations left before a lower level that lost its trial is tried again.
     lower_cooldown: int = field(init=False, default=0)
@@ -116,6 +124,8 @@ class ThreadGovernor:
                 self.lower_cooldown = PROBE_EVERY
         elif here is None or self.recent[probed] < here:
             self._switch(probed)
+        else:
+            self.probe_wait = min(PROBE_EVERY, 2 * self.probe_wait)
         self.since_probe = 0
 
     def _decide(self, waiting: float | None) -> None:
@@ -134,11 +144,13 @@ class ThreadGovernor:
                 return
         if higher is not None:
             self.since_probe += 1
-            if self.since_probe >= PROBE_EVERY:
+            if self.since_probe >= self.probe_wait:
                 self.trial = higher
 
     def _switch(self, level: int) -> None:
         if level != self.current:
+            if level < self.current:
+                self.probe_wait = PROBE_FIRST
             self.current = level
             self.switches += 1
             self.since_probe = 0

@@ -8,6 +8,7 @@ import pytest
 from lsp_server.backends.threads import (
     MIN_TOKENS,
     PROBE_EVERY,
+    PROBE_FIRST,
     ThreadGovernor,
     levels_for,
     run_queue_wait_ns,
@@ -47,13 +48,29 @@ def test_contention_moves_down_at_once_and_free_cores_bring_it_back() -> None:
     used = run(governor, BUSY, 40)
     assert used[:3] == [2, 1, 1]  # one slow generation, one at one thread, kept
     assert governor.current == 1
-    # Below the configured count, a probe every PROBE_EVERY generations; each loses.
-    probes = used[2:].count(2)
-    assert probes == len(used[2:]) // (PROBE_EVERY + 1)
+    # Below the configured count, a probe PROBE_FIRST generations after moving down, then
+    # twice as many after each that lost, up to every PROBE_EVERY.
+    probes = [index for index, level in enumerate(used) if index >= 2 and level == 2]
+    gaps = [later - earlier - 1 for earlier, later in zip([1, *probes], probes)]
+    assert gaps[:4] == [PROBE_FIRST, 2 * PROBE_FIRST, 4 * PROBE_FIRST, PROBE_EVERY] and set(gaps[3:]) == {PROBE_EVERY}
     used = run(governor, QUIET, 2 * PROBE_EVERY)
     assert governor.current == 2  # the first probe found the cores free
     assert used[-PROBE_EVERY:] == [2] * PROBE_EVERY
     assert governor.switches == 2
+
+
+def test_a_moment_of_contention_costs_a_few_generations_at_fewer_threads() -> None:
+    """A build step or a browser tab takes a core for a moment: the count comes back
+    PROBE_FIRST generations after it moved down, not PROBE_EVERY (a thread less
+    evaluates prompts at half the rate)."""
+    governor = ThreadGovernor(2)
+    run(governor, QUIET, 5)
+    assert run(governor, BUSY, 2) == [2, 1]
+    used = run(governor, QUIET, PROBE_FIRST + 3)
+    assert used == [1] * PROBE_FIRST + [2, 2, 2] and governor.current == 2
+    # Moving down again starts the short wait again.
+    assert run(governor, BUSY, 2) == [2, 1]
+    assert run(governor, QUIET, PROBE_FIRST + 1)[-1] == 2
 
 
 def test_contention_from_the_first_generation_is_seen() -> None:
