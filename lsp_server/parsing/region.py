@@ -60,7 +60,8 @@ class RegionRoot:
         self.start_point, self.end_point = outer.start_point, outer.end_point
         self.children = [*before, *inner.children, *after]
         self.named_children = [node for node in self.children if node.is_named]
-        # A narrowed region's members after it have none: their class has none.
+        # The members after a narrowed region are no children here, and have no errors:
+        # only a class without any is narrowed.
         self.has_error = inner.has_error or any(node.has_error for node in (*before, *after))
 
     @property
@@ -101,13 +102,13 @@ class RegionTree:
 def members_after(tree: SyntaxTree, klass: Node) -> Iterator[Node]:
     """The members of class ``klass`` that follow the region of ``tree`` (nodes of the
     outer tree, at their places in the current text), one by one: ``klass`` is the
-    region's own parse of the class, which ends where the region does. None for any other
-    class or tree."""
-    first = tree.tail if isinstance(tree, RegionTree) else None
-    if first is None or klass.start_byte != tree.class_start:  # type: ignore[union-attr]
+    region's own parse of the class, which ends where the region does. Nothing for any
+    other class or tree."""
+    if not isinstance(tree, RegionTree) or tree.tail is None or klass.start_byte != tree.class_start:
         return
-    if klass.end_byte > tree.inner.included_ranges[0].end_byte:  # type: ignore[union-attr]
+    if klass.end_byte > tree.inner.included_ranges[0].end_byte:
         return  # the outer tree's class: it has them all
+    first = tree.tail
     body = first.parent
     if body is None:
         return
