@@ -228,19 +228,17 @@ def narrow_to_members(stale: Tree, source: bytes, region: Region, dirty: tuple[i
     cursor = body.walk()
     if cursor.goto_first_child_for_byte(high) is None:
         return region
-    whole = False
-    while True:
+    while True:  # to the first statement on a line after the edits
         member = cursor.node
         if member is None:
             return region
-        if whole:
+        if member.start_byte > high and member.type != "comment" and source.find(b"\n", high, member.start_byte) >= 0:
             break
-        after_edits = member.start_byte > high and source.find(b"\n", high, member.start_byte) >= 0
-        whole = after_edits and member.type != "comment"
-        if whole and member.start_point.column != column:
-            return region
         if not cursor.goto_next_sibling():
             return region
+    if member.start_point.column != column or not cursor.goto_next_sibling() or cursor.node is None:
+        return region
+    member = cursor.node  # the member after it: where the region ends
     end = _line_start(source, member.start_byte)
     if member.start_point.column != column or source[end : member.start_byte].strip():
         return region  # not a statement of the body at the start of its line
