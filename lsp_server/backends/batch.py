@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lsp_server.backends.base import Cancelled, CancelToken, GenerationRequest, GenerationResult
-from lsp_server.backends.sampler import Sampler
+from lsp_server.backends.sampler import LogitViews, Sampler
 from lsp_server.backends.stops import check_stops
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class BatchContext:
         self._cached: list[int] = []  # the prompt held by sequence 0
         self._threadpool: Any = None
         self.n_vocab = int(llm.n_vocab())
+        self._logit_views = LogitViews(self.n_vocab)
         # The thread count the main context decodes with now (backends/threads.py); None:
         # the one it was created with.
         self.threads: int | None = None
@@ -197,8 +198,7 @@ class BatchContext:
             raise RuntimeError(f"llama_decode failed ({status}) in the batch context")
 
     def _logits(self, row: int) -> np.ndarray:
-        pointer = self._llama_cpp.llama_get_logits_ith(self._ctx, row)
-        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        return self._logit_views.of(self._llama_cpp.llama_get_logits_ith(self._ctx, row))
 
     def _prompt(self, tokens: list[int], cancel: CancelToken) -> tuple[int, int]:
         """Sequence 0 holds ``tokens`` afterwards, every other sequence nothing; returns

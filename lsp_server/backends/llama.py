@@ -42,7 +42,7 @@ from lsp_server.backends.devices import (
 from lsp_server.backends.fim import FimTemplate, detect_template, resolve_tokens, template_by_name
 from lsp_server.backends.gguf import GGUFError, GGUFHeader, read_header
 from lsp_server.backends.kvcache import KvSnapshots, Snapshot, common_prefix
-from lsp_server.backends.sampler import Sampler
+from lsp_server.backends.sampler import LogitViews, Sampler
 from lsp_server.backends.stops import check_stops
 from lsp_server.backends.threadpool import attach_threadpool
 from lsp_server.backends.threads import ThreadGovernor, run_queue_wait_ns
@@ -250,7 +250,7 @@ class LlamaBackend:
         # each token's text once, the logits' array once per buffer, and a batch of one
         # made once for decoding a generated token.
         self._pieces: dict[int, bytes] = {}
-        self._logit_views: dict[int, np.ndarray] = {}
+        self._logit_views = LogitViews(self.n_vocab)
         self._one = llama_cpp.llama_batch_init(1, 0, 1)
         self._one.n_seq_id[0] = 1
         self._one.seq_id[0][0] = 0
@@ -343,19 +343,8 @@ class LlamaBackend:
     # -- generation ---------------------------------------------------------------------
 
     def _logits(self) -> np.ndarray:
-        """The last decoded token's logits, in llama.cpp's buffer (no copy). The buffer
-        moves only when llama.cpp reallocates it; a view of it is made once per address
-        (``np.ctypeslib.as_array`` costs 25 us, more than the argmax over it)."""
-        pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-        address = ctypes.cast(pointer, ctypes.c_void_p).value
-        if not address:
-            raise RuntimeError("llama.cpp returned no logits for the last token")
-        view = self._logit_views.get(address)
-        if view is None:
-            if len(self._logit_views) >= 8:
-                self._logit_views.clear()
-            view = self._logit_views[address] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
-        return view
+        """The last decoded token's logits, in llama.cpp's buffer (no copy)."""
+        return self._logit_views.of(self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1))
 
     def _decode_one(self, token: int) -> None:
         """Decode one generated token after the cache's last: what ``Llama.eval`` does

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,3 +66,26 @@ class Sampler:
         keep = order[: int(np.searchsorted(cumulative, self.top_p)) + 1]
         kept = weights[keep].astype(np.float64)
         return int(keep[self.rng.choice(keep.size, p=kept / kept.sum())])
+
+
+class LogitViews:
+    """numpy views of llama.cpp's logits rows (no copy), one made per address: making one
+    (``np.ctypeslib.as_array``) costs 25 us, more than the argmax over it, and a row moves
+    only when llama.cpp reallocates its buffer. ``bound`` views are kept: a batch of
+    sequences reads one row each."""
+
+    def __init__(self, n_vocab: int, bound: int = 64) -> None:
+        self.n_vocab, self.bound = n_vocab, bound
+        self._views: dict[int, np.ndarray] = {}
+
+    def of(self, pointer: Any) -> np.ndarray:
+        """The row ``pointer`` (a ``llama_get_logits_ith`` result) points at."""
+        address = ctypes.cast(pointer, ctypes.c_void_p).value
+        if not address:
+            raise RuntimeError("llama.cpp returned no logits for this row")
+        view = self._views.get(address)
+        if view is None:
+            if len(self._views) >= self.bound:
+                self._views.clear()
+            view = self._views[address] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        return view

@@ -80,3 +80,26 @@ def test_the_threshold_shortcut_draws_as_the_partial_sort_does() -> None:
             assert [slow.choose(logits)[0] for _ in range(200)] == draws
         finally:
             module.CANDIDATE_SHARE = share
+
+
+def test_logit_views_are_made_once_per_row_and_see_the_buffer_live() -> None:
+    """One view per address, reading llama.cpp's buffer in place (no copy); a null
+    pointer is an error, not a view of address 0."""
+    import ctypes
+
+    from lsp_server.backends.sampler import LogitViews
+
+    rows = (ctypes.c_float * 8)(*range(8)), (ctypes.c_float * 8)(*range(8, 16))
+    pointers = [ctypes.cast(row, ctypes.POINTER(ctypes.c_float)) for row in rows]
+    views = LogitViews(8, bound=2)
+    first = views.of(pointers[0])
+    assert views.of(pointers[0]) is first and list(first) == list(range(8))
+    rows[0][3] = 99.0
+    assert first[3] == 99.0  # the buffer itself
+    second = views.of(pointers[1])
+    assert second is not first and second[0] == 8
+    assert views.of(ctypes.cast(rows[1], ctypes.POINTER(ctypes.c_float))) is second
+    views.of(ctypes.cast(ctypes.byref(rows[1], 4), ctypes.POINTER(ctypes.c_float)))  # a third: over the bound
+    assert views.of(pointers[0]) is not first  # made again after the clear
+    with pytest.raises(RuntimeError, match="no logits"):
+        views.of(ctypes.POINTER(ctypes.c_float)())
