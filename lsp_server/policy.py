@@ -300,9 +300,9 @@ def may_complete(uri: str, language_id: str, settings: Settings) -> Verdict:
 
 def may_complete_recent(uri: str, language_id: str, settings: Settings) -> Verdict:
     """:func:`may_complete` as answered within the last :data:`RECENT_VERDICT_S` for the
-    same arguments: for what asks at every keystroke, where walking up the directories
-    for ``.gitignore`` files cost more than applying the edit. A change to an ignore
-    file reaches these answers within that time (requests ask :func:`may_complete`)."""
+    same arguments: for what asks at every keystroke (start early, completion requests),
+    where walking up the directories for ``.gitignore`` files cost more than applying
+    the edit. A change to an ignore file reaches these answers within that time."""
     return _recent_verdict(uri, language_id, settings, int(time.monotonic() // RECENT_VERDICT_S))
 
 

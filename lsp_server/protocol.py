@@ -29,7 +29,9 @@ import enum
 import json
 import logging
 import os
+import inspect
 import re
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
@@ -38,6 +40,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 import cattrs
 import cattrs.v
 from lsprotocol import types
+from pygls.exceptions import FeatureNotificationError, JsonRpcInternalError, JsonRpcMethodNotFound
+from pygls.feature_manager import is_thread_function
 from pygls.io_ import StdoutWriter
 from pygls.protocol import (
     JsonRPCNotification,
@@ -476,6 +480,28 @@ class GhostpilotProtocol(LanguageServerProtocol):
             context.run(self._handle_response, message.id, message.result)
         else:
             context.run(self._handle_response, message.id, None, message.error)
+
+    def _handle_notification(self, method_name: str, params: Any) -> None:
+        """A plain function's notification (didChange at every keystroke) is called here
+        directly; pygls' way gives each one a future and a uuid4 (a urandom system call)
+        that only its error check reads. Errors are reported as pygls reports them."""
+        if method_name != types.CANCEL_REQUEST:
+            try:
+                handler = self._get_handler(method_name)
+            except JsonRpcMethodNotFound:
+                handler = None
+            if handler is not None and not (
+                asyncio.iscoroutinefunction(handler)
+                or is_thread_function(handler)
+                or inspect.isgeneratorfunction(handler)
+            ):
+                try:
+                    handler(params)
+                except Exception:
+                    error = JsonRpcInternalError.of(sys.exc_info())
+                    self._server._report_server_error(error, FeatureNotificationError)
+                return
+        super()._handle_notification(method_name, params)
 
     # -- frames and messages -----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 from dataclasses import dataclass
 from itertools import chain
 
@@ -164,24 +165,31 @@ def _header_text(node: Node, source: bytes) -> str:
     return _text(source, line_start, outer.start_byte) + header
 
 
+def _first_named(node: Node | None) -> Node | None:
+    """``node``'s first named child, or None: without the ``named_children`` list, which
+    makes a node object for every statement of a body (a class header reads the first
+    statement of each of up to 40 members at every request)."""
+    return node.named_child(0) if node is not None and node.named_child_count else None
+
+
 def _docstring(node: Node, source: bytes) -> str:
-    body = node.child_by_field_name("body")
-    if body is None or not body.named_children:
+    first = _first_named(node.child_by_field_name("body"))
+    if first is None:
         return ""
-    first = body.named_children[0]
-    if first.type == "expression_statement" and first.named_children:
-        string = first.named_children[0]
-        if string.type == "string":
+    if first.type == "expression_statement":
+        string = _first_named(first)
+        if string is not None and string.type == "string":
             line_start = source.rfind(b"\n", 0, first.start_byte) + 1
             return _text(source, line_start, first.end_byte)
     return ""
 
 
 def _body_indent(node: Node, source: bytes) -> str:
-    body = node.child_by_field_name("body")
-    if body is not None and body.named_children:
-        line_start = source.rfind(b"\n", 0, body.named_children[0].start_byte) + 1
-        lead = _text(source, line_start, body.named_children[0].start_byte)
+    first = _first_named(node.child_by_field_name("body"))
+    if first is not None:
+        first_start = first.start_byte
+        line_start = source.rfind(b"\n", 0, first_start) + 1
+        lead = _text(source, line_start, first_start)
         if not lead.strip():  # a body on its own line; not ``def f(): return 1``
             return lead
     line_start = source.rfind(b"\n", 0, node.start_byte) + 1
@@ -230,11 +238,10 @@ def _class_members(node: Node, source: bytes, exclude: Node | None, tail: Iterab
 
 
 def _is_docstring(statement: Node, body: Node) -> bool:
-    return (
-        statement == body.named_children[0]
-        and bool(statement.named_children)
-        and statement.named_children[0].type == "string"
-    )
+    if statement != _first_named(body):
+        return False
+    string = _first_named(statement)
+    return string is not None and string.type == "string"
 
 
 def class_header(node: Node, source: bytes, exclude: Node | None, tail: Iterable[Node] = ()) -> str:
@@ -345,28 +352,53 @@ def _top_level(tree: SyntaxTree) -> Iterator[Node]:
             yield node
 
 
-def _imports(tree: SyntaxTree, source: bytes, before: int) -> str:
-    lines = []
+class _Statement(NamedTuple):
+    """A top-level statement as the prompt's head reads it: the node, the definition
+    under its decorators, that one's type, and whether it starts at column 0."""
+
+    node: Node
+    inner: Node
+    kind: str
+    at_margin: bool
+
+
+def top_statements(tree: SyntaxTree) -> list[_Statement]:
+    """:func:`_top_level` read once for the imports, the outline and the used
+    definitions of one request (each walked every top-level node on its own)."""
+    found = []
     for child in _top_level(tree):
+        inner = child
+        kind = child.type
+        if kind == "decorated_definition":
+            inner = child.child_by_field_name("definition") or child
+            kind = inner.type
+        found.append(_Statement(child, inner, kind, child.start_point[1] == 0))
+    return found
+
+
+def _imports(
+    tree: SyntaxTree, source: bytes, before: int, statements: list[_Statement] | None = None
+) -> str:
+    lines = []
+    for statement in top_statements(tree) if statements is None else statements:
+        child = statement.node
         if child.start_byte >= before:
             break
-        if child.type in IMPORT_TYPES:
+        if statement.kind in IMPORT_TYPES:
             lines.append(_text(source, child.start_byte, child.end_byte))
     return "\n".join(lines)
 
 
-def outline(tree: SyntaxTree, source: bytes) -> str:
+def outline(tree: SyntaxTree, source: bytes, statements: list[_Statement] | None = None) -> str:
     """The file's top-level functions and classes, one signature each (``def f(x): ...``),
     in file order; "" when it has fewer than :data:`OUTLINE_MIN_DEFINITIONS`. The same
     wherever the cursor is, so it belongs to the prompt's stable head."""
     entries = []
-    for child in _top_level(tree):
-        inner = child
-        if child.type == "decorated_definition":
-            inner = child.child_by_field_name("definition") or child
+    for statement in top_statements(tree) if statements is None else statements:
         # Column 0 only: an unclosed bracket can fold a class into an ERROR node whose
         # children include its methods, which must not flip into the outline.
-        if inner.type in DEF_TYPES and child.start_point[1] == 0:
+        if statement.kind in DEF_TYPES and statement.at_margin:
+            inner = statement.inner
             body = inner.child_by_field_name("body")
             end = body.start_byte if body is not None else inner.end_byte
             entries.append(_text(source, inner.start_byte, end).rstrip() + " ...")
@@ -376,17 +408,16 @@ def outline(tree: SyntaxTree, source: bytes) -> str:
 
 
 def _used_definitions(
-    tree: SyntaxTree, source: bytes, code: bytes, skip: tuple[Node, ...], skip_start: int = -1
+    tree: SyntaxTree, source: bytes, code: bytes, skip: tuple[Node, ...], skip_start: int = -1,
+    statements: list[_Statement] | None = None,
 ) -> tuple[str, ...]:
     names = {match.group(0) for match in _IDENTIFIER.finditer(code)}
     found = []
-    for child in _top_level(tree):
-        inner = child
-        if child.type == "decorated_definition":
-            inner = child.child_by_field_name("definition") or child
-        if inner.type not in DEF_TYPES or any(inner == s for s in skip):
+    for statement in top_statements(tree) if statements is None else statements:
+        inner = statement.inner
+        if statement.kind not in DEF_TYPES or any(inner == s for s in skip):
             continue
-        if skip_start in (child.start_byte, inner.start_byte):
+        if skip_start in (statement.node.start_byte, inner.start_byte):
             continue  # the function being written, found by indentation
         name = inner.child_by_field_name("name")
         if name is not None and source[name.start_byte : name.end_byte] in names:
@@ -444,32 +475,34 @@ def build_context(
             header = class_header_by_indentation(source, outer.start_byte)
         else:
             header = ""
+        statements = top_statements(tree)
         return PromptContext(
-            imports=_imports(tree, source, len(source)),
-            definitions=_used_definitions(tree, source, source[start:cursor], skip),
+            imports=_imports(tree, source, len(source), statements),
+            definitions=_used_definitions(tree, source, source[start:cursor], skip, statements=statements),
             scope_header=header,
             current=current,
             suffix=suffix,
             block_indent=block_indent,
             function_indent=leading_ws(line),
             in_function=True,
-            outline=outline(tree, source),
+            outline=outline(tree, source, statements),
         )
     if klass is not None:
         # In a class body but outside its methods: the class so far is the current code.
         outer = definition_node(klass)
         start = source.rfind(b"\n", 0, outer.start_byte) + 1
         line = _text(source, *_line_bounds(source, klass.start_byte))
+        statements = top_statements(tree)
         return PromptContext(
-            imports=_imports(tree, source, len(source)),
-            definitions=_used_definitions(tree, source, source[start:cursor], (klass,)),
+            imports=_imports(tree, source, len(source), statements),
+            definitions=_used_definitions(tree, source, source[start:cursor], (klass,), statements=statements),
             scope_header="",
             current=_text(source, start, cursor),
             suffix=suffix,
             block_indent=block_indent,
             function_indent=leading_ws(line) + "    ",
             in_function=False,
-            outline=outline(tree, source),
+            outline=outline(tree, source, statements),
         )
     # Module level: the lines just before the cursor, with the imports above them.
     start = cursor
@@ -509,16 +542,18 @@ def _context_by_indentation(
     else:
         header = ""
     skip = (klass,) if klass is not None else ()
+    statements = top_statements(tree)
     return PromptContext(
-        imports=_imports(tree, source, len(source)),
-        definitions=_used_definitions(tree, source, source[start:cursor], skip, skip_start=start),
+        imports=_imports(tree, source, len(source), statements),
+        definitions=_used_definitions(tree, source, source[start:cursor], skip, skip_start=start,
+                                      statements=statements),
         scope_header=header,
         current=_text(source, start, cursor),
         suffix=suffix,
         block_indent=block_indent,
         function_indent=leading_ws(line),
         in_function=True,
-        outline=outline(tree, source),
+        outline=outline(tree, source, statements),
     )
 
 

@@ -301,8 +301,8 @@ def test_global_excludes_need_a_repository(tmp_path: Path, git_home: Path) -> No
 def test_the_recent_verdict_stands_for_its_period_then_sees_a_new_gitignore(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What asks at every keystroke (start early) reads the verdict once a period; a
-    rule written meanwhile counts from the next period on."""
+    """What asks at every keystroke (start early, completion requests) reads the verdict
+    once a period; a rule written meanwhile counts from the next period on."""
     import lsp_server.policy as policy
 
     now = [1000.0]
@@ -312,7 +312,7 @@ def test_the_recent_verdict_stands_for_its_period_then_sees_a_new_gitignore(
     (repo / ".gitignore").write_text("fresh.py\n", encoding="utf-8")
     now[0] += policy.RECENT_VERDICT_S / 4
     assert policy.may_complete_recent(uri, "python", SETTINGS) == Verdict(True)  # kept
-    assert not may_complete(uri, "python", SETTINGS).allowed  # a request sees it now
+    assert not may_complete(uri, "python", SETTINGS).allowed  # the rule itself is read
     now[0] += policy.RECENT_VERDICT_S
     assert policy.may_complete_recent(uri, "python", SETTINGS) == Verdict(
         False, "fresh.py is ignored by .gitignore"

@@ -395,3 +395,32 @@ def test_a_request_answered_with_an_error_is_logged_once_without_a_traceback(cap
                 rpc.exception('Exception occurred for message "5"')
     logged = [r for r in caplog.records if r.name == "pygls.protocol.json_rpc"]
     assert [type(r.exc_info[1]).__name__ for r in logged if r.exc_info] == ["RuntimeError"]
+
+
+def test_a_plain_notification_handler_is_called_directly_and_its_failure_reported(
+    server: GhostpilotServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain function's notification runs without pygls' future and uuid4 (a urandom
+    system call a keystroke); a failure in it is reported as pygls reports one, once per
+    cause, and later notifications still run."""
+    import uuid
+
+    calls: list[Any] = []
+
+    @server.feature("ghostpilot/unitNotice")
+    def notice(ls: GhostpilotServer, params: Any) -> None:
+        calls.append(params)
+        if getattr(params, "fail", False):
+            raise ValueError("broken notice")
+
+    def no_uuid() -> None:
+        raise AssertionError("the direct path makes no uuid")
+
+    monkeypatch.setattr(uuid, "uuid4", no_uuid)
+    for fail in (True, True, False):
+        protocol(server).handle_payload({"jsonrpc": "2.0", "method": "ghostpilot/unitNotice", "params": {"fail": fail}})
+    assert len(calls) == 3
+    assert responses(server) == []
+    keys = {key for key, _ in server.reports}  # type: ignore[attr-defined]
+    assert len(server.reports) == 2 and len(keys) == 1, server.reports  # type: ignore[attr-defined]
+    assert "broken notice" in server.reports[0][1]  # type: ignore[attr-defined]
