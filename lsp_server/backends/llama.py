@@ -365,17 +365,7 @@ class LlamaBackend:
         """Evaluate ``tokens`` into the KV cache ahead of a request that will start with
         them (the engine's start-early); in slices of 64, so that a request that comes
         meanwhile waits at most one slice. Returns the tokens evaluated."""
-        try:
-            return self._evaluate(list(tokens), cancel, step=64)[1]
-        finally:
-            self._rest()
-
-    def _rest(self) -> None:
-        """After a request's last graph: the pool's threads stop polling for the next
-        (see :class:`Threadpool`), so the server's work until the next request has the
-        cores to itself."""
-        if self.threadpool is not None:
-            self.threadpool.pause()
+        return self._evaluate(list(tokens), cancel, step=64)[1]
 
     def _evaluate(self, tokens: list[int], cancel: CancelToken, step: int = 256) -> tuple[int, int]:
         """Bring the KV cache to ``tokens``; returns (reused, evaluated) counts."""
@@ -484,10 +474,7 @@ class LlamaBackend:
         threads = governor.level() if governor is not None else self._threads_set
         self._set_threads(threads)
         waited = run_queue_wait_ns() if governor is not None else None
-        try:
-            result = self._generate(request, cancel)
-        finally:
-            self._rest()
+        result = self._generate(request, cancel)
         if governor is not None:
             after = run_queue_wait_ns() if waited is not None else None
             waiting = None  # the share of the generation spent waiting for a core

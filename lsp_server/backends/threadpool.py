@@ -21,12 +21,6 @@ class Threadpool:
 
     The binding needs no struct layout: ``ggml_threadpool_params_init`` fills an opaque
     buffer that is handed back to ``ggml_threadpool_new`` (default polling, all cores).
-
-    Polling keeps the worker threads spinning after each graph, for the next token's;
-    after the last one of a request that spin takes a core from the server's own work
-    (building the next prompt, the answer, the edits), so :meth:`pause` puts them to
-    sleep. The next graph wakes them (``ggml_graph_compute_kickoff`` resumes a paused
-    pool).
     """
 
     _PARAMS_BYTES = 4096  # ggml_threadpool_params is ~530 bytes; room for growth
@@ -46,8 +40,6 @@ class Threadpool:
         lib.llama_attach_threadpool.restype = None
         lib.llama_detach_threadpool.argtypes = [ctypes.c_void_p]
         lib.llama_detach_threadpool.restype = None
-        cpu.ggml_threadpool_pause.argtypes = [ctypes.c_void_p]
-        cpu.ggml_threadpool_pause.restype = None
         params = ctypes.create_string_buffer(self._PARAMS_BYTES)
         base.ggml_threadpool_params_init(params, n_threads)
         pool = cpu.ggml_threadpool_new(params)
@@ -55,11 +47,6 @@ class Threadpool:
             raise RuntimeError("ggml_threadpool_new failed")
         self._cpu, self._lib, self._ctx, self._pool = cpu, lib, ctx, pool
         lib.llama_attach_threadpool(ctx, pool, pool)
-
-    def pause(self) -> None:
-        """Let the worker threads sleep until the next graph (no polling meanwhile)."""
-        if self._pool is not None:
-            self._cpu.ggml_threadpool_pause(self._pool)
 
     def close(self) -> None:
         """Detach (llama.cpp goes back to its own pools) and free the threads."""

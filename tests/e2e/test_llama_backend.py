@@ -58,34 +58,6 @@ def test_threadpool_attached_same_output_and_freed(embedded_model_path: Path) ->
     assert backend.threadpool is None
 
 
-def test_the_pool_rests_after_each_request_and_wakes_for_the_next(embedded_model_path: Path) -> None:
-    """After a request's last graph the pool's threads stop polling (they took a core
-    from the server's work until the next request); the next graph wakes them, and the
-    text is the same each time."""
-    from lsp_server.backends.llama import LlamaBackend
-
-    backend = LlamaBackend(str(embedded_model_path), name="embedded", n_ctx=512, n_threads=2,
-                           n_gpu_layers=GPU_LAYERS, adaptive_threads=False)
-    try:
-        pool = backend.threadpool
-        assert pool is not None
-        pauses: list[int] = []
-        real_pause = pool.pause
-        pool.pause = lambda: (pauses.append(1), real_pause())  # type: ignore[method-assign]
-        request = GenerationRequest(prompt="def add(a, b):\n    return", max_tokens=12)
-        rested = [backend.generate(request, CancelToken()).text]
-        backend._cached = []
-        rested.append(backend.generate(request, CancelToken()).text)  # from a resting pool
-        assert len(pauses) == 2
-        backend.prefill(backend.request_tokens(GenerationRequest(prompt="class A:\n    pass")), CancelToken())
-        assert len(pauses) == 3
-        backend._cached = []
-        assert backend.generate(request, CancelToken()).text == rested[0] == rested[1]
-        assert len(pauses) == 4
-    finally:
-        backend.close()
-
-
 def test_the_governors_thread_count_reaches_both_contexts(embedded_model_path: Path) -> None:
     """What backends/threads.py chooses is what llama.cpp decodes with: the main context
     and the batch context of tested suggestions; with the governor off, the configured
