@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import json
 import pkgutil
+import statistics
 import sys
 import sysconfig
 from pathlib import Path
@@ -61,6 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     _model_args(latency)
     latency.add_argument("--peer", choices=("auto", "on", "off"), default="auto",
                          help="compare with llama-server: auto = when it is built")
+    latency.add_argument("--rounds", type=positive_int, default=1,
+                         help="replay each file (and llama-server after it) N times; with N > 1 "
+                              "each ratio is printed per round and as the median")
     latency.add_argument("--out", type=Path, help="write the full report (JSON) here")
     latency.add_argument("--busy", type=int, default=0, metavar="N",
                          help="N busy-loop processes compete for the cores during both "
@@ -139,11 +143,15 @@ def run_latency(args: argparse.Namespace) -> int:
     paths = [path for group in (args.file or []) for path in group] or [
         Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"]
     reports = []
-    for path in paths:
-        code, report = _latency_one(args, path)
-        if code:
-            return code
-        reports.append(report)
+    for number in range(args.rounds):
+        for path in paths:
+            code, report = _latency_one(args, path)
+            if code:
+                return code
+            report["round"] = number + 1
+            reports.append(report)
+    if args.rounds > 1:
+        sys.stdout.write("\n" + rounds_table(reports) + "\n")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         whole = reports[0] if len(reports) == 1 else {"files": reports}
@@ -224,6 +232,50 @@ def _latency_one(args: argparse.Namespace, path: Path) -> tuple[int, dict[str, A
     report["requests"] = [latency.record_json(r) for r in replay.records]
     sys.stdout.write(latency_table(report) + "\n")
     return 0, report
+
+
+def _figure(report: dict[str, Any], *path: str) -> float | None:
+    """The number at ``path`` in a report, or None where it has none."""
+    value: Any = report
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+# What --rounds lists per round: (label, path in a file's report, digits).
+ROUND_FIGURES: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("ours single-line p50 ms", ("ours", "latency", "single_line", "p50_ms"), 1),
+    ("ours single-line p95 ms", ("ours", "latency", "single_line", "p95_ms"), 1),
+    ("vs llama-server, single-line p50", ("llama_server", "single_line", "ratio_p50"), 2),
+    ("vs llama-server, single-line p95", ("llama_server", "single_line", "ratio_p95"), 2),
+    ("everything but decoding p50 ms, ours", ("llama_server", "not_decode", "ours", "p50_ms"), 1),
+    ("everything but decoding p50 ms, llama-server",
+     ("llama_server", "not_decode", "llama_server", "p50_ms"), 1),
+    ("everything but decoding, ratio", ("llama_server", "not_decode", "ratio_p50"), 2),
+    ("ours first visit p95 ms", ("ours", "phases", "first", "latency", "p95_ms"), 1),
+    ("ours return p95 ms", ("ours", "phases", "return", "latency", "p95_ms"), 1),
+    ("vs llama-server, first visit p95", ("llama_server", "first", "ratio_p95"), 2),
+    ("vs llama-server, return p95", ("llama_server", "return", "ratio_p95"), 2),
+)
+
+
+def rounds_table(reports: list[dict[str, Any]]) -> str:
+    """Each file's figures over the rounds of ``--rounds``, each round's then the median.
+    Ours and llama-server run one after the other and the machine's speed moves between
+    them, so one round's ratio can be off by several percent."""
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for report in reports:
+        by_file.setdefault(report["input"], []).append(report)
+    lines = ["| file | figure | per round | median |", "|---|---|---|---|"]
+    for name, runs in by_file.items():
+        for label, path, digits in ROUND_FIGURES:
+            values = [_figure(run, *path) for run in runs]
+            found = [value for value in values if value is not None]
+            if not found:
+                continue
+            shown = ", ".join("–" if value is None else f"{value:.{digits}f}" for value in values)
+            lines.append(f"| {name} | {label} | {shown} | {statistics.median(found):.{digits}f} |")
+    return "\n".join(lines)
 
 
 def latency_table(report: dict[str, Any]) -> str:

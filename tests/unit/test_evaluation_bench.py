@@ -168,6 +168,29 @@ def test_peer_summary_ratios() -> None:
     assert summary["peer_prompt_tokens_evaluated"] == 9
 
 
+def test_rounds_table_lists_each_round_then_the_median() -> None:
+    """``bench latency --rounds N``: a file's figures per round and their median, from the
+    real summaries; a round without llama-server leaves its ratio out of the median."""
+    from lsp_server.cli.bench import rounds_table
+
+    def round_report(ours_ms: float, theirs_ms: float | None) -> dict[str, object]:
+        peer = None if theirs_ms is None else {"latency_ms": theirs_ms, "prompt_n": 2, "tokens": [1, 2]}
+        records = [RequestRecord(i, "f", i, 0, ours_ms, mode="line", generated_tokens=4,
+                                 decode_ms=ours_ms / 2, prompt_eval_ms=5.0, peer=peer)
+                   for i in range(3)]
+        report: dict[str, object] = {"input": "mod.py", "ours": summarize(Replay(records, 3, 3))}
+        if theirs_ms is not None:
+            report["llama_server"] = peer_summary(records)
+        return report
+
+    table = rounds_table([round_report(40.0, 40.0), round_report(44.0, 40.0),
+                          round_report(50.0, None)])
+    rows = {line.split(" | ")[1]: line for line in table.splitlines()[2:]}
+    assert rows["ours single-line p50 ms"].endswith("| 40.0, 44.0, 50.0 | 44.0 |")
+    assert rows["vs llama-server, single-line p50"].endswith("| 1.00, 1.10, – | 1.05 |")
+    assert "ours return p95 ms" not in rows  # a typing replay has no phases
+
+
 def test_throughput_fractions() -> None:
     ours = {"pp": {"tokens_per_s": 400.0}, "tg": {"tokens_per_s": 40.0}}
     bench = {"pp": {"tokens_per_s": 500.0}, "tg": {"tokens_per_s": None}}
