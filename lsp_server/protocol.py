@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import inspect
 import json
 import logging
 import os
-import inspect
 import re
 import sys
 import threading

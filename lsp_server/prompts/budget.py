@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lsp_server.prompts.context import PromptContext
+from lsp_server.prompts.context import PromptContext, class_line
 
 # Tokens kept free beside a prompt and its generation: BOS, FIM markers, and what joining
 # counted pieces can add.
@@ -178,7 +178,6 @@ IMPORTS_SHARE = 0.5
 # first line and the first members, in at most this many tokens.
 BRIEF_HEADER_TOKENS = 64
 _ENTRY = re.compile(r"\n(?=\S)")
-_CLASS_LINE = re.compile(r"^[ \t]*class\b.*$", re.MULTILINE)
 
 
 def _keep_entries(text: str, count: Callable[[str], int], budget: int) -> str:
@@ -293,8 +292,7 @@ def _fit_pieces(
     left = room - sum(count(piece) + 2 for piece in head)
     opener = ""
     if header:  # the class line again after the definitions, so that the method is in it
-        found = _CLASS_LINE.search(header)
-        opener = found.group(0) if found else ""
+        opener = class_line(header)
         left -= count(opener) + 1 if opener else 0
     chosen: list[str] = []
     for definition in reversed(context.definitions):

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 from dataclasses import dataclass
 from itertools import chain
+from typing import NamedTuple
 
 from tree_sitter import Node
 
@@ -254,6 +254,15 @@ def class_header(node: Node, source: bytes, exclude: Node | None, tail: Iterable
         parts.append(doc)
     parts.extend(_class_members(node, source, exclude, tail))
     return "\n".join(parts)
+
+
+_CLASS_LINE = re.compile(r"^[ \t]*class\b.*$", re.MULTILINE)
+
+
+def class_line(header: str) -> str:
+    """The ``class`` line of a class header (below its decorators); "" where it has none."""
+    found = _CLASS_LINE.search(header)
+    return found.group(0) if found else ""
 
 
 _CLASS_START = re.compile(rb"class\b")

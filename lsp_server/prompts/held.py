@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from lsp_server.prompts.context import PromptContext
+from lsp_server.prompts.context import PromptContext, class_line
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -75,7 +75,7 @@ class StableHeaders:
             return context
         # One header per class (it lists every member, the current method's too): a first
         # visit to another method of the class reuses the head that is in the KV cache.
-        key = (uri, context.scope_header.split("\n", 1)[0])
+        key = (uri, _class_key(context.scope_header))
         known = self._headers.get(key)
         if clean or known is None:
             _store(self._headers, key, context.scope_header, self._size)
@@ -105,6 +105,13 @@ class StableHeaders:
 _DEF_LINE = re.compile(r"^[ \t]*(?:async[ \t]+)?def\b.*$", re.MULTILINE)
 
 
+def _class_key(scope_header: str) -> str:
+    """A class header's ``class`` line, below its decorators: two ``@dataclass`` classes
+    of one file share their first line, and keyed on it one class's header stood in for
+    the other's while the code had errors."""
+    return class_line(scope_header) or scope_header.split("\n", 1)[0]
+
+
 def function_key(uri: str, context: PromptContext) -> tuple[str, str] | None:
     """Which function ``context`` is in: its document and ``def`` line (None outside a
     function). Decorators are skipped: many methods share ``@property``."""
@@ -119,7 +126,7 @@ def class_key(uri: str, context: PromptContext) -> tuple[str, str] | None:
     outside a class's method), as :class:`StableHeaders` keys it."""
     if not context.in_function or not context.scope_header:
         return None
-    return uri, context.scope_header.split("\n", 1)[0]
+    return uri, _class_key(context.scope_header)
 
 
 class HeldDefinitions:

@@ -129,6 +129,13 @@ def test_stable_headers_follow_clean_parses_only() -> None:
     assert headers.settle("u", context("class B:\n    x = 1"), clean=False).scope_header == "class B:\n    x = 1"
     assert headers.settle("v", context(partial), clean=False).scope_header == partial
     assert headers.settle("u", context(""), clean=False).scope_header == ""
+    # Decorated classes are told apart by their class line, not their first line: one
+    # ``@dataclass`` class's header must not stand in for another's.
+    first = "@dataclass\nclass Point:\n    x: int\n    def norm(self): ..."
+    second = "@dataclass\nclass Span:\n    start: int\n    def length(self): ..."
+    assert headers.settle("u", context(first), clean=True).scope_header == first
+    assert headers.settle("u", context(second), clean=False).scope_header == second
+    assert headers.settle("u", context(first[:30]), clean=False).scope_header == first
 
 
 FIM = FimTokens(prefix=-1, suffix=-2, middle=-3, stops=frozenset({-4}), order="psm")

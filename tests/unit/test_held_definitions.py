@@ -166,6 +166,13 @@ def test_a_class_met_for_the_first_time_has_a_brief_header_until_it_is_adopted()
     assert held.hold(URI, _method(header))[0].brief_header
     module_level = _context(())
     assert held.hold(URI, module_level) == (module_level, None)
+    # Two decorated classes: adopting one leaves the other brief.
+    point = "@dataclass\nclass Point:\n    x: int"
+    now, fresh = held.hold(URI, _method(point))
+    assert fresh is not None
+    held.adopt(URI, fresh)
+    assert not held.hold(URI, _method(point))[0].brief_header
+    assert held.hold(URI, _method("@dataclass\nclass Span:\n    start: int"))[0].brief_header
 
 
 def test_a_brief_header_keeps_the_class_line_and_docstring_summary_in_a_few_tokens() -> None:
