@@ -32,7 +32,7 @@ from lsp_server.backends.worker import ModelWorker
 from lsp_server.config import Settings
 from lsp_server.parsing.document import Document
 from lsp_server.prompts import budget, modes, postprocess
-from lsp_server.prompts.context import PromptContext, build_context, indent_width
+from lsp_server.prompts.context import KnownHead, PromptContext, build_context, indent_width
 from lsp_server.prompts.fim import assemble
 from lsp_server.prompts.held import HeldDefinitions, StableHeaders
 from lsp_server.prompts.modes import Mode, SuggestionMode
@@ -169,8 +169,9 @@ class Plan:
     context: PromptContext | None = None
 
 
-def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
-    """Decide the mode and build the prompt context at code-point offset ``cursor``."""
+def plan(snapshot: Snapshot, cursor: int, *, explicit: bool, known: KnownHead | None = None) -> Plan:
+    """Decide the mode and build the prompt context at code-point offset ``cursor``
+    (``known``: see :func:`build_context`)."""
     text = snapshot.text
     cursor_byte = snapshot.byte_of(cursor)
     trigger = modes.decide(snapshot.tree, snapshot.source, cursor_byte, explicit=explicit)
@@ -180,7 +181,8 @@ def plan(snapshot: Snapshot, cursor: int, *, explicit: bool) -> Plan:
     blank_prefix = not text[line_start:cursor].strip()
     start = line_start if blank_prefix else cursor
     prompt_cursor = snapshot.byte_of(start)
-    context = build_context(snapshot.tree, snapshot.source, prompt_cursor, real_cursor=cursor_byte)
+    context = build_context(snapshot.tree, snapshot.source, prompt_cursor, real_cursor=cursor_byte,
+                            known=known)
     return Plan(trigger.mode, trigger.reason, start, context)
 
 
@@ -557,7 +559,10 @@ class CompletionEngine:
         kv_cache = getattr(backend, "kv_cache", None)
         if kv_cache is not None and kv_cache.limit_bytes != settings.kv_cache_mb << 20:
             kv_cache.resize(settings.kv_cache_mb << 20)
-        planned = plan(snapshot, cursor, explicit=explicit)
+        # A tree with errors gets the head of the last clean parse (``_settled``): taken
+        # as it is, not built and then replaced.
+        known = self._headers.known(snapshot.uri) if snapshot.tree.root_node.has_error else None
+        planned = plan(snapshot, cursor, explicit=explicit, known=known)
         planned_at = time.perf_counter()
         record.plan_ms = (planned_at - began) * 1000
         if planned.mode == "none" or planned.context is None:

@@ -17,7 +17,7 @@ Everything here is a pure function of (source bytes, tree, cursor byte offset).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import NamedTuple
@@ -445,14 +445,28 @@ def _suffix(source: bytes, cursor: int) -> str:
     return _text(source, cursor, end)
 
 
+@dataclass(frozen=True)
+class KnownHead:
+    """The head of a document's prompts as of its last clean parse (kept by
+    :class:`lsp_server.prompts.held.StableHeaders`): for a request whose tree has errors,
+    which gets these in place of what it would build, so they are not built. ``file``:
+    the imports and outline, or None; ``header_for``: a class's header by its class line
+    (:func:`class_line`), or None."""
+
+    file: tuple[str, str] | None
+    header_for: Callable[[str], str | None]
+
+
 def build_context(
-    tree: SyntaxTree, source: bytes, cursor: int, *, real_cursor: int | None = None
+    tree: SyntaxTree, source: bytes, cursor: int, *, real_cursor: int | None = None,
+    known: KnownHead | None = None,
 ) -> PromptContext:
     """The prompt context at byte offset ``cursor`` of a Python document.
 
     ``real_cursor`` is where the user's cursor is when the prompt ends before it (at the
     start of a line holding only indentation): the block and the suffix are measured
-    from there.
+    from there. ``known``: what the head of a function's prompt held at the last clean
+    parse, taken instead of building it (a tree with errors only).
     """
     real = cursor if real_cursor is None else real_cursor
     chain = enclosing_definitions(tree, source, real)
@@ -478,15 +492,25 @@ def build_context(
         current = _text(source, start, cursor)
         skip = (function,) + ((klass,) if klass is not None else ())
         line = _text(source, *_line_bounds(source, function.start_byte))
+        header: str | None = None
         if klass is not None:
-            header = class_header(klass, source, exclude=None, tail=members_after(tree, klass))
+            if known is not None:
+                own = _header_text(klass, source)
+                header = known.header_for(class_line(own) or own.split("\n", 1)[0])
+            if header is None:
+                header = class_header(klass, source, exclude=None, tail=members_after(tree, klass))
         elif tree.root_node.has_error and leading_ws(line):
             header = class_header_by_indentation(source, outer.start_byte)
         else:
             header = ""
         statements = top_statements(tree)
+        if known is not None and known.file is not None:
+            imports, file_outline = known.file
+        else:
+            imports = _imports(tree, source, len(source), statements)
+            file_outline = outline(tree, source, statements)
         return PromptContext(
-            imports=_imports(tree, source, len(source), statements),
+            imports=imports,
             definitions=_used_definitions(tree, source, source[start:cursor], skip, statements=statements),
             scope_header=header,
             current=current,
@@ -494,7 +518,7 @@ def build_context(
             block_indent=block_indent,
             function_indent=leading_ws(line),
             in_function=True,
-            outline=outline(tree, source, statements),
+            outline=file_outline,
         )
     if klass is not None:
         # In a class body but outside its methods: the class so far is the current code.

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from lsp_server.prompts.context import PromptContext, class_line
+from lsp_server.prompts.context import KnownHead, PromptContext, class_line
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -96,6 +96,13 @@ class StableHeaders:
             return context
         self._files.move_to_end(uri)
         return replace(context, imports=known[0], outline=known[1])
+
+    def known(self, uri: str) -> KnownHead:
+        """What :meth:`settle` puts in place of what a request with errors in its tree
+        builds, so that the request need not build it (the order of use is kept by
+        :meth:`settle`, which still runs)."""
+        headers = self._headers
+        return KnownHead(self._files.get(uri), lambda line: headers.get((uri, line)))
 
     def forget(self, uri: str) -> None:
         self._files.pop(uri, None)

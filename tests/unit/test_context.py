@@ -530,3 +530,74 @@ def test_no_function_by_indentation_where_the_lines_above_open_something_else() 
         assert function_start_by_indentation(source, cursor) is None, marked
     _, source, cursor = at_cursor("def f(a):\n    if a:\n        while a and \\\n                " + CURSOR)
     assert function_start_by_indentation(source, cursor) == 0
+
+
+KNOWN_SOURCE = (
+    "import os\n\n\ndef a():\n    pass\n\n\ndef b():\n    pass\n\n\ndef c():\n    pass\n\n\n"
+    "@dataclass\nclass Box:\n    size: int\n\n    def grow(self, by):\n        total = os.path.join(\u2038\n"
+)
+
+
+def test_a_known_head_is_taken_instead_of_built() -> None:
+    """With ``known`` (the engine passes it for a tree with errors), the imports, outline
+    and class header are the known ones, the class asked for by its class line; a class
+    not known is built as without."""
+    from lsp_server.prompts.context import KnownHead
+
+    text, source, cursor = at_cursor(KNOWN_SOURCE)
+    tree = parse_text(text)
+    assert tree.root_node.has_error
+    asked: list[str] = []
+
+    def header_for(line: str) -> str | None:
+        asked.append(line)
+        return "class Box:  # known" if line == "class Box:" else None
+
+    taken = build_context(tree, source, cursor, known=KnownHead(("import known", "def known(): ..."), header_for))
+    assert (taken.imports, taken.outline, taken.scope_header) == (
+        "import known", "def known(): ...", "class Box:  # known")
+    assert asked == ["class Box:"]
+    built = build_context(tree, source, cursor)
+    unknown = build_context(tree, source, cursor, known=KnownHead(None, lambda line: None))
+    assert unknown == built and built.scope_header.startswith("@dataclass\nclass Box:")
+    assert (taken.current, taken.definitions, taken.suffix) == (built.current, built.definitions, built.suffix)
+
+
+def test_prompts_with_the_known_head_equal_those_built_then_settled() -> None:
+    """What the engine does (``known`` where the tree has errors) gives, once settled,
+    the context that building everything and then settling gave, at every request of a
+    typing replay of textwrap.py."""
+    import sysconfig
+    from pathlib import Path
+
+    from lsp_server.engine import plan
+    from lsp_server.evaluation import typing_replay
+    from lsp_server.evaluation.latency import _edit_to
+    from lsp_server.parsing.document import Document
+    from lsp_server.prompts.held import StableHeaders
+    from lsp_server.prompts.snapshot import Snapshot
+
+    path = Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py"
+    text = path.read_text(encoding="utf-8")
+    document = Document(uri=path.as_uri(), text=text, language_id="python")
+    built_then_settled, with_known = StableHeaders(), StableHeaders()
+    compared = took_known = 0
+    for edit in typing_replay.session(text, functions=3):
+        text = typing_replay.apply(text, edit)
+        _edit_to(document, text)
+        if not edit.request or edit.kind == "restore":
+            continue
+        cursor = edit.start + len(edit.new_text)
+        snapshot = Snapshot.of(document)
+        clean = not snapshot.tree.root_node.has_error
+        known = None if clean else with_known.known(snapshot.uri)
+        old, new = plan(snapshot, cursor, explicit=False), plan(snapshot, cursor, explicit=False, known=known)
+        assert (old.mode, old.start) == (new.mode, new.start)
+        if old.context is None:
+            assert new.context is None
+            continue
+        took_known += new.context != old.context
+        assert (built_then_settled.settle(snapshot.uri, old.context, clean=clean)
+                == with_known.settle(snapshot.uri, new.context, clean=clean))
+        compared += 1
+    assert compared > 50 and took_known > 0
