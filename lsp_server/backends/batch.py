@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lsp_server.backends.base import Cancelled, CancelToken, GenerationRequest, GenerationResult
+from lsp_server.backends.kvcache import common_prefix
 from lsp_server.backends.sampler import LogitViews, Sampler
 from lsp_server.backends.stops import check_stops
 
@@ -88,14 +89,6 @@ class _Sequence:
     finished_at: float = 0.0
     row: int = -1  # its logits' row in the last decoded batch (-1: the prompt's last)
     tokens: list[int] = field(default_factory=list)
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    limit = min(len(a), len(b))
-    for index in range(limit):
-        if a[index] != b[index]:
-            return index
-    return limit
 
 
 class BatchContext:

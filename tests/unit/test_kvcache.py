@@ -13,6 +13,25 @@ def test_common_prefix() -> None:
     assert common_prefix([5], [6]) == 0
 
 
+def test_common_prefix_is_the_plain_loops_on_random_sequences() -> None:
+    """The slice-and-halve search against a token-by-token loop, on lists and tuples of
+    every length around its first window (64) and doubling steps."""
+    import random
+
+    def plain(a: list[int] | tuple[int, ...], b: list[int] | tuple[int, ...]) -> int:
+        for index in range(min(len(a), len(b))):
+            if a[index] != b[index]:
+                return index
+        return min(len(a), len(b))
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        a = [rng.randrange(3) for _ in range(rng.randrange(0, 400))]
+        b = a[: rng.randrange(0, len(a) + 1)] + [rng.randrange(3) for _ in range(rng.randrange(0, 40))]
+        first: list[int] | tuple[int, ...] = tuple(a) if rng.random() < 0.3 else a
+        assert common_prefix(first, b) == common_prefix(b, first) == plain(list(first), b)
+
+
 def test_best_is_the_longest_shared_prefix() -> None:
     cache = KvSnapshots(limit_bytes=1000)
     assert cache.best([1, 2, 3]) == (None, 0)
