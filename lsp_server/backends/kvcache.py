@@ -19,33 +19,18 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lsp_server.prefix import shared_prefix
+
 DEFAULT_LIMIT_MB = 256
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token sequences: slices compared in C,
-    of doubling size, then halving the one that differs. A request while typing shares
-    all but its last few tokens with the cache; turning both lists into arrays first
-    cost 30 µs of its prompt evaluation's Python at 800 tokens."""
-    if not isinstance(a, list):
-        a = list(a)
-    if not isinstance(b, list):
-        b = list(b)  # a tuple's slice never equals a list's
-    limit = min(len(a), len(b))
-    low, step = 0, 64
-    while low < limit:
-        high = min(low + step, limit)
-        if a[low:high] == b[low:high]:
-            low, step = high, step * 2
-            continue
-        while high - low > 1:  # the first difference lies in [low, high)
-            middle = (low + high) // 2
-            if a[low:middle] == b[low:middle]:
-                low = middle
-            else:
-                high = middle
-        return low
-    return limit
+    """Length of the longest common prefix of two token sequences. A request while typing
+    shares all but its last few tokens with the cache; turning both lists into arrays
+    first cost 30 µs of its prompt evaluation's Python at 800 tokens."""
+    left = a if isinstance(a, list) else list(a)
+    right = b if isinstance(b, list) else list(b)
+    return shared_prefix(left, right, min(len(left), len(right)), step=64)
 
 
 @dataclass
