@@ -120,12 +120,17 @@ def _class_key(scope_header: str) -> str:
 
 
 def function_key(uri: str, context: PromptContext) -> tuple[str, str] | None:
-    """Which function ``context`` is in: its document and ``def`` line (None outside a
-    function). Decorators are skipped: many methods share ``@property``."""
+    """Which function ``context`` is in: its document and ``def`` line, below its class's
+    ``class`` line for a method (None outside a function). Decorators are skipped: many
+    methods share ``@property``; and many classes of a file have a ``def __init__(self):``,
+    whose used definitions must not stand in for one another's."""
     if not context.in_function:
         return None
     found = _DEF_LINE.search(context.current)
-    return (uri, found.group(0)) if found else None
+    if not found:
+        return None
+    scope = _class_key(context.scope_header) + "\n" if context.scope_header else ""
+    return uri, scope + found.group(0)
 
 
 def class_key(uri: str, context: PromptContext) -> tuple[str, str] | None:

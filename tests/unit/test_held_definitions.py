@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from lsp_server.backends.base import CancelToken, GenerationRequest, GenerationResult, ModelInfo
 from lsp_server.backends.worker import ModelWorker
@@ -55,6 +56,23 @@ def test_functions_are_told_apart_by_their_def_line_not_their_decorator() -> Non
     held.forget(URI)
     now, fresh = held.hold(URI, _context(("def c(): ...",), prop))
     assert now.definitions == ("def c(): ...",) and fresh is None
+
+
+def test_methods_of_two_classes_with_the_same_def_line_are_held_apart() -> None:
+    """Many classes of one file have a ``def __init__(self):``: each holds its own used
+    definitions (keyed below the class line, decorators of the class skipped)."""
+    init = "    def __init__(self):\n        self.x = "
+    box = PromptContext(imports="", definitions=("def make_box(): ...",), scope_header="@dataclass\nclass Box:",
+                        current=init, suffix="", block_indent="", function_indent="    ", in_function=True)
+    jar = replace(box, definitions=("def make_jar(): ...",), scope_header="@dataclass\nclass Jar:")
+    assert function_key(URI, box) == (URI, "class Box:\n    def __init__(self):")
+    held = HeldDefinitions()
+    held.hold(URI, box)
+    now, fresh = held.hold(URI, jar)
+    assert now.definitions == ("def make_jar(): ...",)  # Jar's own first visit
+    now, fresh = held.hold(URI, replace(box, definitions=("def other(): ...",)))
+    assert now.definitions == ("def make_box(): ...",)  # Box's, held
+    assert fresh is not None and fresh.definitions == ("def other(): ...",)
 
 
 class Recorder:
