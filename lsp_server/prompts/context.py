@@ -17,7 +17,7 @@ Everything here is a pure function of (source bytes, tree, cursor byte offset).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
 from typing import NamedTuple
@@ -348,19 +348,6 @@ def function_start_by_indentation(source: bytes, cursor: int) -> int | None:
     return None
 
 
-def _top_level(tree: SyntaxTree) -> Iterator[Node]:
-    """The module's statements in order. An unclosed bracket being typed can make
-    tree-sitter wrap the whole module in an ERROR node; its statements still count, so
-    that the prompt's head (imports, definitions) stays put while the user types."""
-    stack = list(reversed(tree.root_node.named_children))
-    while stack:
-        node = stack.pop()
-        if node.type == "ERROR":
-            stack.extend(reversed(node.named_children))
-        else:
-            yield node
-
-
 class _Statement(NamedTuple):
     """A top-level statement as the prompt's head reads it: the node, the definition
     under its decorators, that one's type, and whether it starts at column 0."""
@@ -372,12 +359,19 @@ class _Statement(NamedTuple):
 
 
 def top_statements(tree: SyntaxTree) -> list[_Statement]:
-    """:func:`_top_level` read once for the imports, the outline and the used
-    definitions of one request (each walked every top-level node on its own)."""
+    """The module's statements in order, read once for the imports, the outline and the
+    used definitions of one request. An unclosed bracket being typed can make tree-sitter
+    wrap the whole module in an ERROR node; its statements still count, so that the
+    prompt's head (imports, definitions) stays put while the user types."""
     found = []
-    for child in _top_level(tree):
+    stack = list(reversed(tree.root_node.named_children))
+    while stack:
+        child = stack.pop()
         inner = child
         kind = child.type
+        if kind == "ERROR":
+            stack.extend(reversed(child.named_children))
+            continue
         if kind == "decorated_definition":
             inner = child.child_by_field_name("definition") or child
             kind = inner.type
