@@ -17,7 +17,8 @@ answered. This module replaces that path:
   answers ServerNotInitialized to a request before ``initialize`` (and drops the
   notifications but ``exit``, as LSP says), answers InvalidRequest after ``shutdown``,
   exits with code 1 on ``exit`` without ``shutdown``, and keeps no copy of the documents
-  (``DocumentStore`` is the one copy).
+  (``DocumentStore`` is the one copy). A notification's method sent with an id is handled
+  and its id answered ``null``; a request's method sent without one is reported, not run.
 - ``serve_stdio`` / ``serve_tcp``: the read loops.
 """
 
@@ -392,6 +393,15 @@ def check_message(payload: Any) -> Envelope | Rejection:
     return Envelope("request", method, msg_id)
 
 
+def lsp_kind(method: str) -> Literal["request", "notification"] | None:
+    """What LSP makes ``method`` (a request or a notification); None for a method it does
+    not define (``ghostpilot/stats``): the message's own id says then."""
+    found = types.METHOD_TO_TYPES.get(method)
+    if found is None:
+        return None
+    return "notification" if found[1] is None else "request"
+
+
 def describe_error(error: BaseException) -> tuple[str, str]:
     """(a readable account, the fields at fault without their values) of a structuring
     error, with LSP's camelCase field names: ``0 is not a valid CompletionTriggerKind @
@@ -530,6 +540,12 @@ class GhostpilotProtocol(LanguageServerProtocol):
                 checked.id, INVALID_REQUEST, f"Invalid request: {checked.method} after shutdown"
             )
             return
+        if checked.method is not None and lsp_kind(checked.method) not in (None, checked.kind):
+            as_notification = self._wrong_kind(checked)
+            if as_notification is None:
+                return
+            checked = as_notification
+            payload = {key: value for key, value in payload.items() if key != "id"}
         try:
             message = self._structure(payload, checked)
         except Exception as error:
@@ -538,6 +554,22 @@ class GhostpilotProtocol(LanguageServerProtocol):
         if checked.method == types.INITIALIZE:
             self.initialize_received = True
         self.handle_message(message)
+
+    def _wrong_kind(self, envelope: Envelope) -> Envelope | None:
+        """A notification's method sent with an id is handled as the notification, and the
+        id answered (``null``) so that the client does not wait for it forever. A request's
+        method sent without an id is not run: nothing could carry its answer. Returns the
+        envelope to dispatch, if any."""
+        method = envelope.method
+        if envelope.kind == "request":
+            log.warning("%s is a notification, but came with id %r: handled as the notification, "
+                        "and the id answered with null", method, envelope.id)
+            self._send_data({"jsonrpc": "2.0", "id": envelope.id, "result": None})
+            return Envelope("notification", method, None)
+        text = f"{method} from the client was ignored: it is a request, and it came without an id"
+        log.error("%s", text)
+        self._server.report_error(f"request-without-id:{method}", text)
+        return None
 
     def _before_initialize(self, envelope: Envelope) -> None:
         """LSP: a request before ``initialize`` gets ServerNotInitialized; a notification

@@ -194,3 +194,22 @@ def test_didchange_for_300_unknown_uris_is_one_message(server: RawServer) -> Non
     assert len(shown) <= 1, shown[:3]
     assert not any("internal error" in m for m in shown), shown[:3]
     assert server.stdout_problems == []
+
+
+def test_a_message_of_the_wrong_kind_is_answered_or_reported(server: RawServer) -> None:
+    """A notification's method with an id (didOpen) is handled as the notification and its
+    id answered null; a request's method without an id (completion) is not run, and said
+    once. pygls answered the first never and called the second's missing id invalid params."""
+    server.initialize(capabilities={"window": {"showMessage": {}}})
+    opened = server.call("textDocument/didOpen", {"textDocument": {**TD, "languageId": "python", "version": 1, "text": TEXT}})
+    assert opened == {"jsonrpc": "2.0", "id": server._next_id, "result": None}, opened
+    for _ in range(2):
+        server.send(notification("textDocument/completion", position(2, 4)))
+    server.sync()
+    shown = [m["params"]["message"] for m in server.notifications("window/showMessage")]
+    assert len([m for m in shown if "without an id" in m]) == 1, shown
+    assert not any("params are invalid" in m for m in shown), shown
+    # The didOpen with an id took effect: the real model completes that document.
+    reply = server.call("textDocument/inlineCompletion", {**position(2, 4), "context": {"triggerKind": 1}})
+    assert len(reply["result"]["items"]) == 1, reply
+    assert server.stdout_problems == []

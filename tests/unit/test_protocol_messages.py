@@ -20,6 +20,7 @@ from lsp_server.protocol import (
     Rejection,
     check_message,
     describe_error,
+    lsp_kind,
 )
 from lsp_server.server import GhostpilotServer, create_server, error_kind
 
@@ -208,6 +209,31 @@ def test_each_kind_of_message_reaches_its_handler(server: GhostpilotServer) -> N
         "textDocument": {"uri": uri, "version": 2},
         "contentChanges": [{"text": "y = 2\n"}]}})
     assert server.documents.get(uri).text == "x = 1\n"
+
+
+def test_lsp_kind() -> None:
+    assert lsp_kind("textDocument/didChange") == "notification"
+    assert lsp_kind("exit") == "notification"
+    assert lsp_kind("shutdown") == "request"
+    assert lsp_kind("textDocument/inlineCompletion") == "request"
+    assert lsp_kind("ghostpilot/stats") is None
+
+
+def test_notification_method_with_an_id_is_handled_and_answered_null(server: GhostpilotServer) -> None:
+    uri = "file:///tmp/kinds-with-id.py"
+    protocol(server).handle_payload(req(7, "textDocument/didOpen", {
+        "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x = 1\n"}}))
+    assert responses(server) == [{"jsonrpc": "2.0", "id": 7, "result": None}]
+    assert server.documents.get(uri).text == "x = 1\n"
+
+
+def test_request_method_without_an_id_is_not_run(server: GhostpilotServer, caplog: pytest.LogCaptureFixture) -> None:
+    protocol(server).handle_payload({"jsonrpc": "2.0", "method": "shutdown"})
+    assert responses(server) == []
+    assert "shutdown from the client was ignored: it is a request, and it came without an id" in caplog.text
+    protocol(server).handle_payload(req(8, "ghostpilot/stats", {}))
+    [answer] = responses(server)  # not shut down: a request is served
+    assert answer["id"] == 8 and "result" in answer, answer
 
 
 def test_exit_without_shutdown_is_1(server: GhostpilotServer) -> None:
