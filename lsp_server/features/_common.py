@@ -81,6 +81,39 @@ def command_arguments(args: Sequence[Any]) -> list[Any]:
     return list(args[0]) if len(args) == 1 and isinstance(args[0], list) else list(args)
 
 
+# LSP's uinteger: lines and characters are at most this.
+UINTEGER_MAX = 2**31 - 1
+SHOWN_CHARS = 200  # of a client's value quoted back in an error message
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message, cut to SHOWN_CHARS: a client's argument can be
+    megabytes long."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}… ({len(text):,} characters)"
+
+
+def command_position(command: str, value: Any) -> types.Position:
+    """A command's position argument, ``{"line", "character"}`` or ``[line, character]``,
+    as LSP bounds it (integers from 0 to 2**31 - 1); JsonRpcInvalidParams otherwise."""
+    if isinstance(value, types.Position):
+        return value
+    if isinstance(value, dict) and {"line", "character"} <= value.keys():
+        line, character = value["line"], value["character"]
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        line, character = value
+    else:
+        raise JsonRpcInvalidParams(f"{command}: position must be {{line, character}}, got {shown(value)}")
+    for name, number in (("line", line), ("character", character)):
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= UINTEGER_MAX:
+            raise JsonRpcInvalidParams(
+                f"{command}: the position's {name} must be an integer from 0 to {UINTEGER_MAX}, got {shown(number)}"
+            )
+    return types.Position(line=line, character=character)
+
+
 def optional_string(arguments: Sequence[Any], index: int) -> str | None:
     value = arguments[index] if len(arguments) > index else None
     return value if isinstance(value, str) else None

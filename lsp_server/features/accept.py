@@ -16,7 +16,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.backends.base import ModelInfo
 from lsp_server.engine import RequestRecord, Suggestion, token_fields
-from lsp_server.features._common import command_arguments
+from lsp_server.features._common import command_arguments, shown
 
 # At run time, not under TYPE_CHECKING: pygls resolves a command handler's annotations
 # (typing.get_type_hints) to convert its arguments. No cycle: server.py imports the
@@ -38,7 +38,7 @@ def rss_bytes() -> int:
 
 def suggestion_id(arguments: Sequence[Any]) -> str:
     if not arguments or not isinstance(arguments[0], str):
-        raise JsonRpcInvalidParams(f"{ACCEPT} expects a suggestion id, got {list(arguments)!r}")
+        raise JsonRpcInvalidParams(f"{ACCEPT} expects a suggestion id, got {shown(list(arguments))}")
     return arguments[0]
 
 
@@ -92,7 +92,7 @@ def accept(ls: GhostpilotServer, arguments: Sequence[Any]) -> dict[str, str]:
     wanted = suggestion_id(arguments)
     suggestion = ls.suggestions.get(wanted)
     if suggestion is None:
-        raise JsonRpcInvalidParams(f"unknown or expired suggestion id {wanted!r}")
+        raise JsonRpcInvalidParams(f"unknown or expired suggestion id {shown(wanted)}")
     suggestion.accepted_at = time.time()
     ls.call_each(ls.acceptance_listeners, suggestion, failure="tracking an accepted suggestion failed")
     return {"accepted": suggestion.id}

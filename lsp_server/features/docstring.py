@@ -36,7 +36,7 @@ from lsp_server.backends.base import (
 )
 from lsp_server.backends.worker import ModelWorker
 from lsp_server.docstrings import command as docstring_command
-from lsp_server.features._common import command_arguments, document_at, to_range
+from lsp_server.features._common import command_arguments, command_position, document_at, to_range
 from lsp_server.parsing.document import Document
 from lsp_server.policy import may_read, path_reader
 from lsp_server.runtime import prompt_budget
@@ -123,22 +123,6 @@ def code_actions(ls: GhostpilotServer, params: types.CodeActionParams) -> list[t
     ]
 
 
-def _position(value: Any) -> types.Position:
-    if isinstance(value, types.Position):
-        return value
-    if isinstance(value, dict) and {"line", "character"} <= value.keys():
-        line, character = value["line"], value["character"]
-    elif isinstance(value, (list, tuple)) and len(value) == 2:
-        line, character = value
-    else:
-        raise JsonRpcInvalidParams(
-            f"{COMMAND}: position must be {{line, character}}, got {value!r}"
-        )
-    if not isinstance(line, int) or not isinstance(character, int):
-        raise JsonRpcInvalidParams(f"{COMMAND}: line and character must be integers")
-    return types.Position(line=line, character=character)
-
-
 def arguments(args: Sequence[Any]) -> tuple[str, types.Position]:
     """(uri, position) from ``[uri, position]`` or ``[{"uri", "position"}]``."""
     given = command_arguments(args)
@@ -146,7 +130,7 @@ def arguments(args: Sequence[Any]) -> tuple[str, types.Position]:
         given = [given[0]["uri"], given[0].get("position")]
     if len(given) != 2 or not isinstance(given[0], str):
         raise JsonRpcInvalidParams(f"{COMMAND} takes two arguments: a document URI and a position")
-    return given[0], _position(given[1])
+    return given[0], command_position(COMMAND, given[1])
 
 
 def percentage(done: int, total: int) -> int:

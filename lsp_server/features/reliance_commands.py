@@ -25,7 +25,13 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from lsp_server.backends.base import Cancelled, ModelUnavailable
-from lsp_server.features._common import command_arguments, optional_string, range_offsets, to_range
+from lsp_server.features._common import (
+    command_arguments,
+    optional_string,
+    range_offsets,
+    shown,
+    to_range,
+)
 from lsp_server.features.reliance_diagnostics import CODE, SOURCE, RelianceDiagnostics, attach
 from lsp_server.parsing.document import Document, UnknownDocument
 from lsp_server.reliance import testgen
@@ -48,7 +54,7 @@ TEST_ANNOTATION = "ghostpilot-test"
 # -- pure: arguments, actions, edits ---------------------------------------------------------
 def uri_and_qualname(command: str, arguments: Sequence[Any]) -> tuple[str, str]:
     if len(arguments) < 2 or not all(isinstance(a, str) for a in arguments[:2]):
-        raise JsonRpcInvalidParams(f"{command} expects [uri, function name], got {list(arguments)!r}")
+        raise JsonRpcInvalidParams(f"{command} expects [uri, function name], got {shown(list(arguments))}")
     return arguments[0], arguments[1]
 
 

@@ -36,7 +36,14 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.backends.base import Cancelled, ModelUnavailable
 from lsp_server.engine import Overrides, Suggestion
-from lsp_server.features._common import command_arguments, document_at, parsed_cursor, to_range
+from lsp_server.features._common import (
+    command_arguments,
+    command_position,
+    document_at,
+    parsed_cursor,
+    shown,
+    to_range,
+)
 from lsp_server.parsing.document import Document
 from lsp_server.policy import may_complete
 
@@ -409,12 +416,8 @@ def setup(server: GhostpilotServer) -> None:
     async def suggest_tested(ls: GhostpilotServer, *args: Any) -> dict[str, Any]:
         arguments = command_arguments(args)
         if len(arguments) < 2 or not isinstance(arguments[0], str) or not isinstance(arguments[1], dict):
-            raise JsonRpcInvalidParams(f"{COMMAND} expects (uri, position), got {arguments!r}")
-        uri, raw = arguments[0], arguments[1]
-        try:
-            position = types.Position(line=int(raw["line"]), character=int(raw["character"]))
-        except (KeyError, TypeError, ValueError):
-            raise JsonRpcInvalidParams(f"{COMMAND}: bad position {raw!r}") from None
+            raise JsonRpcInvalidParams(f"{COMMAND} expects (uri, position), got {shown(arguments)}")
+        uri, position = arguments[0], command_position(COMMAND, arguments[1])
         try:
             offer = await tested.run(uri, position, at_cursor=False)
         except Cancelled:

@@ -25,6 +25,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
 from lsp_server.config import Settings
+from lsp_server.features._common import shown
 from lsp_server.parsing.document import ChangeFailed, Document, RangeEdit, UnknownDocument
 
 # At run time, not under TYPE_CHECKING: pygls resolves handlers' annotations
@@ -141,7 +142,7 @@ def setup(server: GhostpilotServer) -> None:
     def document(ls: GhostpilotServer, params: Any) -> dict[str, Any]:
         uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
         if not isinstance(uri, str):
-            raise JsonRpcInvalidParams(f"{DOCUMENT_REQUEST} expects {{\"uri\": string}}, got {params!r}")
+            raise JsonRpcInvalidParams(f"{DOCUMENT_REQUEST} expects {{\"uri\": string}}, got {shown(params)}")
         try:
             found = ls.documents.get(uri)
         except UnknownDocument as error:

@@ -489,7 +489,7 @@ class RelianceSession:
         workspace, key = located
         function = next((f for f in fn.functions(document.text, document.tree) if f.qualname == qualname), None)
         if function is None or workspace.root is None:
-            raise RelianceError(f"no function {qualname!r} in {uri} inside a workspace folder")
+            raise RelianceError(f"no function {qualname[:200]!r} in {uri} inside a workspace folder")
         test_key = workspace.test_file_for(key)
         test_uri = self.uri_of(workspace, test_key)
         existing = self._text_of(workspace, test_key, test_uri)

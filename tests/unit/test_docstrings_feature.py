@@ -135,11 +135,23 @@ def test_arguments(args: list[Any], expected: tuple[str, int, int]) -> None:
         pytest.param([URI, {"line": "1", "character": 0}], id="string-line"),
         pytest.param([URI, {"row": 1}], id="wrong-keys"),
         pytest.param([1, {"line": 1, "character": 0}], id="uri-not-a-string"),
+        # These raised ValueError from lsprotocol's Position: an internal error, not InvalidParams.
+        pytest.param([URI, {"line": -3, "character": 0}], id="negative-line"),
+        pytest.param([URI, {"line": 0, "character": 2**40}], id="character-2^40"),
+        pytest.param([URI, [2**31, 0]], id="line-2^31"),
+        pytest.param([URI, {"line": True, "character": False}], id="booleans"),
     ],
 )
 def test_bad_arguments(args: list[Any]) -> None:
-    with pytest.raises(JsonRpcInvalidParams, match="generateDocstring|position|integers"):
+    with pytest.raises(JsonRpcInvalidParams, match="generateDocstring"):
         arguments(args)
+
+
+def test_a_huge_argument_is_quoted_short() -> None:
+    with pytest.raises(JsonRpcInvalidParams) as caught:
+        arguments([URI, "x" * 1_000_000])
+    message = str(caught.value)
+    assert len(message) < 400 and "1,000,002 characters" in message, message[:400]
 
 
 @pytest.mark.parametrize(
